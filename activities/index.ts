@@ -1,0 +1,204 @@
+import { heartbeat, sleep } from '@temporalio/activity';
+import type { PrismaClient } from '../src/database/prisma';
+import { PLANS, planMaxReplicas, PlanName } from '../src/domain/plans';
+import type { ProviderAdapter, ReplicaHandle } from '../src/providers/provider';
+
+/**
+ * Activity factory: plain async functions over injected dependencies. Every
+ * activity is idempotent, so Temporal may retry or replay it freely.
+ */
+export interface ActivityDeps {
+  prisma: PrismaClient;
+  providers: Partial<Record<'LOCAL' | 'RUNPOD' | 'MODAL' | 'CUSTOM', ProviderAdapter>>;
+  publicBaseUrl: string;
+  /** Poll interval of the health wait, ms. */
+  healthPollMs?: number;
+}
+
+// Error names become ApplicationFailure types; the permanent ones are listed
+// in the workflows' nonRetryableErrorTypes.
+export class PlanError extends Error {
+  override name = 'PlanError';
+}
+export class NotFoundError extends Error {
+  override name = 'NotFoundError';
+}
+export class ReplicaUnhealthyError extends Error {
+  override name = 'ReplicaUnhealthyError';
+}
+
+export const CHANNEL_ROUTES = 'infercp_routes';
+export const CHANNEL_KEYS = 'infercp_keys';
+
+/** Deterministic replica ids make provisioning idempotent across retries. */
+export const replicaId = (deploymentId: string, ordinal: number) => `${deploymentId}-r${ordinal}`;
+
+export function createActivities(deps: ActivityDeps) {
+  const { prisma } = deps;
+  const pollMs = deps.healthPollMs ?? 200;
+
+  const event = (deploymentId: string, kind: string, message: string, data?: object) =>
+    prisma.deploymentEvent.create({ data: { deploymentId, kind, message, data: data ?? undefined } });
+
+  const notify = (channel: string, payload: string) => prisma.$executeRaw`SELECT pg_notify(${channel}, ${payload})`;
+
+  async function loadDeployment(deploymentId: string) {
+    const d = await prisma.deployment.findUnique({
+      where: { id: deploymentId },
+      include: { workspace: true, pipeline: true, variant: true },
+    });
+    if (!d) throw new NotFoundError(`deployment ${deploymentId} not found`);
+    return d;
+  }
+
+  function provider(target: string): ProviderAdapter {
+    const p = deps.providers[target as keyof ActivityDeps['providers']];
+    if (!p) throw new PlanError(`target ${target} is not configured on this worker`);
+    return p;
+  }
+
+  const handleOf = (r: { id: string; deploymentId: string; providerId: string | null; address: string | null }): ReplicaHandle => ({
+    replicaId: r.id,
+    deploymentId: r.deploymentId,
+    providerId: r.providerId ?? '',
+    address: r.address ?? '',
+  });
+
+  return {
+    async checkPlan({ deploymentId }: { deploymentId: string }): Promise<{ initialReplicas: number }> {
+      const d = await loadDeployment(deploymentId);
+      const plan = d.workspace.plan as PlanName;
+      const limits = PLANS[plan];
+      if (!limits.canDeploy) throw new PlanError(`the ${plan} plan cannot deploy; upgrade to Pro or higher`);
+      if (!limits.modes.includes(d.mode)) throw new PlanError(`${d.mode} mode needs the Team plan or higher`);
+      const cap = planMaxReplicas(plan, d.workspace.maxReplicas);
+      if (d.maxReplicas > cap) throw new PlanError(`maxReplicas ${d.maxReplicas} exceeds the ${plan} plan's ${cap}`);
+      if (!deps.providers[d.target]) throw new PlanError(`target ${d.target} is not configured on this worker`);
+      await prisma.deployment.update({ where: { id: deploymentId }, data: { status: 'PROVISIONING' } });
+      await event(deploymentId, 'plan.checked', `plan ${plan} allows ${d.mode} with up to ${cap} replicas`);
+      // A Flex deployment with min 0 still proves one replica healthy before it is ACTIVE;
+      // the scaler idles it down later.
+      return { initialReplicas: Math.max(1, d.minReplicas) };
+    },
+
+    async provisionReplicas({ deploymentId, count }: { deploymentId: string; count: number }): Promise<{ replicaIds: string[] }> {
+      const d = await loadDeployment(deploymentId);
+      const p = provider(d.target);
+      const ids: string[] = [];
+      for (let i = 0; i < count; i++) {
+        const id = replicaId(deploymentId, i);
+        ids.push(id);
+        const concurrency = d.variant.maxConcurrency;
+        await prisma.replica.upsert({
+          where: { id },
+          create: { id, deploymentId, state: 'STARTING', gpu: d.gpu, concurrency },
+          update: {},
+        });
+        const h = await p.ensureReplica({
+          replicaId: id,
+          deploymentId,
+          pipelineId: d.pipelineId,
+          variantId: d.variantId,
+          model: d.pipeline.model,
+          task: d.pipeline.task,
+          gpu: d.gpu,
+          maxConcurrency: concurrency,
+        });
+        await prisma.replica.update({ where: { id }, data: { providerId: h.providerId, address: h.address } });
+      }
+      await event(deploymentId, 'replicas.provisioning', `starting ${count} replica(s) on ${d.target} (${d.gpu})`, { replicaIds: ids });
+      return { replicaIds: ids };
+    },
+
+    async waitReplicasReady({ deploymentId, timeoutSeconds }: { deploymentId: string; timeoutSeconds: number }): Promise<void> {
+      const d = await loadDeployment(deploymentId);
+      const p = provider(d.target);
+      const deadline = Date.now() + timeoutSeconds * 1000;
+      for (;;) {
+        const pending = await prisma.replica.findMany({ where: { deploymentId, state: 'STARTING' } });
+        if (pending.length === 0) break;
+        for (const r of pending) {
+          const h = await p.health(handleOf(r));
+          if (h === 'ready') {
+            const now = new Date();
+            await prisma.replica.update({
+              where: { id: r.id },
+              data: { state: 'READY', readyAt: now, coldStartMs: now.getTime() - r.startedAt.getTime() },
+            });
+            await event(deploymentId, 'replica.ready', `replica ${r.id} is ready after ${now.getTime() - r.startedAt.getTime()} ms`);
+          } else if (h === 'gone') {
+            await prisma.replica.update({ where: { id: r.id }, data: { state: 'FAILED', stoppedAt: new Date() } });
+            throw new ReplicaUnhealthyError(`replica ${r.id} exited before it became healthy`);
+          }
+        }
+        if (Date.now() > deadline) {
+          throw new ReplicaUnhealthyError(`replica(s) ${pending.map((r) => r.id).join(', ')} not healthy after ${timeoutSeconds} s`);
+        }
+        heartbeat();
+        await sleep(pollMs);
+      }
+    },
+
+    async issueDeploymentKeys({ deploymentId }: { deploymentId: string }): Promise<void> {
+      const { count } = await prisma.apiKey.updateMany({
+        where: { deploymentId, issuedAt: null, revokedAt: null },
+        data: { issuedAt: new Date() },
+      });
+      if (count > 0) await event(deploymentId, 'key.issued', `issued ${count} deployment-scoped API key(s)`);
+      await notify(CHANNEL_KEYS, deploymentId);
+    },
+
+    async revokeDeploymentKeys({ deploymentId }: { deploymentId: string }): Promise<void> {
+      await prisma.apiKey.updateMany({ where: { deploymentId, revokedAt: null }, data: { revokedAt: new Date() } });
+      await event(deploymentId, 'key.revoked', 'deployment-scoped API keys revoked');
+      await notify(CHANNEL_KEYS, deploymentId);
+    },
+
+    async publishRoutes({ deploymentId }: { deploymentId: string }): Promise<{ url: string }> {
+      const url = `${deps.publicBaseUrl.replace(/\/$/, '')}/v1`;
+      await prisma.deployment.update({ where: { id: deploymentId }, data: { url, status: 'ACTIVE', statusReason: null } });
+      await event(deploymentId, 'routes.published', `routes published at ${url}`);
+      await event(deploymentId, 'deployment.active', 'deployment is ACTIVE');
+      await notify(CHANNEL_ROUTES, deploymentId);
+      return { url };
+    },
+
+    async unpublishRoutes({ deploymentId }: { deploymentId: string }): Promise<void> {
+      await prisma.deployment.update({ where: { id: deploymentId }, data: { url: null } });
+      await notify(CHANNEL_ROUTES, deploymentId);
+    },
+
+    async releaseReplicas({ deploymentId, reason }: { deploymentId: string; reason: string }): Promise<void> {
+      const d = await loadDeployment(deploymentId);
+      const p = provider(d.target);
+      const live = await prisma.replica.findMany({ where: { deploymentId, state: { notIn: ['STOPPED'] } } });
+      for (const r of live) {
+        await p.stopReplica(r.id);
+        await prisma.replica.update({
+          where: { id: r.id },
+          data: { state: r.state === 'FAILED' ? 'FAILED' : 'STOPPED', stoppedAt: r.stoppedAt ?? new Date() },
+        });
+      }
+      if (live.length) await event(deploymentId, 'replicas.released', `released ${live.length} replica(s): ${reason}`);
+      await notify(CHANNEL_ROUTES, deploymentId);
+    },
+
+    async markFailed({ deploymentId, reason }: { deploymentId: string; reason: string }): Promise<void> {
+      await prisma.deployment.update({ where: { id: deploymentId }, data: { status: 'FAILED', statusReason: reason, url: null } });
+      await event(deploymentId, 'deployment.failed', reason);
+    },
+
+    async finishOperation(input: { deploymentId: string; operationId: string; status: 'SUCCEEDED' | 'FAILED'; error?: string }): Promise<void> {
+      await prisma.operation.updateMany({
+        where: { id: input.operationId, finishedAt: null },
+        data: { status: input.status, error: input.error ?? null, finishedAt: new Date() },
+      });
+      await prisma.deployment.updateMany({
+        where: { id: input.deploymentId, activeOperationId: input.operationId },
+        data: { activeOperationId: null },
+      });
+    },
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;

@@ -1,0 +1,45 @@
+// @ts-check
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+const nodeBuiltins = ['fs', 'path', 'os', 'crypto', 'http', 'https', 'net', 'child_process', 'util', 'events', 'stream', 'worker_threads', 'timers', 'dns', 'url', 'process'];
+const forbidden = [
+  ...nodeBuiltins.flatMap((m) => [m, `node:${m}`, `${m}/*`, `node:${m}/*`]),
+  '@nestjs/*', '@prisma/*', 'pg', 'undici', 'pino', 'fastify', 'zod', '@temporalio/client', '@temporalio/worker', '@temporalio/activity',
+];
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'src/generated/**', 'coverage/**', '.data/**', 'scripts/*.js', '*.config.js', '*.config.mjs', 'prisma.config.ts'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-require-imports': 'off',
+    },
+  },
+  {
+    // Workflow code is replayed: it must be deterministic. Activities are imported as types only.
+    files: ['workflows/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        paths: forbidden.filter((m) => !m.includes('*')),
+        patterns: [
+          { group: forbidden.filter((m) => m.includes('*')), message: 'workflows/ may not import Node, Nest, Prisma or network modules' },
+          { group: ['../src/*', '!../src/domain'], message: 'workflows/ may import only src/domain/ (pure code)' },
+          { group: ['../activities', '../activities/*'], message: 'import activities as types only', allowTypeImports: true },
+        ],
+      }],
+      'no-restricted-globals': ['error', 'setTimeout', 'setInterval', 'fetch'],
+    },
+  },
+  {
+    // Pure decision logic shared with workflows: no I/O, no imports of app modules.
+    files: ['src/domain/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { paths: forbidden.filter((m) => !m.includes('*')), patterns: [{ group: ['../*', '@*/*'], message: 'src/domain is pure' }] }],
+    },
+  },
+);

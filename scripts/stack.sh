@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# One entry for the two quick-start commands: `npm start` (up) and `npm test` (test).
+# Installs what is missing (node modules, the Temporal CLI), generates the Prisma
+# client, builds, then runs the stack or the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+ensure_node_modules() {
+  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    step "installing node modules (npm ci)"
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+}
+
+build() {
+  step "generating the Prisma client"
+  node scripts/prisma.js generate >/dev/null
+  step "compiling TypeScript and bundling workflows"
+  npx tsc -p tsconfig.build.json
+  node dist/src/temporal/bundle.js
+}
+
+ensure_temporal() {
+  if [ -z "${TEMPORAL_ADDRESS:-}" ]; then
+    step "checking the Temporal CLI"
+    TEMPORAL_CLI_PATH="$(bash scripts/temporal-cli.sh)"
+    export TEMPORAL_CLI_PATH
+  fi
+}
+
+cmd="${1:-up}"; shift || true
+case "$cmd" in
+  up)
+    ensure_node_modules; ensure_temporal; build
+    exec node dist/src/cli/up.js "$@"
+    ;;
+  test)
+    ensure_node_modules; ensure_temporal; build
+    step "linting"
+    npx eslint --max-warnings 0 .
+    step "running tests"
+    exec npx jest --runInBand "$@"
+    ;;
+  build)
+    ensure_node_modules; build
+    ;;
+  *)
+    echo "usage: scripts/stack.sh up|test|build" >&2; exit 2
+    ;;
+esac

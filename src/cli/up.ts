@@ -1,0 +1,125 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { ConfigError, loadConfig } from '../config/config';
+import { createPrisma } from '../database/prisma';
+import { ensureDatabase, migrate } from '../database/migrate';
+import { DevServer, startDevServer, waitForPort } from '../temporal/dev-server';
+import { localProvider } from '../temporal/worker-runtime';
+import { ensureDefaultWorkspace } from '../workspaces/workspaces.service';
+
+/**
+ * `npm start`: the whole product on one machine, with an embedded default for
+ * every part: Postgres (DATABASE_URL, else the local server), Temporal
+ * (TEMPORAL_ADDRESS, else `temporal server start-dev` with its UI), migrations,
+ * the api and the worker. Ctrl-C stops all of it, replicas included.
+ */
+const root = resolve(__dirname, '../../..');
+const say = (msg: string) => process.stderr.write(`\u001b[1m==>\u001b[0m ${msg}\n`);
+
+async function main() {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  const dataDir = resolve(root, config.DATA_DIR);
+  await mkdir(dataDir, { recursive: true });
+
+  let temporal: DevServer | null = null;
+  const children: ChildProcess[] = [];
+  let stopping = false;
+  const stop = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    say('stopping api and worker');
+    await Promise.all(
+      children.map(
+        (c) =>
+          new Promise<void>((r) => {
+            if (c.exitCode !== null || c.signalCode !== null) return r();
+            c.once('exit', () => r());
+            c.kill('SIGTERM');
+            setTimeout(() => c.kill('SIGKILL'), 10_000).unref();
+          }),
+      ),
+    );
+    const local = localProvider(config);
+    const replicas = await local.listReplicas();
+    if (replicas.length) say(`stopping ${replicas.length} local replica(s)`);
+    await Promise.all(replicas.map((r) => local.stopReplica(r.replicaId)));
+    if (temporal) {
+      say('stopping the Temporal dev server');
+      await temporal.stop();
+    }
+    process.exit(code);
+  };
+  process.once('SIGINT', () => void stop(0));
+  process.once('SIGTERM', () => void stop(0));
+
+  const env: NodeJS.ProcessEnv = { ...process.env, DATA_DIR: dataDir };
+  if (!process.env.TEMPORAL_ADDRESS) {
+    const cliPath = process.env.TEMPORAL_CLI_PATH;
+    if (!cliPath) throw new Error('TEMPORAL_CLI_PATH is not set; run through `npm start`, which installs the CLI');
+    const [host, port] = config.TEMPORAL_ADDRESS.split(':');
+    say(`starting the Temporal dev server on ${config.TEMPORAL_ADDRESS} (SQLite: ${config.DATA_DIR}/temporal.sqlite)`);
+    temporal = await startDevServer({
+      cliPath,
+      host,
+      port: Number(port),
+      uiPort: Number(process.env.TEMPORAL_UI_PORT ?? 8233),
+      dbFile: resolve(dataDir, 'temporal.sqlite'),
+      logFile: resolve(dataDir, 'temporal.log'),
+    });
+    env.TEMPORAL_ADDRESS = temporal.address;
+  }
+
+  say(`preparing the database ${new URL(config.DATABASE_URL).pathname.slice(1)}`);
+  if (await ensureDatabase(config.DATABASE_URL)) say('created the database');
+  const m = await migrate(config.DATABASE_URL, resolve(root, 'prisma/migrations'), (msg) => say(msg));
+  say(`migrations: ${m.applied.length} applied, ${m.alreadyApplied.length} already applied`);
+
+  // The bootstrap token: BOOTSTRAP_TOKEN, else the one generated on the first start.
+  const tokenFile = resolve(dataDir, 'bootstrap-token');
+  const saved = config.BOOTSTRAP_TOKEN ?? (await readFile(tokenFile, 'utf8').then((s) => s.trim(), () => undefined));
+  const prisma = createPrisma(config.DATABASE_URL, 2);
+  const { token } = await ensureDefaultWorkspace(prisma, saved);
+  await prisma.$disconnect();
+  if (!config.BOOTSTRAP_TOKEN) await writeFile(tokenFile, `${token}\n`, { mode: 0o600 });
+
+  for (const [name, entry] of [['worker', 'dist/src/worker.js'], ['api', 'dist/src/main.js']] as const) {
+    const child = spawn(process.execPath, [resolve(root, entry)], { env, stdio: 'inherit', cwd: root });
+    child.once('exit', (code, signal) => {
+      if (!stopping) {
+        say(`${name} exited (code ${code}, signal ${signal}); stopping the stack`);
+        void stop(code || 1);
+      }
+    });
+    children.push(child);
+  }
+  await waitForPort(config.API_HOST, config.API_PORT, 60_000);
+
+  const lines = [
+    '',
+    'infer-control-plane is up.',
+    `  GraphQL      ${config.PUBLIC_BASE_URL}/graphql   (GraphiQL: ${config.PUBLIC_BASE_URL}/graphiql)`,
+    `  Gateway      ${config.PUBLIC_BASE_URL}/v1`,
+    `  Temporal UI  ${temporal?.uiUrl ?? `(external cluster at ${env.TEMPORAL_ADDRESS})`}`,
+    `  Metrics      ${config.PUBLIC_BASE_URL}/metrics`,
+    `  Token        ${token}   (workspace "default", Team plan; send as Authorization: Bearer <token>)`,
+    '',
+    'Ctrl-C stops everything.',
+    '',
+  ];
+  process.stdout.write(lines.join('\n'));
+}
+
+main().catch((err) => {
+  process.stderr.write(`npm start failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

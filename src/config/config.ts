@@ -1,0 +1,107 @@
+import { z } from 'zod';
+
+/**
+ * The one configuration schema, read at boot by the api, the worker and the
+ * stack runner. Every key is an environment variable; a bad value stops boot
+ * with a message naming the key, the value and the rule.
+ */
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+export const configSchema = z.object({
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+    .default('postgresql://postgres@127.0.0.1:5432/infercp'),
+  TEMPORAL_ADDRESS: z
+    .string()
+    .regex(/^[^\s:]+:\d+$/, 'must be host:port')
+    .default('127.0.0.1:7233'),
+  TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  TEMPORAL_TASK_QUEUE: z.string().min(1).default('deployments'),
+  /** Path of a prebuilt workflow bundle; empty means bundle from source at worker start. */
+  TEMPORAL_WORKFLOW_BUNDLE: z.string().default(''),
+  API_HOST: z.string().min(1).default('127.0.0.1'),
+  API_PORT: port.default(8080),
+  /** Base URL clients use to reach the gateway; deployment URLs are this plus /v1. */
+  PUBLIC_BASE_URL: z
+    .string()
+    .url()
+    .optional(),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Management token for the default workspace; generated when empty. */
+  BOOTSTRAP_TOKEN: z
+    .string()
+    .regex(/^mt_[A-Za-z0-9_-]{16,}$/, 'must look like mt_ followed by at least 16 URL-safe characters')
+    .optional(),
+  /** 32 bytes, base64 or hex: key for AES-256-GCM encryption of provider credentials. */
+  SECRETS_KEY: z
+    .string()
+    .refine((v) => decodeKey(v) !== null, 'must be 32 bytes as base64 or 64 hex characters')
+    .optional(),
+  DATA_DIR: z.string().min(1).default('.data'),
+  /**
+   * Command that starts one replica for the local provider. Placeholders:
+   * {port} {model} {task} {variant} {weights} {cacheDir} {maxConcurrency} {replicaId}.
+   * Empty means the built-in simulator.
+   */
+  LOCAL_REPLICA_COMMAND: z.string().default(''),
+  LOCAL_REPLICA_READY_TIMEOUT_SECONDS: positiveInt.default(180),
+  /** Simulator knobs used by the default local replica command. */
+  SIM_COLD_START_MS: z.coerce.number().int().min(0).default(4000),
+  SIM_WARM_START_MS: z.coerce.number().int().min(0).default(600),
+  SIM_TTFT_MS: z.coerce.number().min(0).default(40),
+  SIM_ITL_MS: z.coerce.number().min(0).default(8),
+  /** How long the deploy workflow waits for replicas to turn healthy before failing. */
+  DEPLOY_HEALTH_TIMEOUT_SECONDS: positiveInt.default(300),
+  /** How long a gateway trusts a cached key or route before re-reading Postgres. */
+  GATEWAY_CACHE_TTL_MS: positiveInt.default(5000),
+  GATEWAY_UPSTREAM_TIMEOUT_MS: positiveInt.default(600_000),
+  METRICS_ENABLED: bool.default(true),
+  /** Where the api writes the emitted GraphQL schema; empty keeps it in memory. */
+  GRAPHQL_SCHEMA_FILE: z.string().default(''),
+});
+
+export type Config = z.infer<typeof configSchema> & { PUBLIC_BASE_URL: string };
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export function decodeKey(v: string): Buffer | null {
+  if (/^[0-9a-fA-F]{64}$/.test(v)) return Buffer.from(v, 'hex');
+  const b = Buffer.from(v, 'base64');
+  return b.length === 32 ? b : null;
+}
+
+/** Parses the environment; throws ConfigError naming each bad key, its value and the rule. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const input: Record<string, string | undefined> = {};
+  for (const key of Object.keys(configSchema.shape)) {
+    const v = env[key];
+    // An empty variable means "unset" so that `FOO= npm start` falls back to the default.
+    if (v !== undefined && v !== '') input[key] = v;
+  }
+  const parsed = configSchema.safeParse(input);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const key = String(issue.path[0]);
+      const shown = /TOKEN|KEY|PASSWORD/.test(key) ? '<redacted>' : JSON.stringify(input[key]);
+      return `${key}=${shown}: ${issue.message}`;
+    });
+    throw new ConfigError(problems);
+  }
+  const c = parsed.data;
+  return {
+    ...c,
+    PUBLIC_BASE_URL: c.PUBLIC_BASE_URL ?? `http://${c.API_HOST}:${c.API_PORT}`,
+  };
+}
+
+export const CONFIG = Symbol('CONFIG');

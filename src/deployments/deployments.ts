@@ -1,0 +1,216 @@
+import { Inject, Injectable, Module, UseGuards } from '@nestjs/common';
+import { Args, Field, ID, InputType, Int, Mutation, Parent, Query, ResolveField, Resolver } from '@nestjs/graphql';
+import { Client, WorkflowIdReusePolicy } from '@temporalio/client';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { Config, CONFIG } from '../config/config';
+import { LOGGER, PRISMA, TEMPORAL_CLIENT } from '../common/core.module';
+import { issueSecret, newId } from '../common/secrets';
+import type { PrismaClient, Workspace } from '../database/prisma';
+import { DomainError, ErrorCode, notFound } from '../domain/errors';
+import { MODE_DEFAULTS, ModeName, PLANS, planMaxReplicas, PlanName, targetConcurrency } from '../domain/plans';
+import { DeploymentMode, Target } from '../graphql/enums';
+import { Deployment, DeploymentEvent, DeployPayload, Operation, Pipeline, Replica, Variant } from '../graphql/models';
+import { AuthContext, CurrentAuth, ManagementAuthGuard } from '../workspaces/auth';
+import { deployWorkflowId, DeployInput } from '../../workflows/messages';
+
+@InputType()
+export class DeployPipelineInput {
+  @Field(() => ID) pipelineId!: string;
+  @Field(() => ID, { nullable: true, description: "Variant to serve; the pipeline's selected variant when omitted." }) variantId?: string;
+  @Field(() => Target, { defaultValue: 'LOCAL' }) target!: Target;
+  @Field({ description: 'GPU type id on the target (e.g. NVIDIA L40S); "sim" for the local simulator.' }) gpu!: string;
+  @Field(() => DeploymentMode, { defaultValue: 'FLEX' }) mode!: DeploymentMode;
+  @Field(() => Int, { nullable: true, description: 'Floor. Flex default 0, Active default 1.' }) minReplicas?: number;
+  @Field(() => Int, { nullable: true, description: 'Ceiling and spend cap; requests past it queue, then get 503. Default max(1, minReplicas).' }) maxReplicas?: number;
+  @Field(() => Int, { nullable: true, description: 'Per-replica in-flight target; default from the optimization run or the task.' }) targetConcurrency?: number;
+  @Field(() => Int, { nullable: true, description: 'Below-target time before scaling down. Flex 30, Active 120.' }) scaleDownWindowSeconds?: number;
+  @Field(() => Int, { nullable: true, description: 'Flex: no traffic for this long scales to zero. Default 300.' }) idleTimeoutSeconds?: number;
+}
+
+const deploySchema = z
+  .object({
+    pipelineId: z.string().min(1),
+    variantId: z.string().min(1).optional().nullable(),
+    target: z.enum(['LOCAL', 'RUNPOD', 'MODAL', 'CUSTOM']),
+    gpu: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/, 'must be 1-64 characters of letters, digits, space, ., _ or -'),
+    mode: z.enum(['FLEX', 'ACTIVE']),
+    minReplicas: z.number().int().min(0, 'must be at least 0').optional().nullable(),
+    maxReplicas: z.number().int().min(1, 'must be at least 1').optional().nullable(),
+    targetConcurrency: z.number().int().min(1, 'must be at least 1').optional().nullable(),
+    scaleDownWindowSeconds: z.number().int().min(1, 'must be at least 1').max(86_400, 'must be at most 86400').optional().nullable(),
+    idleTimeoutSeconds: z.number().int().min(1, 'must be at least 1').max(86_400 * 7, 'must be at most 604800').optional().nullable(),
+  })
+  .superRefine((v, ctx) => {
+    if (v.mode === 'ACTIVE' && v.minReplicas === 0) {
+      ctx.addIssue({ code: 'custom', path: ['minReplicas'], message: 'ACTIVE mode keeps a warm floor: minReplicas must be at least 1' });
+    }
+    if (v.minReplicas != null && v.maxReplicas != null && v.minReplicas > v.maxReplicas) {
+      ctx.addIssue({ code: 'custom', path: ['minReplicas'], message: `must not exceed maxReplicas (${v.maxReplicas})` });
+    }
+  });
+
+@Injectable()
+export class DeploymentsService {
+  constructor(
+    @Inject(PRISMA) private readonly prisma: PrismaClient,
+    @Inject(TEMPORAL_CLIENT) private readonly temporal: Client,
+    @Inject(CONFIG) private readonly config: Config,
+    @Inject(LOGGER) private readonly log: Logger,
+  ) {}
+
+  /** Plan rules from the reference; each violation is a PLAN_LIMIT error naming the rule. */
+  checkPlan(ws: Workspace, mode: ModeName, maxReplicas: number) {
+    const plan = ws.plan as PlanName;
+    const limits = PLANS[plan];
+    if (!limits.canDeploy) {
+      throw new DomainError(ErrorCode.PLAN_LIMIT, `the ${plan} plan cannot deploy; deployment needs the Pro plan or higher (Starter can test in the playground)`, { plan });
+    }
+    if (!limits.modes.includes(mode)) {
+      throw new DomainError(ErrorCode.PLAN_LIMIT, `${mode} mode needs the Team plan or higher (workspace is on ${plan})`, { plan, field: 'mode' });
+    }
+    const cap = planMaxReplicas(plan, ws.maxReplicas);
+    if (maxReplicas > cap) {
+      throw new DomainError(ErrorCode.PLAN_LIMIT, `maxReplicas ${maxReplicas} exceeds the ${plan} plan's ceiling of ${cap}`, { plan, field: 'maxReplicas', limit: cap });
+    }
+  }
+
+  async deploy(ws: Workspace, raw: DeployPipelineInput) {
+    const input = deploySchema.parse(raw);
+    const pipeline = await this.prisma.pipeline.findFirst({ where: { id: input.pipelineId, workspaceId: ws.id } });
+    if (!pipeline) throw notFound('pipeline', input.pipelineId);
+    const variantId = input.variantId ?? pipeline.selectedVariantId;
+    const variant = variantId ? await this.prisma.variant.findFirst({ where: { id: variantId, pipelineId: pipeline.id } }) : null;
+    if (!variant) throw notFound('variant', variantId ?? '(none selected)');
+
+    const defaults = MODE_DEFAULTS[input.mode];
+    const minReplicas = input.minReplicas ?? defaults.minReplicas;
+    const maxReplicas = input.maxReplicas ?? Math.max(1, minReplicas);
+    if (minReplicas > maxReplicas) {
+      throw new DomainError(ErrorCode.BAD_USER_INPUT, `minReplicas: ${minReplicas} must not exceed maxReplicas (${maxReplicas})`, { field: 'minReplicas' });
+    }
+    this.checkPlan(ws, input.mode, maxReplicas);
+    if (input.targetConcurrency != null && input.targetConcurrency > variant.maxConcurrency) {
+      throw new DomainError(
+        ErrorCode.BAD_USER_INPUT,
+        `targetConcurrency: ${input.targetConcurrency} is above what one replica of this variant serves (${variant.maxConcurrency})`,
+        { field: 'targetConcurrency' },
+      );
+    }
+
+    const id = newId('dep');
+    const operationId = newId('op');
+    const workflowId = deployWorkflowId(id);
+    const key = issueSecret('sk');
+    await this.prisma.$transaction(async (tx) => {
+      await tx.deployment.create({
+        data: {
+          id,
+          workspaceId: ws.id,
+          pipelineId: pipeline.id,
+          variantId: variant.id,
+          target: input.target,
+          gpu: input.gpu,
+          mode: input.mode,
+          minReplicas,
+          maxReplicas,
+          targetConcurrency: targetConcurrency(pipeline.task, variant.maxConcurrency, input.targetConcurrency ?? variant.targetConcurrency),
+          scaleDownWindowSeconds: input.scaleDownWindowSeconds ?? defaults.scaleDownWindowSeconds,
+          idleTimeoutSeconds: input.idleTimeoutSeconds ?? defaults.idleTimeoutSeconds,
+          status: 'PENDING',
+          activeOperationId: operationId,
+        },
+      });
+      await tx.operation.create({ data: { id: operationId, deploymentId: id, kind: 'DEPLOY', workflowId, status: 'RUNNING' } });
+      // Stored hashed and inactive; the deploy workflow issues it once replicas are healthy.
+      await tx.apiKey.create({
+        data: { id: newId('key'), workspaceId: ws.id, scope: 'DEPLOYMENT', deploymentId: id, pipelineId: pipeline.id, name: `${pipeline.name} deployment key`, prefix: key.prefix, hash: key.hash },
+      });
+      await tx.deploymentEvent.create({
+        data: { deploymentId: id, kind: 'deploy.requested', message: `deploy of ${pipeline.name} (${variant.name}) on ${input.target} ${input.gpu}, ${input.mode} ${minReplicas}-${maxReplicas} replicas` },
+      });
+    });
+
+    const wfInput: DeployInput = { deploymentId: id, operationId, healthTimeoutSeconds: this.config.DEPLOY_HEALTH_TIMEOUT_SECONDS };
+    try {
+      await this.temporal.workflow.start('deployWorkflow', {
+        taskQueue: this.config.TEMPORAL_TASK_QUEUE,
+        workflowId,
+        args: [wfInput],
+        workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
+      });
+    } catch (err) {
+      // Nothing was accepted: undo the rows and say so.
+      this.log.error({ err, deploymentId: id }, 'could not start the deploy workflow');
+      await this.prisma.deployment.delete({ where: { id } }).catch(() => {});
+      throw new DomainError(ErrorCode.UNAVAILABLE, 'the workflow engine is unavailable; nothing was deployed, try again shortly');
+    }
+    const deployment = await this.prisma.deployment.findUniqueOrThrow({ where: { id } });
+    return { deployment, apiKey: key.plaintext };
+  }
+
+  async get(workspaceId: string, id: string) {
+    const d = await this.prisma.deployment.findFirst({ where: { id, workspaceId } });
+    if (!d) throw notFound('deployment', id);
+    return d;
+  }
+
+  list(workspaceId: string) {
+    return this.prisma.deployment.findMany({ where: { workspaceId }, orderBy: { createdAt: 'desc' } });
+  }
+}
+
+@Resolver(() => Deployment)
+@UseGuards(ManagementAuthGuard)
+export class DeploymentsResolver {
+  constructor(
+    private readonly svc: DeploymentsService,
+    @Inject(PRISMA) private readonly prisma: PrismaClient,
+  ) {}
+
+  @Mutation(() => DeployPayload, { description: 'Starts deploy:<deploymentId>; returns at once with a PENDING deployment and its key.' })
+  deployPipeline(@CurrentAuth() auth: AuthContext, @Args('input') input: DeployPipelineInput) {
+    return this.svc.deploy(auth.workspace, input);
+  }
+
+  @Query(() => Deployment)
+  deployment(@CurrentAuth() auth: AuthContext, @Args('id', { type: () => ID }) id: string) {
+    return this.svc.get(auth.workspace.id, id);
+  }
+
+  @Query(() => [Deployment])
+  deployments(@CurrentAuth() auth: AuthContext) {
+    return this.svc.list(auth.workspace.id);
+  }
+
+  @ResolveField(() => [Replica], { description: 'Replicas not yet stopped, oldest first.' })
+  replicas(@Parent() d: Deployment, @Args('includeStopped', { defaultValue: false }) includeStopped: boolean) {
+    return this.prisma.replica.findMany({
+      where: { deploymentId: d.id, ...(includeStopped ? {} : { state: { notIn: ['STOPPED'] } }) },
+      orderBy: { startedAt: 'asc' },
+    });
+  }
+
+  @ResolveField(() => [DeploymentEvent], { description: 'Audit trail, oldest first.' })
+  events(@Parent() d: Deployment) {
+    return this.prisma.deploymentEvent.findMany({ where: { deploymentId: d.id }, orderBy: { id: 'asc' } });
+  }
+
+  @ResolveField(() => [Operation])
+  operations(@Parent() d: Deployment) {
+    return this.prisma.operation.findMany({ where: { deploymentId: d.id }, orderBy: { startedAt: 'desc' } });
+  }
+
+  @ResolveField(() => Pipeline)
+  pipeline(@Parent() d: Deployment) {
+    return this.prisma.pipeline.findUniqueOrThrow({ where: { id: d.pipelineId } });
+  }
+
+  @ResolveField(() => Variant)
+  variant(@Parent() d: Deployment) {
+    return this.prisma.variant.findUniqueOrThrow({ where: { id: d.variantId } });
+  }
+}
+
+@Module({ providers: [DeploymentsService, DeploymentsResolver], exports: [DeploymentsService] })
+export class DeploymentsModule {}

@@ -1,0 +1,60 @@
+// Plan rules from the reference documents. Pure: imported by services and workflows.
+
+export type PlanName = 'STARTER' | 'PRO' | 'TEAM' | 'ENTERPRISE';
+export type ModeName = 'FLEX' | 'ACTIVE';
+export type TaskName = 'CHAT' | 'EMBEDDINGS' | 'IMAGE';
+
+export interface PlanLimits {
+  canDeploy: boolean;
+  modes: ModeName[];
+  /** Replica ceiling for one deployment; null = custom (set per workspace). */
+  maxReplicas: number | null;
+  /** Concurrent requests across the workspace; null = custom. */
+  maxConcurrency: number | null;
+  /** Playground requests per day; null = unlimited. */
+  playgroundPerDay: number | null;
+  /** Per-key request limit per minute: default and the most it may be raised to. */
+  keyRateDefault: number | null;
+  keyRateMax: number | null;
+}
+
+export const PLANS: Record<PlanName, PlanLimits> = {
+  STARTER: { canDeploy: false, modes: [], maxReplicas: 0, maxConcurrency: 0, playgroundPerDay: 100, keyRateDefault: null, keyRateMax: null },
+  PRO: { canDeploy: true, modes: ['FLEX'], maxReplicas: 8, maxConcurrency: 240, playgroundPerDay: null, keyRateDefault: 500, keyRateMax: 1000 },
+  TEAM: { canDeploy: true, modes: ['FLEX', 'ACTIVE'], maxReplicas: 32, maxConcurrency: 960, playgroundPerDay: null, keyRateDefault: 5000, keyRateMax: 10000 },
+  ENTERPRISE: { canDeploy: true, modes: ['FLEX', 'ACTIVE'], maxReplicas: null, maxConcurrency: null, playgroundPerDay: null, keyRateDefault: 5000, keyRateMax: null },
+};
+
+/** Each replica serves up to 30 concurrent requests unless its variant says otherwise. */
+export const DEFAULT_REPLICA_CONCURRENCY = 30;
+
+/** Target in-flight requests per replica by task (reference: chat ~32, embeddings ~256, image 1-4). */
+export const DEFAULT_TARGET_CONCURRENCY: Record<TaskName, number> = {
+  CHAT: 32,
+  EMBEDDINGS: 256,
+  IMAGE: 2,
+};
+
+/**
+ * The scaler's target: what the optimization run measured, else the task default,
+ * never above what one replica can serve.
+ */
+export function targetConcurrency(task: TaskName, replicaCap: number, measured?: number | null): number {
+  const wanted = measured ?? DEFAULT_TARGET_CONCURRENCY[task];
+  return Math.max(1, Math.min(wanted, replicaCap));
+}
+
+/** Effective replica ceiling for a workspace, honouring Enterprise overrides. */
+export function planMaxReplicas(plan: PlanName, override?: number | null): number {
+  return override ?? PLANS[plan].maxReplicas ?? Number.MAX_SAFE_INTEGER;
+}
+
+export function planMaxConcurrency(plan: PlanName, override?: number | null): number {
+  return override ?? PLANS[plan].maxConcurrency ?? Number.MAX_SAFE_INTEGER;
+}
+
+/** Mode defaults from the reference: Flex idles to zero after 5 min and scales down after 30 s; Active after 120 s. */
+export const MODE_DEFAULTS: Record<ModeName, { minReplicas: number; scaleDownWindowSeconds: number; idleTimeoutSeconds: number }> = {
+  FLEX: { minReplicas: 0, scaleDownWindowSeconds: 30, idleTimeoutSeconds: 300 },
+  ACTIVE: { minReplicas: 1, scaleDownWindowSeconds: 120, idleTimeoutSeconds: 300 },
+};

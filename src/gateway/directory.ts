@@ -1,0 +1,182 @@
+import { Client as PgClient } from 'pg';
+import type { Logger } from 'pino';
+import { hashSecret } from '../common/secrets';
+import type { PrismaClient } from '../database/prisma';
+import { CHANNEL_KEYS, CHANNEL_ROUTES } from '../../activities';
+
+export interface KeyInfo {
+  id: string;
+  workspaceId: string;
+  scope: 'WORKSPACE' | 'PIPELINE' | 'DEPLOYMENT';
+  pipelineId: string | null;
+  deploymentId: string | null;
+  issuedAt: number | null;
+  expiresAt: number | null;
+  revokedAt: number | null;
+}
+
+export interface RouteReplica {
+  id: string;
+  address: string;
+  concurrency: number;
+}
+
+export interface Route {
+  deploymentId: string;
+  workspaceId: string;
+  /** Deployment status (ACTIVE, STOPPED, ...). */
+  deploymentStatus: string;
+  pipelineId: string;
+  pipelineName: string;
+  /** Model name the replicas serve (what the upstream expects in `model`). */
+  model: string;
+  task: 'CHAT' | 'EMBEDDINGS' | 'IMAGE';
+  replicas: RouteReplica[];
+}
+
+interface Cached<T> {
+  value: T;
+  until: number;
+}
+
+/**
+ * What the gateway must know from Postgres: keys by hash and routes by
+ * deployment. Both are cached; a LISTEN connection drops entries the moment a
+ * key is revoked or a route changes, so every gateway process sees it within a
+ * round trip, with no database read per request.
+ */
+export class Directory {
+  private readonly keys = new Map<string, Cached<KeyInfo | null>>();
+  private readonly routes = new Map<string, Cached<Route | null>>();
+  private readonly byName = new Map<string, Cached<string | null>>();
+  private listener: PgClient | null = null;
+  private closed = false;
+
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly databaseUrl: string,
+    private readonly ttlMs: number,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    await this.listen();
+  }
+
+  private async listen(): Promise<void> {
+    if (this.closed) return;
+    const client = new PgClient({ connectionString: this.databaseUrl });
+    client.on('notification', (n) => {
+      if (n.channel === CHANNEL_KEYS) this.keys.clear();
+      if (n.channel === CHANNEL_ROUTES) {
+        this.routes.delete(n.payload ?? '');
+        this.byName.clear();
+      }
+    });
+    client.on('error', (err) => {
+      this.log.warn({ err }, 'directory LISTEN connection lost; reconnecting');
+      this.dropAll();
+      this.listener = null;
+      setTimeout(() => void this.listen().catch(() => {}), 500).unref();
+    });
+    await client.connect();
+    await client.query(`LISTEN ${CHANNEL_KEYS}`);
+    await client.query(`LISTEN ${CHANNEL_ROUTES}`);
+    this.listener = client;
+    // Anything cached before LISTEN began may be stale.
+    this.dropAll();
+  }
+
+  dropAll() {
+    this.keys.clear();
+    this.routes.clear();
+    this.byName.clear();
+  }
+
+  async close() {
+    this.closed = true;
+    await this.listener?.end().catch(() => {});
+  }
+
+  async key(plaintext: string): Promise<KeyInfo | null> {
+    const hash = hashSecret(plaintext);
+    const now = Date.now();
+    const hit = this.keys.get(hash);
+    if (hit && hit.until > now) return hit.value;
+    const row = await this.prisma.apiKey.findUnique({ where: { hash } });
+    const value: KeyInfo | null = row
+      ? {
+          id: row.id,
+          workspaceId: row.workspaceId,
+          scope: row.scope,
+          pipelineId: row.pipelineId,
+          deploymentId: row.deploymentId,
+          issuedAt: row.issuedAt?.getTime() ?? null,
+          expiresAt: row.expiresAt?.getTime() ?? null,
+          revokedAt: row.revokedAt?.getTime() ?? null,
+        }
+      : null;
+    // Unknown keys are remembered briefly so a flood of bad keys costs no queries.
+    this.keys.set(hash, { value, until: now + (value ? this.ttlMs : Math.min(this.ttlMs, 1000)) });
+    return value;
+  }
+
+  async route(deploymentId: string): Promise<Route | null> {
+    const now = Date.now();
+    const hit = this.routes.get(deploymentId);
+    if (hit && hit.until > now) return hit.value;
+    const d = await this.prisma.deployment.findUnique({
+      where: { id: deploymentId },
+      include: { pipeline: true, replicas: { where: { state: 'READY' }, orderBy: { startedAt: 'asc' } } },
+    });
+    const value: Route | null = d
+      ? {
+          deploymentId: d.id,
+          workspaceId: d.workspaceId,
+          deploymentStatus: d.status,
+          pipelineId: d.pipelineId,
+          pipelineName: d.pipeline.name,
+          model: d.pipeline.model,
+          task: d.pipeline.task,
+          replicas: d.replicas.filter((r) => r.address).map((r) => ({ id: r.id, address: r.address!, concurrency: r.concurrency })),
+        }
+      : null;
+    this.routes.set(deploymentId, { value, until: now + this.ttlMs });
+    return value;
+  }
+
+  /** The ACTIVE deployment a workspace or pipeline key means by `model` (a deployment id or pipeline name). */
+  async resolveModel(workspaceId: string, model: string, pipelineId: string | null): Promise<string | null> {
+    const cacheKey = `${workspaceId}\0${pipelineId ?? ''}\0${model}`;
+    const now = Date.now();
+    const hit = this.byName.get(cacheKey);
+    if (hit && hit.until > now) return hit.value;
+    const d = await this.prisma.deployment.findFirst({
+      where: {
+        workspaceId,
+        status: 'ACTIVE',
+        ...(pipelineId ? { pipelineId } : {}),
+        OR: pipelineId && model === 'default' ? undefined : [{ id: model }, { pipeline: { name: model } }],
+      },
+      orderBy: { createdAt: 'desc' },
+      select: { id: true },
+    });
+    const value = d?.id ?? null;
+    this.byName.set(cacheKey, { value, until: now + this.ttlMs });
+    return value;
+  }
+
+  /** Deployments a key can reach, for /v1/models. */
+  async reachable(k: KeyInfo): Promise<Route[]> {
+    const ids = k.deploymentId
+      ? [k.deploymentId]
+      : (
+          await this.prisma.deployment.findMany({
+            where: { workspaceId: k.workspaceId, status: 'ACTIVE', ...(k.pipelineId ? { pipelineId: k.pipelineId } : {}) },
+            select: { id: true },
+          })
+        ).map((d) => d.id);
+    const routes = await Promise.all(ids.map((id) => this.route(id)));
+    return routes.filter((r): r is Route => r !== null);
+  }
+}

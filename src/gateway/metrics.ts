@@ -1,0 +1,38 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Prometheus metrics of one process, exposed at /metrics. */
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'infercp_' });
+  return {
+    registry,
+    requests: new Counter({
+      name: 'infercp_gateway_requests_total',
+      help: 'Gateway requests by route, HTTP status and error code',
+      labelNames: ['route', 'status', 'code'] as const,
+      registers: [registry],
+    }),
+    latency: new Histogram({
+      name: 'infercp_gateway_request_duration_seconds',
+      help: 'Time from request to the last byte of the response',
+      labelNames: ['route'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: [registry],
+    }),
+    ttft: new Histogram({
+      name: 'infercp_gateway_time_to_first_byte_seconds',
+      help: 'Time from request to the first upstream byte',
+      labelNames: ['route'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    inFlight: new Gauge({
+      name: 'infercp_gateway_in_flight',
+      help: 'Requests in flight through this gateway process, by deployment',
+      labelNames: ['deployment'] as const,
+      registers: [registry],
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,31 @@
+import { createLogger } from './common/logger';
+import { ConfigError, loadConfig } from './config/config';
+import { createApp } from './app';
+
+async function main() {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  const log = createLogger(config.LOG_LEVEL, 'api');
+  const handle = await createApp(config, log);
+  log.info({ url: handle.url, graphql: `${handle.url}/graphql`, gateway: `${config.PUBLIC_BASE_URL}/v1` }, 'api listening');
+  const stop = async (signal: string) => {
+    log.info({ signal }, 'api shutting down');
+    await handle.close();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void stop('SIGINT'));
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+}
+
+void main().catch((err) => {
+  process.stderr.write(`api failed to start: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});

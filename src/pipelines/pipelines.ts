@@ -1,0 +1,100 @@
+import { Args, Field, ID, InputType, Mutation, Parent, Query, ResolveField, Resolver } from '@nestjs/graphql';
+import { Inject, Injectable, Module, UseGuards } from '@nestjs/common';
+import { z } from 'zod';
+import { PRISMA } from '../common/core.module';
+import { newId } from '../common/secrets';
+import type { PrismaClient } from '../database/prisma';
+import { DomainError, ErrorCode, notFound } from '../domain/errors';
+import { DEFAULT_REPLICA_CONCURRENCY } from '../domain/plans';
+import { Task } from '../graphql/enums';
+import { Pipeline, Variant } from '../graphql/models';
+import { AuthContext, CurrentAuth, ManagementAuthGuard } from '../workspaces/auth';
+
+@InputType()
+export class CreatePipelineInput {
+  @Field({ description: 'Unique in the workspace: letters, digits, ., _ and -.' }) name!: string;
+  @Field(() => Task) task!: Task;
+  @Field({ description: 'Model the serving engine loads, e.g. meta-llama/Llama-3.1-8B-Instruct or sim/tiny-chat.' }) model!: string;
+  @Field({ nullable: true, description: 'GPU the default variant targets; "any" when omitted.' }) gpu?: string;
+  @Field({ nullable: true, description: 'Serving engine of the default variant; "vllm" when omitted.' }) engine?: string;
+}
+
+const createPipelineSchema = z.object({
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be 1-63 characters of letters, digits, ., _ or -, starting with a letter or digit'),
+  task: z.enum(['CHAT', 'EMBEDDINGS', 'IMAGE']),
+  model: z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters'),
+  gpu: z.string().min(1).max(64).optional(),
+  engine: z.string().min(1).max(64).optional(),
+});
+
+@Injectable()
+export class PipelinesService {
+  constructor(@Inject(PRISMA) private readonly prisma: PrismaClient) {}
+
+  async create(workspaceId: string, raw: CreatePipelineInput) {
+    const input = createPipelineSchema.parse(raw);
+    const exists = await this.prisma.pipeline.findUnique({ where: { workspaceId_name: { workspaceId, name: input.name } } });
+    if (exists) throw new DomainError(ErrorCode.CONFLICT, `a pipeline named ${input.name} already exists`, { field: 'name' });
+    const id = newId('pl');
+    const variantId = newId('var');
+    // Every pipeline has a default variant, so it can deploy before any optimization run.
+    return this.prisma.$transaction(async (tx) => {
+      await tx.pipeline.create({ data: { id, workspaceId, name: input.name, task: input.task, model: input.model } });
+      await tx.variant.create({
+        data: {
+          id: variantId,
+          pipelineId: id,
+          name: 'default',
+          gpu: input.gpu ?? 'any',
+          engine: input.engine ?? 'vllm',
+          maxConcurrency: DEFAULT_REPLICA_CONCURRENCY,
+          isDefault: true,
+        },
+      });
+      return tx.pipeline.update({ where: { id }, data: { selectedVariantId: variantId } });
+    });
+  }
+
+  async get(workspaceId: string, id: string) {
+    const p = await this.prisma.pipeline.findFirst({ where: { id, workspaceId } });
+    if (!p) throw notFound('pipeline', id);
+    return p;
+  }
+
+  list(workspaceId: string) {
+    return this.prisma.pipeline.findMany({ where: { workspaceId }, orderBy: { createdAt: 'desc' } });
+  }
+
+  variants(pipelineId: string) {
+    return this.prisma.variant.findMany({ where: { pipelineId }, orderBy: { createdAt: 'asc' } });
+  }
+}
+
+@Resolver(() => Pipeline)
+@UseGuards(ManagementAuthGuard)
+export class PipelinesResolver {
+  constructor(private readonly svc: PipelinesService) {}
+
+  @Mutation(() => Pipeline)
+  createPipeline(@CurrentAuth() auth: AuthContext, @Args('input') input: CreatePipelineInput) {
+    return this.svc.create(auth.workspace.id, input);
+  }
+
+  @Query(() => Pipeline)
+  pipeline(@CurrentAuth() auth: AuthContext, @Args('id', { type: () => ID }) id: string) {
+    return this.svc.get(auth.workspace.id, id);
+  }
+
+  @Query(() => [Pipeline])
+  pipelines(@CurrentAuth() auth: AuthContext) {
+    return this.svc.list(auth.workspace.id);
+  }
+
+  @ResolveField(() => [Variant])
+  variants(@Parent() p: Pipeline) {
+    return this.svc.variants(p.id);
+  }
+}
+
+@Module({ providers: [PipelinesService, PipelinesResolver], exports: [PipelinesService] })
+export class PipelinesModule {}

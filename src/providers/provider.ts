@@ -1,0 +1,44 @@
+/**
+ * One interface, one adapter per target. Every call is idempotent on replicaId:
+ * a retried or replayed activity never provisions twice.
+ */
+export interface ReplicaSpec {
+  replicaId: string;
+  deploymentId: string;
+  pipelineId: string;
+  variantId: string;
+  model: string;
+  task: 'CHAT' | 'EMBEDDINGS' | 'IMAGE';
+  gpu: string;
+  maxConcurrency: number;
+}
+
+export interface ReplicaHandle {
+  replicaId: string;
+  deploymentId: string;
+  /** Provider-side id (a pid for local, a worker id elsewhere). */
+  providerId: string;
+  /** Base URL of the OpenAI-compatible server (no trailing /v1). */
+  address: string;
+}
+
+export type ReplicaHealth = 'starting' | 'ready' | 'gone';
+
+export interface ProviderAdapter {
+  readonly target: 'LOCAL' | 'RUNPOD' | 'MODAL' | 'CUSTOM';
+  /** Starts the replica unless it is already running; returns its handle either way. */
+  ensureReplica(spec: ReplicaSpec): Promise<ReplicaHandle>;
+  /** Whether the replica serves traffic yet, or has died. */
+  health(handle: ReplicaHandle): Promise<ReplicaHealth>;
+  /** Stops and forgets the replica; a no-op when it is already gone. */
+  stopReplica(replicaId: string): Promise<void>;
+  /** What this provider has running now, for reconciliation after a restart. */
+  listReplicas(): Promise<ReplicaHandle[]>;
+}
+
+export class ProviderError extends Error {
+  constructor(message: string, readonly retryable: boolean) {
+    super(message);
+    this.name = retryable ? 'ProviderError' : 'ProviderPermanentError';
+  }
+}

@@ -1,0 +1,317 @@
+import { createHash } from 'node:crypto';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
+import { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+
+/**
+ * An OpenAI-compatible model server with a latency model, for local replicas,
+ * tests and benchmarks. Endpoints: POST /v1/chat/completions (SSE or JSON),
+ * POST /v1/embeddings, GET /v1/models, GET /health (200 once weights are loaded,
+ * 503 before, as vLLM does), GET /livez (always 200).
+ */
+export interface SimulatorOptions {
+  port: number;
+  host: string;
+  /** Name reported by /v1/models and in responses. */
+  model: string;
+  task: 'CHAT' | 'EMBEDDINGS' | 'IMAGE';
+  /** Sequences decoded at once; more requests wait in the replica's own queue. */
+  maxConcurrency: number;
+  /** Time to first token at concurrency 1, ms. */
+  ttftMs: number;
+  /** Inter-token latency at concurrency 1, ms. */
+  itlMs: number;
+  /** Each additional running sequence slows every sequence by this fraction. */
+  slowdownPerSeq: number;
+  /** Weight load when the local cache does not hold this variant (first start), ms. */
+  coldStartMs: number;
+  /** Weight load from the local cache ("Instant Start"), ms. */
+  warmStartMs: number;
+  /** Directory of the local weight cache; a marker file per weights key. */
+  cacheDir: string;
+  weightsKey: string;
+  /** Probability that a request fails with 500 before any byte. */
+  errorRate: number;
+  /** Probability that a stream is cut after its first chunk. */
+  cutStreamRate: number;
+  /** Completion length when max_tokens is absent. */
+  defaultMaxTokens: number;
+  embeddingDim: number;
+}
+
+export const SIMULATOR_DEFAULTS: SimulatorOptions = {
+  port: 0,
+  host: '127.0.0.1',
+  model: 'sim/tiny-chat',
+  task: 'CHAT',
+  maxConcurrency: 30,
+  ttftMs: 40,
+  itlMs: 8,
+  slowdownPerSeq: 0.01,
+  coldStartMs: 4000,
+  warmStartMs: 600,
+  cacheDir: '.data/weights',
+  weightsKey: 'default',
+  errorRate: 0,
+  cutStreamRate: 0,
+  defaultMaxTokens: 16,
+  embeddingDim: 64,
+};
+
+const WORDS = ('the a model replica token stream answer quickly gpu batch cache warm cold start request ' +
+  'latency scale route key deploy queue serve infer vector prompt reply').split(' ');
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export interface RunningSimulator {
+  server: Server;
+  url: string;
+  port: number;
+  /** Resolves when weights are loaded and /health turns 200. */
+  ready: Promise<{ coldStartMs: number; cached: boolean }>;
+  stats: () => { active: number; queued: number; served: number };
+  close: () => Promise<void>;
+}
+
+class Semaphore {
+  active = 0;
+  private waiters: Array<() => void> = [];
+  constructor(private readonly max: number) {}
+  get queued() {
+    return this.waiters.length;
+  }
+  async acquire(): Promise<void> {
+    if (this.active < this.max) {
+      this.active++;
+      return;
+    }
+    await new Promise<void>((r) => this.waiters.push(r));
+  }
+  release(): void {
+    const next = this.waiters.shift();
+    if (next) next();
+    else this.active--;
+  }
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown) {
+  const data = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) });
+  res.end(data);
+}
+
+function sendError(res: ServerResponse, status: number, message: string, type: string, code: string | null = null, param: string | null = null) {
+  sendJson(res, status, { error: { message, type, param, code } });
+}
+
+async function readBody(req: IncomingMessage, limit = 8 * 1024 * 1024): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > limit) throw new Error('request body too large');
+    chunks.push(c as Buffer);
+  }
+  return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+}
+
+/** Deterministic pseudo-random stream from a seed string. */
+function seeded(seed: string) {
+  let h = createHash('sha256').update(seed).digest();
+  let i = 0;
+  return () => {
+    if (i + 4 > h.length) {
+      h = createHash('sha256').update(h).digest();
+      i = 0;
+    }
+    const v = h.readUInt32BE(i) / 0x100000000;
+    i += 4;
+    return v;
+  };
+}
+
+export function embed(text: string, dim: number): number[] {
+  const rnd = seeded(`emb:${text}`);
+  const v = Array.from({ length: dim }, () => rnd() * 2 - 1);
+  const norm = Math.sqrt(v.reduce((s, x) => s + x * x, 0)) || 1;
+  return v.map((x) => x / norm);
+}
+
+function countTokens(text: string): number {
+  return Math.max(1, Math.ceil(text.length / 4));
+}
+
+export async function startSimulator(partial: Partial<SimulatorOptions> = {}): Promise<RunningSimulator> {
+  const o: SimulatorOptions = { ...SIMULATOR_DEFAULTS, ...partial };
+  const sem = new Semaphore(o.maxConcurrency);
+  let loaded = false;
+  let served = 0;
+  const sockets = new Set<import('node:net').Socket>();
+
+  const slowdown = () => 1 + o.slowdownPerSeq * Math.max(0, sem.active - 1);
+
+  async function chat(req: IncomingMessage, res: ServerResponse, body: Record<string, unknown>) {
+    const messages = body.messages;
+    if (!Array.isArray(messages) || messages.length === 0) {
+      return sendError(res, 400, "'messages' must be a non-empty array", 'invalid_request_error', null, 'messages');
+    }
+    const prompt = messages.map((m) => (typeof m?.content === 'string' ? m.content : JSON.stringify(m?.content ?? ''))).join('\n');
+    const maxTokens = typeof body.max_tokens === 'number' ? body.max_tokens
+      : typeof body.max_completion_tokens === 'number' ? body.max_completion_tokens : o.defaultMaxTokens;
+    if (!Number.isInteger(maxTokens) || maxTokens < 1) {
+      return sendError(res, 400, "'max_tokens' must be a positive integer", 'invalid_request_error', null, 'max_tokens');
+    }
+    const stream = body.stream === true;
+    const includeUsage = stream && (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
+    const id = `chatcmpl-${createHash('sha1').update(`${Date.now()}${Math.random()}`).digest('hex').slice(0, 24)}`;
+    const created = Math.floor(Date.now() / 1000);
+    const rnd = seeded(prompt);
+    const promptTokens = countTokens(prompt);
+    let closed = false;
+    res.on('close', () => {
+      closed = true;
+    });
+
+    await sem.acquire();
+    try {
+      if (Math.random() < o.errorRate) {
+        return sendError(res, 500, 'injected fault', 'server_error', 'injected_fault');
+      }
+      await sleep(o.ttftMs * slowdown());
+      if (closed) return;
+      const words: string[] = [];
+      if (stream) {
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+        const chunk = (delta: Record<string, unknown>, finish: string | null) =>
+          `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: o.model, choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+        res.write(chunk({ role: 'assistant', content: '' }, null));
+        const cut = Math.random() < o.cutStreamRate;
+        for (let i = 0; i < maxTokens; i++) {
+          if (closed) return;
+          const w = WORDS[Math.floor(rnd() * WORDS.length)];
+          words.push(w);
+          res.write(chunk({ content: (i === 0 ? '' : ' ') + w }, null));
+          if (cut && i === 0) {
+            res.socket?.destroy();
+            return;
+          }
+          if (i < maxTokens - 1) await sleep(o.itlMs * slowdown());
+        }
+        res.write(chunk({}, 'length'));
+        if (includeUsage) {
+          res.write(`data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: o.model, choices: [], usage: { prompt_tokens: promptTokens, completion_tokens: maxTokens, total_tokens: promptTokens + maxTokens } })}\n\n`);
+        }
+        res.end('data: [DONE]\n\n');
+      } else {
+        for (let i = 0; i < maxTokens; i++) {
+          words.push(WORDS[Math.floor(rnd() * WORDS.length)]);
+        }
+        await sleep(o.itlMs * slowdown() * Math.max(0, maxTokens - 1));
+        if (closed) return;
+        sendJson(res, 200, {
+          id,
+          object: 'chat.completion',
+          created,
+          model: o.model,
+          choices: [{ index: 0, message: { role: 'assistant', content: words.join(' ') }, finish_reason: 'length', logprobs: null }],
+          usage: { prompt_tokens: promptTokens, completion_tokens: maxTokens, total_tokens: promptTokens + maxTokens },
+        });
+      }
+      served++;
+    } finally {
+      sem.release();
+    }
+  }
+
+  async function embeddings(res: ServerResponse, body: Record<string, unknown>) {
+    const input = body.input;
+    const inputs = typeof input === 'string' ? [input] : Array.isArray(input) && input.every((x) => typeof x === 'string') ? (input as string[]) : null;
+    if (!inputs || inputs.length === 0) {
+      return sendError(res, 400, "'input' must be a string or a non-empty array of strings", 'invalid_request_error', null, 'input');
+    }
+    await sem.acquire();
+    try {
+      await sleep(o.ttftMs * slowdown());
+      const tokens = inputs.reduce((s, t) => s + countTokens(t), 0);
+      sendJson(res, 200, {
+        object: 'list',
+        model: o.model,
+        data: inputs.map((t, index) => ({ object: 'embedding', index, embedding: embed(t, o.embeddingDim) })),
+        usage: { prompt_tokens: tokens, total_tokens: tokens },
+      });
+      served++;
+    } finally {
+      sem.release();
+    }
+  }
+
+  const server = createServer((req, res) => {
+    const url = req.url ?? '/';
+    if (req.method === 'GET' && url === '/livez') return sendJson(res, 200, { ok: true });
+    if (req.method === 'GET' && url === '/health') {
+      return loaded ? sendJson(res, 200, { ok: true }) : sendJson(res, 503, { ok: false, loading: true });
+    }
+    if (req.method === 'GET' && url === '/stats') return sendJson(res, 200, { active: sem.active, queued: sem.queued, served });
+    if (!loaded) return sendError(res, 503, 'model is loading', 'server_error', 'model_loading');
+    if (req.method === 'GET' && url === '/v1/models') {
+      return sendJson(res, 200, { object: 'list', data: [{ id: o.model, object: 'model', created: 0, owned_by: 'simulator' }] });
+    }
+    if (req.method === 'POST' && (url === '/v1/chat/completions' || url === '/v1/embeddings')) {
+      readBody(req)
+        .then((body) => {
+          if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+            return sendError(res, 400, 'request body must be a JSON object', 'invalid_request_error');
+          }
+          const b = body as Record<string, unknown>;
+          if (url === '/v1/embeddings') {
+            if (o.task !== 'EMBEDDINGS') return sendError(res, 400, `model ${o.model} does not serve embeddings`, 'invalid_request_error', 'unsupported_task');
+            return embeddings(res, b);
+          }
+          if (o.task !== 'CHAT') return sendError(res, 400, `model ${o.model} does not serve chat completions`, 'invalid_request_error', 'unsupported_task');
+          return chat(req, res, b);
+        })
+        .catch((err: Error) => {
+          if (!res.headersSent) sendError(res, 400, `invalid JSON body: ${err.message}`, 'invalid_request_error');
+        });
+      return;
+    }
+    sendError(res, 404, `no route ${req.method} ${url}`, 'invalid_request_error', 'not_found');
+  });
+  server.keepAliveTimeout = 65_000;
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port, o.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+
+  // Weight loading: long the first time this variant's weights are seen on this
+  // machine, short when the local cache already holds them ("Instant Start").
+  const ready = (async () => {
+    const marker = join(o.cacheDir, `${o.weightsKey.replace(/[^A-Za-z0-9._-]/g, '_')}.weights`);
+    const cached = await stat(marker).then(() => true, () => false);
+    const ms = cached ? o.warmStartMs : o.coldStartMs;
+    await sleep(ms);
+    await mkdir(o.cacheDir, { recursive: true });
+    await writeFile(marker, `${new Date().toISOString()}\n`);
+    loaded = true;
+    return { coldStartMs: ms, cached };
+  })();
+
+  return {
+    server,
+    port,
+    url: `http://${o.host}:${port}`,
+    ready,
+    stats: () => ({ active: sem.active, queued: sem.queued, served }),
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}

@@ -1,0 +1,48 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { PRISMA } from '../common/core.module';
+import { issueSecret, newId, secretFromPlaintext } from '../common/secrets';
+import type { Plan, PrismaClient } from '../database/prisma';
+
+export const DEFAULT_WORKSPACE_ID = 'ws_default';
+
+@Injectable()
+export class WorkspacesService {
+  constructor(@Inject(PRISMA) private readonly prisma: PrismaClient) {}
+
+  /** Creates a workspace and its first management token; the plaintext is returned once. */
+  async create(name: string, plan: Plan, id = newId('ws')) {
+    const secret = issueSecret('mt');
+    const workspace = await this.prisma.workspace.create({
+      data: { id, name, plan, tokens: { create: { id: newId('mtk'), name: 'initial', prefix: secret.prefix, hash: secret.hash } } },
+    });
+    return { workspace, token: secret.plaintext };
+  }
+
+  async createToken(workspaceId: string, name: string) {
+    const secret = issueSecret('mt');
+    const row = await this.prisma.managementToken.create({
+      data: { id: newId('mtk'), workspaceId, name, prefix: secret.prefix, hash: secret.hash },
+    });
+    return { row, token: secret.plaintext };
+  }
+}
+
+/**
+ * The default workspace of a local stack (Team plan). With a given token, makes
+ * sure that token belongs to it; otherwise creates a new token. Returns the
+ * plaintext only when it was created or given.
+ */
+export async function ensureDefaultWorkspace(prisma: PrismaClient, givenToken?: string): Promise<{ token: string }> {
+  await prisma.workspace.upsert({
+    where: { id: DEFAULT_WORKSPACE_ID },
+    create: { id: DEFAULT_WORKSPACE_ID, name: 'default', plan: 'TEAM' },
+    update: {},
+  });
+  const secret = givenToken ? secretFromPlaintext(givenToken) : issueSecret('mt');
+  await prisma.managementToken.upsert({
+    where: { hash: secret.hash },
+    create: { id: newId('mtk'), workspaceId: DEFAULT_WORKSPACE_ID, name: givenToken ? 'bootstrap' : 'generated', prefix: secret.prefix, hash: secret.hash },
+    update: { revokedAt: null },
+  });
+  return { token: secret.plaintext };
+}

@@ -1,0 +1,76 @@
+import { ApplicationFailure, log, proxyActivities, setHandler } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import { DeployInput, DeployProgress, deployProgressQuery } from './messages';
+
+// Short activities: database writes and provider calls.
+const act = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '200ms', maximumInterval: '5s', maximumAttempts: 5, nonRetryableErrorTypes: ['PlanError', 'ProviderPermanentError', 'NotFoundError'] },
+});
+
+/**
+ * deploy:<deploymentId> — check plan, provision, wait healthy, issue the key,
+ * publish routes, mark ACTIVE. A saga: each step pushes its undo right after it
+ * succeeds; on failure the undos run newest first and the deployment ends FAILED
+ * with the reason.
+ */
+export async function deployWorkflow(input: DeployInput): Promise<{ url: string }> {
+  const { deploymentId, operationId } = input;
+  const progress: DeployProgress = { step: 'checking-plan' };
+  setHandler(deployProgressQuery, () => progress);
+
+  // The health wait polls for minutes; it heartbeats so a dead worker is noticed fast.
+  const waitAct = proxyActivities<Activities>({
+    startToCloseTimeout: `${input.healthTimeoutSeconds + 30} seconds`,
+    heartbeatTimeout: '15 seconds',
+    retry: { initialInterval: '1s', maximumAttempts: 3, nonRetryableErrorTypes: ['ReplicaUnhealthyError'] },
+  });
+
+  const compensations: Array<{ name: string; run: () => Promise<void> }> = [];
+  try {
+    const plan = await act.checkPlan({ deploymentId });
+
+    progress.step = 'provisioning';
+    compensations.push({ name: 'release replicas', run: () => act.releaseReplicas({ deploymentId, reason: 'deploy failed' }) });
+    await act.provisionReplicas({ deploymentId, count: plan.initialReplicas });
+
+    progress.step = 'waiting-healthy';
+    await waitAct.waitReplicasReady({ deploymentId, timeoutSeconds: input.healthTimeoutSeconds });
+
+    progress.step = 'issuing-key';
+    compensations.push({ name: 'revoke key', run: () => act.revokeDeploymentKeys({ deploymentId }) });
+    await act.issueDeploymentKeys({ deploymentId });
+
+    progress.step = 'publishing-routes';
+    compensations.push({ name: 'unpublish routes', run: () => act.unpublishRoutes({ deploymentId }) });
+    const { url } = await act.publishRoutes({ deploymentId });
+
+    // The scaler workflow (scaler:<deploymentId>) is started here once it exists.
+
+    await act.finishOperation({ deploymentId, operationId, status: 'SUCCEEDED' });
+    progress.step = 'active';
+    return { url };
+  } catch (err) {
+    const reason = describe(err);
+    progress.step = 'compensating';
+    progress.error = reason;
+    for (const c of compensations.reverse()) {
+      try {
+        await c.run();
+      } catch (compErr) {
+        log.error('compensation failed', { step: c.name, error: describe(compErr) });
+      }
+    }
+    await act.markFailed({ deploymentId, reason });
+    await act.finishOperation({ deploymentId, operationId, status: 'FAILED', error: reason });
+    progress.step = 'failed';
+    throw ApplicationFailure.nonRetryable(`deploy failed: ${reason}`, 'DeployFailed');
+  }
+}
+
+/** The innermost message of a Temporal failure chain (ActivityFailure -> ApplicationFailure). */
+function describe(err: unknown): string {
+  let e = err as { message?: string; cause?: unknown } | undefined;
+  while (e?.cause) e = e.cause as typeof e;
+  return e?.message ?? String(err);
+}

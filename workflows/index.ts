@@ -1,0 +1,2 @@
+// Entry of the workflow bundle: every workflow the worker runs.
+export { deployWorkflow } from './deploy';
