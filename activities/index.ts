@@ -51,6 +51,15 @@ export function createActivities(deps: ActivityDeps) {
     return d;
   }
 
+  /** Closes an operation and releases the deployment's one-operation-at-a-time lock. */
+  const endOperation = (deploymentId: string, operationId: string, status: 'SUCCEEDED' | 'FAILED', error?: string) => [
+    prisma.operation.updateMany({
+      where: { id: operationId, finishedAt: null },
+      data: { status, error: error ?? null, finishedAt: new Date() },
+    }),
+    prisma.deployment.updateMany({ where: { id: deploymentId, activeOperationId: operationId }, data: { activeOperationId: null } }),
+  ];
+
   function provider(target: string): ProviderAdapter {
     const p = deps.providers[target as keyof ActivityDeps['providers']];
     if (!p) throw new PlanError(`target ${target} is not configured on this worker`);
@@ -154,18 +163,17 @@ export function createActivities(deps: ActivityDeps) {
       await notify(CHANNEL_KEYS, deploymentId);
     },
 
-    async publishRoutes({ deploymentId }: { deploymentId: string }): Promise<{ url: string }> {
+    /** Publishes the routes and ends the operation ACTIVE, in one transaction: no window where ACTIVE is seen with the operation still running. */
+    async publishRoutes({ deploymentId, operationId }: { deploymentId: string; operationId: string }): Promise<{ url: string }> {
       const url = `${deps.publicBaseUrl.replace(/\/$/, '')}/v1`;
-      await prisma.deployment.update({ where: { id: deploymentId }, data: { url, status: 'ACTIVE', statusReason: null } });
-      await event(deploymentId, 'routes.published', `routes published at ${url}`);
-      await event(deploymentId, 'deployment.active', 'deployment is ACTIVE');
-      await notify(CHANNEL_ROUTES, deploymentId);
+      await prisma.$transaction([
+        prisma.deployment.update({ where: { id: deploymentId }, data: { url, status: 'ACTIVE', statusReason: null } }),
+        ...endOperation(deploymentId, operationId, 'SUCCEEDED'),
+        prisma.deploymentEvent.create({ data: { deploymentId, kind: 'routes.published', message: `routes published at ${url}` } }),
+        prisma.deploymentEvent.create({ data: { deploymentId, kind: 'deployment.active', message: 'deployment is ACTIVE' } }),
+        prisma.$executeRaw`SELECT pg_notify(${CHANNEL_ROUTES}, ${deploymentId})`,
+      ]);
       return { url };
-    },
-
-    async unpublishRoutes({ deploymentId }: { deploymentId: string }): Promise<void> {
-      await prisma.deployment.update({ where: { id: deploymentId }, data: { url: null } });
-      await notify(CHANNEL_ROUTES, deploymentId);
     },
 
     async releaseReplicas({ deploymentId, reason }: { deploymentId: string; reason: string }): Promise<void> {
@@ -183,20 +191,13 @@ export function createActivities(deps: ActivityDeps) {
       await notify(CHANNEL_ROUTES, deploymentId);
     },
 
-    async markFailed({ deploymentId, reason }: { deploymentId: string; reason: string }): Promise<void> {
-      await prisma.deployment.update({ where: { id: deploymentId }, data: { status: 'FAILED', statusReason: reason, url: null } });
-      await event(deploymentId, 'deployment.failed', reason);
-    },
-
-    async finishOperation(input: { deploymentId: string; operationId: string; status: 'SUCCEEDED' | 'FAILED'; error?: string }): Promise<void> {
-      await prisma.operation.updateMany({
-        where: { id: input.operationId, finishedAt: null },
-        data: { status: input.status, error: input.error ?? null, finishedAt: new Date() },
-      });
-      await prisma.deployment.updateMany({
-        where: { id: input.deploymentId, activeOperationId: input.operationId },
-        data: { activeOperationId: null },
-      });
+    /** Ends the deployment FAILED with the reason and closes its operation, in one transaction. */
+    async markFailed({ deploymentId, operationId, reason }: { deploymentId: string; operationId: string; reason: string }): Promise<void> {
+      await prisma.$transaction([
+        prisma.deployment.update({ where: { id: deploymentId }, data: { status: 'FAILED', statusReason: reason, url: null } }),
+        ...endOperation(deploymentId, operationId, 'FAILED', reason),
+        prisma.deploymentEvent.create({ data: { deploymentId, kind: 'deployment.failed', message: reason } }),
+      ]);
     },
   };
 }

@@ -41,7 +41,8 @@ case "$cmd" in
     step "linting"
     npx eslint --max-warnings 0 .
     step "running tests"
-    exec npx jest --runInBand "$@"
+    # Mercurius loads an ES module with a dynamic import; jest needs vm modules for that.
+    NODE_OPTIONS="${NODE_OPTIONS:-} --experimental-vm-modules --no-warnings=ExperimentalWarning" exec npx jest --runInBand "$@"
     ;;
   build)
     ensure_node_modules; build

@@ -42,12 +42,8 @@ export async function deployWorkflow(input: DeployInput): Promise<{ url: string 
     await act.issueDeploymentKeys({ deploymentId });
 
     progress.step = 'publishing-routes';
-    compensations.push({ name: 'unpublish routes', run: () => act.unpublishRoutes({ deploymentId }) });
-    const { url } = await act.publishRoutes({ deploymentId });
-
     // The scaler workflow (scaler:<deploymentId>) is started here once it exists.
-
-    await act.finishOperation({ deploymentId, operationId, status: 'SUCCEEDED' });
+    const { url } = await act.publishRoutes({ deploymentId, operationId });
     progress.step = 'active';
     return { url };
   } catch (err) {
@@ -61,8 +57,7 @@ export async function deployWorkflow(input: DeployInput): Promise<{ url: string 
         log.error('compensation failed', { step: c.name, error: describe(compErr) });
       }
     }
-    await act.markFailed({ deploymentId, reason });
-    await act.finishOperation({ deploymentId, operationId, status: 'FAILED', error: reason });
+    await act.markFailed({ deploymentId, operationId, reason });
     progress.step = 'failed';
     throw ApplicationFailure.nonRetryable(`deploy failed: ${reason}`, 'DeployFailed');
   }

@@ -230,14 +230,20 @@ export async function startSimulator(partial: Partial<SimulatorOptions> = {}): P
     if (!inputs || inputs.length === 0) {
       return sendError(res, 400, "'input' must be a string or a non-empty array of strings", 'invalid_request_error', null, 'input');
     }
+    const format = body.encoding_format ?? 'float';
+    if (format !== 'float' && format !== 'base64') {
+      return sendError(res, 400, "'encoding_format' must be 'float' or 'base64'", 'invalid_request_error', null, 'encoding_format');
+    }
     await sem.acquire();
     try {
       await sleep(o.ttftMs * slowdown());
       const tokens = inputs.reduce((s, t) => s + countTokens(t), 0);
+      // base64 is the little-endian float32 array, as OpenAI and vLLM send it.
+      const encode = (v: number[]) => (format === 'base64' ? Buffer.from(new Float32Array(v).buffer).toString('base64') : v);
       sendJson(res, 200, {
         object: 'list',
         model: o.model,
-        data: inputs.map((t, index) => ({ object: 'embedding', index, embedding: embed(t, o.embeddingDim) })),
+        data: inputs.map((t, index) => ({ object: 'embedding', index, embedding: encode(embed(t, o.embeddingDim)) })),
         usage: { prompt_tokens: tokens, total_tokens: tokens },
       });
       served++;
