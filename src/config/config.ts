@@ -5,8 +5,9 @@ import { z } from 'zod';
  * stack runner. Every key is an environment variable; a bad value stops boot
  * with a message naming the key, the value and the rule.
  */
-const port = z.coerce.number().int().min(0).max(65535);
-const positiveInt = z.coerce.number().int().positive();
+const portRule = 'must be an integer from 0 to 65535';
+const port = z.coerce.number({ error: portRule }).int(portRule).min(0, portRule).max(65535, portRule);
+const positiveInt = z.coerce.number({ error: 'must be a positive integer' }).int('must be a positive integer').positive('must be a positive integer');
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');

@@ -192,7 +192,8 @@ export async function startSimulator(partial: Partial<SimulatorOptions> = {}): P
           const w = WORDS[Math.floor(rnd() * WORDS.length)];
           words.push(w);
           res.write(chunk({ content: (i === 0 ? '' : ' ') + w }, null));
-          if (cut && i === 0) {
+          // Cut after the first token reached the client: a replica dying mid-stream.
+          if (cut && i === 1) {
             res.socket?.destroy();
             return;
           }
