@@ -35,7 +35,7 @@ export const replicaId = (deploymentId: string, ordinal: number) => `${deploymen
 
 export function createActivities(deps: ActivityDeps) {
   const { prisma } = deps;
-  const pollMs = deps.healthPollMs ?? 200;
+  const pollMs = deps.healthPollMs ?? 50;
 
   const event = (deploymentId: string, kind: string, message: string, data?: object) =>
     prisma.deploymentEvent.create({ data: { deploymentId, kind, message, data: data ?? undefined } });

@@ -1,12 +1,10 @@
 import { ChildProcess, spawn } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { ConfigError, loadConfig } from '../config/config';
-import { createPrisma } from '../database/prisma';
-import { ensureDatabase, migrate } from '../database/migrate';
 import { DevServer, startDevServer, waitForPort } from '../temporal/dev-server';
 import { localProvider } from '../temporal/worker-runtime';
-import { ensureDefaultWorkspace } from '../workspaces/workspaces.service';
+import { bootstrap } from './bootstrap';
 
 /**
  * `npm start`: the whole product on one machine, with an embedded default for
@@ -79,18 +77,7 @@ async function main() {
     env.TEMPORAL_ADDRESS = temporal.address;
   }
 
-  say(`preparing the database ${new URL(config.DATABASE_URL).pathname.slice(1)}`);
-  if (await ensureDatabase(config.DATABASE_URL)) say('created the database');
-  const m = await migrate(config.DATABASE_URL, resolve(root, 'prisma/migrations'), (msg) => say(msg));
-  say(`migrations: ${m.applied.length} applied, ${m.alreadyApplied.length} already applied`);
-
-  // The bootstrap token: BOOTSTRAP_TOKEN, else the one generated on the first start.
-  const tokenFile = resolve(dataDir, 'bootstrap-token');
-  const saved = config.BOOTSTRAP_TOKEN ?? (await readFile(tokenFile, 'utf8').then((s) => s.trim(), () => undefined));
-  const prisma = createPrisma(config.DATABASE_URL, 2);
-  const { token } = await ensureDefaultWorkspace(prisma, saved);
-  await prisma.$disconnect();
-  if (!config.BOOTSTRAP_TOKEN) await writeFile(tokenFile, `${token}\n`, { mode: 0o600 });
+  const { token } = await bootstrap(config, say, resolve(dataDir, 'bootstrap-token'));
 
   for (const [name, entry] of [['worker', 'dist/src/worker.js'], ['api', 'dist/src/main.js']] as const) {
     const child = spawn(process.execPath, [resolve(root, entry)], { env, stdio: 'inherit', cwd: root });

@@ -50,7 +50,10 @@ export const configSchema = z.object({
    * Empty means the built-in simulator.
    */
   LOCAL_REPLICA_COMMAND: z.string().default(''),
-  LOCAL_REPLICA_READY_TIMEOUT_SECONDS: positiveInt.default(180),
+  /** Interface local replicas listen on; 0.0.0.0 when the api runs on another host (docker compose). */
+  LOCAL_REPLICA_HOST: z.string().min(1).default('127.0.0.1'),
+  /** Host the gateway uses to reach local replicas; defaults to LOCAL_REPLICA_HOST. */
+  LOCAL_REPLICA_ADVERTISE_HOST: z.string().min(1).optional(),
   /** Simulator knobs used by the default local replica command. */
   SIM_COLD_START_MS: z.coerce.number().int().min(0).default(4000),
   SIM_WARM_START_MS: z.coerce.number().int().min(0).default(600),

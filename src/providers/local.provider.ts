@@ -15,7 +15,10 @@ export interface LocalProviderOptions {
   command: string;
   /** Extra simulator flags when the built-in simulator is used. */
   simulatorArgs: string[];
+  /** Interface replicas listen on. */
   host?: string;
+  /** Host the gateway dials; defaults to host. */
+  advertiseHost?: string;
 }
 
 interface ReplicaRecord extends ReplicaHandle {
@@ -138,7 +141,7 @@ export class LocalProvider implements ProviderAdapter {
       replicaId: spec.replicaId,
       deploymentId: spec.deploymentId,
       providerId: String(pid),
-      address: `http://${this.host}:${port}`,
+      address: `http://${this.o.advertiseHost ?? this.host}:${port}`,
       pid,
       port,
       startedAt: new Date().toISOString(),

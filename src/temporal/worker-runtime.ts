@@ -13,6 +13,8 @@ export function localProvider(config: Config): LocalProvider {
     stateDir: resolve(config.DATA_DIR, 'local'),
     cacheDir: resolve(config.DATA_DIR, 'weights'),
     command: config.LOCAL_REPLICA_COMMAND,
+    host: config.LOCAL_REPLICA_HOST,
+    advertiseHost: config.LOCAL_REPLICA_ADVERTISE_HOST,
     simulatorArgs: [
       `--cold-start-ms ${config.SIM_COLD_START_MS}`,
       `--warm-start-ms ${config.SIM_WARM_START_MS}`,
