@@ -9,8 +9,10 @@ step() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 ensure_node_modules() {
   if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-    step "installing node modules (npm ci)"
-    npm ci --no-audit --no-fund --loglevel=error
+    step "installing node modules"
+    # Not `npm ci`: npm 11 writes lockfiles without other platforms' optional packages and then
+    # refuses them in `npm ci`. `npm install --no-save` installs the locked versions all the same.
+    npm install --no-save --no-audit --no-fund --loglevel=error
   fi
 }
 
