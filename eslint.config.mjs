@@ -9,7 +9,7 @@ const forbidden = [
 ];
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'src/generated/**', 'coverage/**', '.data/**', 'scripts/*.js', '*.config.js', '*.config.mjs', 'prisma.config.ts'] },
+  { ignores: ['dist/**', 'node_modules/**', 'src/generated/**', 'coverage/**', '.data/**', 'scripts/*.js', 'test/*.js', '*.config.js', '*.config.mjs', 'prisma.config.ts'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -24,4 +24,5 @@ module.exports = {
   globalTeardown: '<rootDir>/test/global-teardown.ts',
   testTimeout: 120_000,
   verbose: true,
+  reporters: ['default', '<rootDir>/test/summary-reporter.js'],
 };

@@ -263,3 +263,19 @@ describe('a deploy whose replica never becomes healthy', () => {
     }
   });
 });
+
+describe('the GraphQL contract', () => {
+  it('should match the committed schema.gql (UPDATE_SCHEMA=1 npm test rewrites it)', async () => {
+    const { mkdtempSync, readFileSync, writeFileSync } = await import('node:fs');
+    const { join, resolve } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const file = join(mkdtempSync(join(tmpdir(), 'schema-')), 'schema.gql');
+    const stack = await startStack({ GRAPHQL_SCHEMA_FILE: file });
+    await stack.close();
+    const emitted = readFileSync(file, 'utf8');
+    const committedPath = resolve(__dirname, '../schema.gql');
+    if (process.env.UPDATE_SCHEMA === '1') writeFileSync(committedPath, emitted);
+    expect(emitted).toBe(readFileSync(committedPath, 'utf8'));
+    expect(emitted).toContain('deployPipeline(input: DeployPipelineInput!): DeployPayload!');
+  });
+});
