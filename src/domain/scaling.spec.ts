@@ -1,0 +1,114 @@
+import { decide, initialScalerState, LoadReport, ScalerState, ScalingPolicy } from './scaling';
+
+const flex: ScalingPolicy = {
+  mode: 'FLEX', minReplicas: 0, maxReplicas: 8, targetConcurrency: 32,
+  scaleDownWindowSeconds: 30, idleTimeoutSeconds: 300, queueThresholdMs: 2000, reportTtlMs: 5000,
+};
+const active: ScalingPolicy = { ...flex, mode: 'ACTIVE', minReplicas: 2, scaleDownWindowSeconds: 120 };
+
+const T0 = 1_000_000;
+const report = (at: number, inFlight: number, queued = 0, oldestQueuedMs = 0, gatewayId = 'g1'): LoadReport => ({ gatewayId, inFlight, queued, oldestQueuedMs, at });
+const state = (current: number, extra: Partial<ScalerState> = {}): ScalerState => ({ ...initialScalerState(current, T0), ...extra });
+
+/** Drives decide() on a synthetic clock: one report per gateway every tickMs. */
+function run(policy: ScalingPolicy, start: ScalerState, loadAt: (t: number) => number, untilMs: number, tickMs = 1000) {
+  let s = start;
+  const trace: Array<{ t: number; desired: number; reason: string }> = [];
+  for (let t = 0; t <= untilMs; t += tickMs) {
+    const d = decide(policy, s, { now: T0 + t, reports: [report(T0 + t, loadAt(t))] });
+    if (d.desired !== s.current) trace.push({ t, desired: d.desired, reason: d.reason });
+    s = d.nextState;
+  }
+  return { trace, final: s };
+}
+
+describe('decide: one row per rule', () => {
+  it.each([
+    // [what, policy, current, reports, expected desired]
+    ['needed = ceil(in flight / target): 100 in flight on 2 replicas -> 4', flex, 2, [report(T0, 100)], 4],
+    ['needed is clamped to max', flex, 2, [report(T0, 1000)], 8],
+    ['at target exactly is not over it', flex, 2, [report(T0, 64)], 2],
+    ['one request over the average target scales up at once', flex, 2, [report(T0, 65)], 3],
+    ['a request queued past the threshold adds a replica even under target', flex, 2, [report(T0, 20, 1, 2500)], 3],
+    ['a queue younger than the threshold does not', flex, 2, [report(T0, 20, 1, 1500)], 2],
+    ['requests waiting on zero replicas wake one at once (cold start)', flex, 0, [report(T0, 0, 1, 10)], 1],
+    ['reports of several gateways are summed', flex, 1, [report(T0, 40, 0, 0, 'a'), report(T0, 40, 0, 0, 'b')], 3],
+    ['a report older than the TTL is dropped', flex, 1, [report(T0 - 6000, 500, 0, 0, 'silent'), report(T0, 10, 0, 0, 'live')], 1],
+    ['Active never goes below max(1, min), even with no load', active, 1, [report(T0, 0)], 2],
+    ['queue pressure at max holds max', flex, 8, [report(T0, 100, 50, 5000)], 8],
+  ] as const)('%s', (_what, policy, current, reports, expected) => {
+    expect(decide(policy, state(current), { now: T0, reports: [...reports] }).desired).toBe(expected);
+  });
+
+  it('should say there is no data, and hold, when no live report exists', () => {
+    const d = decide(flex, state(3), { now: T0, reports: [] });
+    expect(d).toMatchObject({ desired: 3, noData: true, reason: 'no load reports: holding 3' });
+    const expired = decide(flex, state(3), { now: T0 + 10_000, reports: [report(T0, 0)] });
+    expect(expired).toMatchObject({ desired: 3, noData: true });
+  });
+
+  it('should explain an up-scale with the numbers that caused it', () => {
+    expect(decide(flex, state(2), { now: T0, reports: [report(T0, 100)] }).reason)
+      .toBe('average 50.0 in flight per replica exceeds target 32 (100 in flight, 0 queued): 2 -> 4');
+  });
+});
+
+describe('decide: scenarios on a synthetic clock', () => {
+  it('should scale down only after the window, to the highest need seen in it', () => {
+    // 4 replicas; load falls to 40 (needs 2) at t=0, with a blip to 70 (needs 3) at t=10 s.
+    const { trace } = run(flex, state(4), (t) => (t === 10_000 ? 70 : 40), 60_000);
+    expect(trace).toEqual([{ t: 30_000, desired: 3, reason: expect.stringContaining('for 30 s') }]);
+  });
+
+  it('should scale down within [window, window + one tick] after load stops', () => {
+    const tick = 1000;
+    const { trace } = run(flex, state(4), (t) => (t < 5000 ? 120 : 10), 60_000, tick);
+    const down = trace.find((e) => e.desired < 4)!;
+    expect(down.t - 5000).toBeGreaterThanOrEqual(30_000);
+    expect(down.t - 5000).toBeLessThanOrEqual(30_000 + tick);
+    expect(down.desired).toBe(1);
+  });
+
+  it('should not scale down on a square wave whose period is shorter than the window', () => {
+    // 20 s high (120 in flight: needs 4), 20 s low (10: needs 1), for ten minutes.
+    const { trace, final } = run(flex, state(4), (t) => (Math.floor(t / 20_000) % 2 === 0 ? 120 : 10), 600_000);
+    expect(trace).toEqual([]);
+    expect(final.current).toBe(4);
+  });
+
+  it('should hold the count after a restart until reports arrive (missing data is never zero load)', () => {
+    let s = initialScalerState(5, T0);
+    for (let t = 0; t <= 600_000; t += 1000) s = decide(flex, s, { now: T0 + t, reports: [] }).nextState;
+    expect(s.current).toBe(5);
+  });
+
+  it('should take Flex to zero after the idle timeout, and not before', () => {
+    const { trace } = run(flex, state(2), (t) => (t < 10_000 ? 20 : 0), 400_000);
+    // 20 in flight fits one replica from t=0: 2 -> 1 when the 30 s window ends;
+    // the last request is seen at t=9 s, so zero comes 300 s after that.
+    expect(trace.map((e) => [e.t, e.desired])).toEqual([[30_000, 1], [309_000, 0]]);
+    expect(trace[1].reason).toMatch(/^idle for 300 s/);
+  });
+
+  it('should keep Active at its floor with no traffic for an hour', () => {
+    const { final } = run(active, state(4), () => 0, 3_600_000, 5000);
+    expect(final.current).toBe(2);
+  });
+
+  it('should not wake a Flex deployment at zero without demand', () => {
+    const longIdle = { ...flex, idleTimeoutSeconds: 3600 };
+    const { trace } = run(longIdle, state(0), () => 0, 120_000);
+    expect(trace).toEqual([]);
+  });
+
+  it('should survive a JSON round trip of its state (continue-as-new)', () => {
+    let s = state(4);
+    let json = state(4);
+    for (let t = 0; t <= 60_000; t += 1000) {
+      const obs = { now: T0 + t, reports: [report(T0 + t, t < 20_000 ? 120 : 10)] };
+      s = decide(flex, s, obs).nextState;
+      json = JSON.parse(JSON.stringify(decide(flex, json, obs).nextState));
+    }
+    expect(json).toEqual(s);
+  });
+});

@@ -1,0 +1,174 @@
+// The scaling decision: pure, time an input, no I/O. Used by the scaler
+// workflow and by the what-if simulator, so both decide exactly alike.
+// State is plain JSON (it is carried across continue-as-new).
+
+export interface ScalingPolicy {
+  mode: 'FLEX' | 'ACTIVE';
+  minReplicas: number;
+  maxReplicas: number;
+  /** In-flight requests per replica the scaler aims for. */
+  targetConcurrency: number;
+  /** Demand must fit in fewer replicas for this long before scaling down (Flex 30 s, Active 120 s). */
+  scaleDownWindowSeconds: number;
+  /** Flex only: no traffic for this long allows zero replicas (default 300 s). */
+  idleTimeoutSeconds: number;
+  /** A request queued longer than this triggers a scale-up (default 2000 ms). */
+  queueThresholdMs: number;
+  /** A gateway silent for longer than this no longer counts (default 5000 ms). */
+  reportTtlMs: number;
+}
+
+/** What one gateway process reports about one deployment. */
+export interface LoadReport {
+  gatewayId: string;
+  inFlight: number;
+  queued: number;
+  /** Age of the oldest queued request, ms (0 when nothing is queued). */
+  oldestQueuedMs: number;
+  /** Epoch ms at the gateway when the report was taken. */
+  at: number;
+}
+
+export interface ScalerState {
+  /** Replica count last decided. */
+  current: number;
+  /** Latest report per gateway process. */
+  reports: Record<string, LoadReport>;
+  /** Since when demand has fit in fewer replicas than `current` (epoch ms), or null. */
+  belowSince: number | null;
+  /** Highest replica need seen since belowSince: the scale-down goes no lower. */
+  belowPeakNeeded: number;
+  /** Last time any request was in flight or queued (epoch ms); the idle timer runs from here. */
+  lastActiveAt: number;
+}
+
+export interface Decision {
+  desired: number;
+  reason: string;
+  /** True when no live report exists: the count is held, never read as zero load. */
+  noData: boolean;
+  nextState: ScalerState;
+}
+
+export const DEFAULT_QUEUE_THRESHOLD_MS = 2000;
+export const DEFAULT_REPORT_TTL_MS = 5000;
+
+/** A new scaler: holds `current` until it has data; the idle timer starts now. */
+export function initialScalerState(current: number, now: number): ScalerState {
+  return { current, reports: {}, belowSince: null, belowPeakNeeded: 0, lastActiveAt: now };
+}
+
+const clamp = (n: number, lo: number, hi: number) => Math.max(lo, Math.min(hi, n));
+
+/** The policy's own floor: Active never below max(1, min); Flex may reach min, even 0. */
+export function hardFloor(policy: ScalingPolicy): number {
+  return policy.mode === 'ACTIVE' ? Math.max(1, policy.minReplicas) : policy.minReplicas;
+}
+
+/** How low a scale-down may go now: Flex reaches its min (maybe 0) only after the idle timeout. */
+export function scaleDownFloor(policy: ScalingPolicy, idleMs: number): number {
+  const floor = hardFloor(policy);
+  return policy.mode === 'FLEX' && idleMs < policy.idleTimeoutSeconds * 1000 ? Math.max(1, floor) : floor;
+}
+
+/**
+ * decide(policy, state, observation) -> desired replica count with its reason.
+ *
+ * needed = ceil((in flight + queued) / targetConcurrency), clamped to [floor, max].
+ * Up at once when the average in flight per replica exceeds the target, when a
+ * request has queued past the threshold, or when requests wait on zero replicas.
+ * Down only after demand has fit in fewer replicas for the whole window, and
+ * then to the highest need seen in that window. Example with target 32, window
+ * 30 s: 100 in flight on 2 replicas (avg 50 > 32) -> up to ceil(100/32) = 4 now;
+ * load falls to 40 (needs 2) at t=0 -> still 4 until t=30 s, then 2.
+ */
+export function decide(policy: ScalingPolicy, state: ScalerState, obs: { now: number; reports: LoadReport[] }): Decision {
+  const { now } = obs;
+  const reports: Record<string, LoadReport> = {};
+  for (const r of [...Object.values(state.reports), ...obs.reports]) {
+    const prev = reports[r.gatewayId];
+    if (!prev || r.at >= prev.at) reports[r.gatewayId] = r;
+  }
+  // Reports from a gateway that went silent expire instead of being summed forever.
+  for (const [id, r] of Object.entries(reports)) if (now - r.at > policy.reportTtlMs) delete reports[id];
+  const live = Object.values(reports);
+  const current = state.current;
+
+  if (live.length === 0) {
+    // No data is not zero load: hold, except to honour the policy's bounds.
+    const floor = hardFloor(policy);
+    const desired = clamp(current, floor, policy.maxReplicas);
+    return {
+      desired,
+      noData: true,
+      reason: desired === current ? `no load reports: holding ${current}` : `no load reports: ${current} -> ${desired} to respect min ${floor} / max ${policy.maxReplicas}`,
+      nextState: { ...state, reports, current: desired, belowSince: null, belowPeakNeeded: 0 },
+    };
+  }
+
+  const inFlight = live.reduce((s, r) => s + r.inFlight, 0);
+  const queued = live.reduce((s, r) => s + r.queued, 0);
+  const oldestQueuedMs = Math.max(...live.map((r) => r.oldestQueuedMs));
+  const demand = inFlight + queued;
+  const lastActiveAt = demand > 0 ? now : state.lastActiveAt;
+  const floor = hardFloor(policy);
+  const downFloor = scaleDownFloor(policy, now - lastActiveAt);
+  const needed = Math.ceil(demand / policy.targetConcurrency);
+  const load = `${inFlight} in flight, ${queued} queued`;
+  const base = { ...state, reports, lastActiveAt };
+
+  // Scale up at once.
+  const avg = current > 0 ? inFlight / current : Infinity;
+  const overTarget = current > 0 && avg > policy.targetConcurrency;
+  const queueStuck = queued > 0 && oldestQueuedMs > policy.queueThresholdMs;
+  const coldStart = current === 0 && demand > 0;
+  if (overTarget || queueStuck || coldStart) {
+    const want = Math.max(needed, queueStuck ? current + 1 : 0, coldStart ? 1 : 0);
+    const desired = clamp(want, floor, policy.maxReplicas);
+    const why = coldStart
+      ? `cold start: ${load} with 0 replicas`
+      : overTarget
+        ? `average ${avg.toFixed(1)} in flight per replica exceeds target ${policy.targetConcurrency} (${load})`
+        : `a request queued ${oldestQueuedMs} ms, past ${policy.queueThresholdMs} ms (${load})`;
+    return {
+      desired,
+      noData: false,
+      reason: desired > current ? `${why}: ${current} -> ${desired}` : `${why}, but max is ${policy.maxReplicas}: holding ${current}`,
+      nextState: { ...base, current: desired, belowSince: null, belowPeakNeeded: 0 },
+    };
+  }
+
+  // Scale down only after the window, never below the floor.
+  const target = Math.max(needed, downFloor);
+  if (target < current) {
+    const belowSince = state.belowSince ?? now;
+    const belowPeakNeeded = Math.max(state.belowSince === null ? 0 : state.belowPeakNeeded, target);
+    // Going to zero: demand has been nil since lastActiveAt, longer than the idle timeout.
+    const waited = target === 0 ? now - lastActiveAt : now - belowSince;
+    if (waited >= policy.scaleDownWindowSeconds * 1000) {
+      const desired = clamp(belowPeakNeeded, downFloor, policy.maxReplicas);
+      const idle = desired === 0 ? `idle for ${Math.round((now - lastActiveAt) / 1000)} s, ` : '';
+      return {
+        desired,
+        noData: false,
+        reason: `${idle}demand fit in ${desired} replica(s) for ${Math.round(waited / 1000)} s (${load}): ${current} -> ${desired}`,
+        nextState: { ...base, current: desired, belowSince: null, belowPeakNeeded: 0 },
+      };
+    }
+    return {
+      desired: current,
+      noData: false,
+      reason: `demand fits in ${target} replica(s) for ${Math.round(waited / 1000)} of ${policy.scaleDownWindowSeconds} s (${load}): holding ${current}`,
+      nextState: { ...base, belowSince, belowPeakNeeded },
+    };
+  }
+
+  // Demand rose back to what current serves (or the floor holds): the window restarts.
+  const desired = clamp(current, floor, policy.maxReplicas);
+  return {
+    desired,
+    noData: false,
+    reason: desired === current ? `${load}: ${current} replica(s) fit` : `policy bounds: ${current} -> ${desired}`,
+    nextState: { ...base, current: desired, belowSince: null, belowPeakNeeded: 0 },
+  };
+}
