@@ -30,6 +30,8 @@ describe('decide: one row per rule', () => {
     ['at target exactly is not over it', flex, 2, [report(T0, 64)], 2],
     ['one request over the average target scales up at once', flex, 2, [report(T0, 65)], 3],
     ['a request queued past the threshold adds a replica even under target', flex, 2, [report(T0, 20, 1, 2500)], 3],
+    // Replicas capped at the target (30 of 30) can never exceed it: queued requests count.
+    ['queued requests count as demand: 30 running + 40 queued on 1 replica -> 3', { ...flex, targetConcurrency: 30 }, 1, [report(T0, 30, 40, 100)], 3],
     ['a queue younger than the threshold does not', flex, 2, [report(T0, 20, 1, 1500)], 2],
     ['requests waiting on zero replicas wake one at once (cold start)', flex, 0, [report(T0, 0, 1, 10)], 1],
     ['reports of several gateways are summed', flex, 1, [report(T0, 40, 0, 0, 'a'), report(T0, 40, 0, 0, 'b')], 3],
@@ -49,7 +51,7 @@ describe('decide: one row per rule', () => {
 
   it('should explain an up-scale with the numbers that caused it', () => {
     expect(decide(flex, state(2), { now: T0, reports: [report(T0, 100)] }).reason)
-      .toBe('average 50.0 in flight per replica exceeds target 32 (100 in flight, 0 queued): 2 -> 4');
+      .toBe('average 50.0 in flight or queued per replica exceeds target 32 (100 in flight, 0 queued): 2 -> 4');
   });
 });
 

@@ -75,7 +75,7 @@ export function scaleDownFloor(policy: ScalingPolicy, idleMs: number): number {
  * decide(policy, state, observation) -> desired replica count with its reason.
  *
  * needed = ceil((in flight + queued) / targetConcurrency), clamped to [floor, max].
- * Up at once when the average in flight per replica exceeds the target, when a
+ * Up at once when the average in flight (queued included) per replica exceeds the target, when a
  * request has queued past the threshold, or when requests wait on zero replicas.
  * Down only after demand has fit in fewer replicas for the whole window, and
  * then to the highest need seen in that window. Example with target 32, window
@@ -117,8 +117,9 @@ export function decide(policy: ScalingPolicy, state: ScalerState, obs: { now: nu
   const load = `${inFlight} in flight, ${queued} queued`;
   const base = { ...state, reports, lastActiveAt };
 
-  // Scale up at once.
-  const avg = current > 0 ? inFlight / current : Infinity;
+  // Scale up at once. Queued requests count as in flight: they are, at the load
+  // balancer, and a replica capped at the target could never exceed it otherwise.
+  const avg = current > 0 ? demand / current : Infinity;
   const overTarget = current > 0 && avg > policy.targetConcurrency;
   const queueStuck = queued > 0 && oldestQueuedMs > policy.queueThresholdMs;
   const coldStart = current === 0 && demand > 0;
@@ -128,7 +129,7 @@ export function decide(policy: ScalingPolicy, state: ScalerState, obs: { now: nu
     const why = coldStart
       ? `cold start: ${load} with 0 replicas`
       : overTarget
-        ? `average ${avg.toFixed(1)} in flight per replica exceeds target ${policy.targetConcurrency} (${load})`
+        ? `average ${avg.toFixed(1)} in flight or queued per replica exceeds target ${policy.targetConcurrency} (${load})`
         : `a request queued ${oldestQueuedMs} ms, past ${policy.queueThresholdMs} ms (${load})`;
     return {
       desired,
