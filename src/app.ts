@@ -18,6 +18,7 @@ import { Gateway } from './gateway/gateway';
 import { createMetrics } from './gateway/metrics';
 import { KeysModule } from './keys/keys';
 import { PipelinesModule } from './pipelines/pipelines';
+import { ScalingModule } from './scaling/scaling.module';
 import { WorkspacesModule } from './workspaces/workspaces.module';
 
 export interface AppHandle {
@@ -49,6 +50,7 @@ function rootModule(config: Config, logger: Logger) {
       PipelinesModule,
       DeploymentsModule,
       KeysModule,
+      ScalingModule,
     ],
     providers: [{ provide: APP_FILTER, useClass: GraphQLErrorFilter }],
   })

@@ -207,6 +207,23 @@ describe('deploy a pipeline and call it with the official OpenAI client', () => 
     await expect(client.chat.completions.create({ model: chat.deploymentId, messages: [{ role: 'user', content: 'x' }] })).rejects.toMatchObject({ status: 404, code: 'model_not_found' });
   });
 
+  it('should simulate scaling for a traffic pattern, and refuse a policy over the plan', async () => {
+    const q = `query($input: SimulateScalingInput!) { simulateScaling(input: $input) { requests served rejected503 coldStarts maxReplicas svg decisions { from to reason } } }`;
+    const r = await stack.gql<{ simulateScaling: { requests: number; served: number; rejected503: number; maxReplicas: number; svg: string; decisions: Array<{ from: number; to: number }> } }>(q, team.token, {
+      input: { avgRps: 2, burstRps: 40, burstEverySeconds: 60, burstSeconds: 10, durationSeconds: 120, meanDurationMs: 3000, maxReplicas: 4 },
+    });
+    expect(r.errors).toBeUndefined();
+    const sim = r.data.simulateScaling;
+    expect(sim.served + sim.rejected503).toBe(sim.requests);
+    expect(sim.maxReplicas).toBe(4);
+    expect(sim.decisions[0]).toMatchObject({ from: 0, to: 1 });
+    expect(sim.svg).toContain('<svg');
+    const over = await stack.gql(q, team.token, { input: { avgRps: 1, maxReplicas: 33 } });
+    expect(over.errors?.[0]).toMatchObject({ extensions: { code: 'PLAN_LIMIT', limit: 32 } });
+    const huge = await stack.gql(q, team.token, { input: { avgRps: 1000, durationSeconds: 86_400, maxReplicas: 4 } });
+    expect(huge.errors?.[0]).toMatchObject({ message: expect.stringMatching(/^durationSeconds: the trace would exceed 500000 requests/), extensions: { code: 'BAD_USER_INPUT' } });
+  });
+
   it('should reject GraphQL calls without a valid management token', async () => {
     const r = await stack.gql(`{ deployments { id } }`, 'mt_wrongwrongwrongwrong');
     expect(r.errors?.[0]).toMatchObject({ message: 'invalid or revoked management token', extensions: { code: 'UNAUTHENTICATED' } });
