@@ -10,11 +10,11 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pino from 'pino';
 import { createApp } from '../src/app';
+import { freePort } from '../src/common/net';
 import { loadConfig } from '../src/config/config';
 import { dropDatabase, ensureDatabase, migrate } from '../src/database/migrate';
 import { createPrisma } from '../src/database/prisma';
@@ -24,14 +24,6 @@ import { startWorker } from '../src/temporal/worker-runtime';
 import { WorkspacesService } from '../src/workspaces/workspaces.service';
 
 const runs = Number(process.argv[2] ?? 7);
-const freePort = () =>
-  new Promise<number>((res) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => res(port));
-    });
-  });
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;

@@ -1,18 +1,9 @@
 import { createLogger } from './common/logger';
-import { ConfigError, loadConfig } from './config/config';
+import { loadConfigOrExit } from './config/config';
 import { createApp } from './app';
 
 async function main() {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`${e.message}\n`);
-      process.exit(2);
-    }
-    throw e;
-  }
+  const config = loadConfigOrExit();
   const log = createLogger(config.LOG_LEVEL, 'api');
   const handle = await createApp(config, log);
   log.info({ url: handle.url, graphql: `${handle.url}/graphql`, gateway: `${config.PUBLIC_BASE_URL}/v1` }, 'api listening');

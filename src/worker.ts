@@ -1,19 +1,10 @@
 import { Runtime, makeTelemetryFilterString } from '@temporalio/worker';
 import { createLogger } from './common/logger';
-import { ConfigError, loadConfig } from './config/config';
+import { loadConfigOrExit } from './config/config';
 import { startWorker } from './temporal/worker-runtime';
 
 async function main() {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`${e.message}\n`);
-      process.exit(2);
-    }
-    throw e;
-  }
+  const config = loadConfigOrExit();
   const log = createLogger(config.LOG_LEVEL, 'worker');
   Runtime.install({
     logger: {

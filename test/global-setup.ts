@@ -1,19 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { freePort } from '../src/common/net';
 import { ensureDatabase, migrate } from '../src/database/migrate';
 import { startDevServer } from '../src/temporal/dev-server';
-
-const freePort = () =>
-  new Promise<number>((res) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => res(port));
-    });
-  });
 
 /**
  * One real Temporal dev server (in-memory SQLite) and one fresh Postgres

@@ -1,10 +1,10 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { Client, Connection } from '@temporalio/client';
 import pino from 'pino';
 import { createApp } from '../src/app';
+import { freePort } from '../src/common/net';
 import { Config, loadConfig } from '../src/config/config';
 import { createPrisma, PrismaClient } from '../src/database/prisma';
 import { startWorker, WorkerRuntime } from '../src/temporal/worker-runtime';
@@ -29,14 +29,7 @@ function bundle(): { code: string } | undefined {
 
 let seq = 0;
 
-export const freePort = () =>
-  new Promise<number>((res) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => res(port));
-    });
-  });
+
 
 export interface Stack {
   config: Config;

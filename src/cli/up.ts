@@ -1,7 +1,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { ConfigError, loadConfig } from '../config/config';
+import { loadConfigOrExit } from '../config/config';
 import { DevServer, startDevServer, waitForPort } from '../temporal/dev-server';
 import { localProvider } from '../temporal/worker-runtime';
 import { bootstrap } from './bootstrap';
@@ -16,16 +16,7 @@ const root = resolve(__dirname, '../../..');
 const say = (msg: string) => process.stderr.write(`\u001b[1m==>\u001b[0m ${msg}\n`);
 
 async function main() {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`${e.message}\n`);
-      process.exit(2);
-    }
-    throw e;
-  }
+  const config = loadConfigOrExit();
   const dataDir = resolve(root, config.DATA_DIR);
   await mkdir(dataDir, { recursive: true });
 

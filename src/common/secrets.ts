@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 
 /** A random id with a readable kind prefix, e.g. dep_3k9x... (URL-safe, 128 bits). */
 export function newId(kind: string): string {
@@ -31,13 +31,6 @@ export function secretFromPlaintext(plaintext: string): IssuedSecret {
 
 export function hashSecret(plaintext: string): string {
   return createHash('sha256').update(plaintext, 'utf8').digest('hex');
-}
-
-/** Constant-time comparison of two hex digests of equal length. */
-export function sameHash(a: string, b: string): boolean {
-  const x = Buffer.from(a, 'hex');
-  const y = Buffer.from(b, 'hex');
-  return x.length === y.length && timingSafeEqual(x, y);
 }
 
 /** AES-256-GCM; output is base64url(iv | tag | ciphertext). */

@@ -246,9 +246,7 @@ export class Gateway {
       headers['cache-control'] = 'no-cache';
       headers['x-accel-buffering'] = 'no';
     }
-    if (res.statusCode >= 400 && !sse) {
-      // Upstream errors keep their status; the body is already an OpenAI envelope from the engine.
-    }
+    // Upstream errors keep their status: OpenAI-compatible engines already answer in the envelope.
     raw.writeHead(res.statusCode, headers);
     if (sse) raw.flushHeaders();
     let done = false;

@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
+import { freePort } from '../common/net';
 import { request } from 'undici';
 import { ProviderAdapter, ProviderError, ReplicaHandle, ReplicaHealth, ReplicaSpec } from './provider';
 
@@ -34,17 +34,6 @@ export function simulatorEntry(): string {
   const fromRoot = resolve(__dirname, '../../dist/src/simulator/main.js');
   if (existsSync(fromRoot)) return fromRoot;
   throw new ProviderError('simulator entry not found: run `npm run build` first', false);
-}
-
-async function freePort(host: string): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, host, () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => res(port));
-    });
-  });
 }
 
 function alive(pid: number): boolean {
