@@ -224,6 +224,27 @@ describe('deploy a pipeline and call it with the official OpenAI client', () => 
     expect(huge.errors?.[0]).toMatchObject({ message: expect.stringMatching(/^durationSeconds: the trace would exceed 500000 requests/), extensions: { code: 'BAD_USER_INPUT' } });
   });
 
+  it('should create, list by prefix and revoke management tokens, never by another workspace', async () => {
+    const created = await stack.gql<{ createManagementToken: { id: string; prefix: string; token: string } }>(
+      `mutation { createManagementToken(name: "ci") { id prefix token } }`, team.token);
+    const { id, prefix, token } = created.data.createManagementToken;
+    expect(token.startsWith(prefix)).toBe(true);
+    expect((await stack.gql(`{ workspace { id } }`, token)).errors).toBeUndefined();
+    const listed = await stack.gql<{ managementTokens: unknown[] }>(`{ managementTokens { id prefix name } }`, team.token);
+    expect(listed.data.managementTokens).toContainEqual({ id, prefix, name: 'ci' });
+    expect(JSON.stringify(listed.data)).not.toContain(token);
+
+    const self = await stack.gql(`mutation($id: ID!) { revokeManagementToken(id: $id) { id } }`, token, { id });
+    expect(self.errors?.[0]).toMatchObject({ extensions: { code: 'CONFLICT' }, message: expect.stringMatching(/cannot revoke itself/) });
+    const other = await stack.workspace('TEAM');
+    const foreign = await stack.gql(`mutation($id: ID!) { revokeManagementToken(id: $id) { id } }`, other.token, { id });
+    expect(foreign.errors?.[0].extensions.code).toBe('NOT_FOUND');
+
+    const revoked = await stack.gql(`mutation($id: ID!) { revokeManagementToken(id: $id) { revokedAt } }`, team.token, { id });
+    expect(revoked.errors).toBeUndefined();
+    expect((await stack.gql(`{ workspace { id } }`, token)).errors?.[0].extensions.code).toBe('UNAUTHENTICATED');
+  });
+
   it('should reject GraphQL calls without a valid management token', async () => {
     const r = await stack.gql(`{ deployments { id } }`, 'mt_wrongwrongwrongwrong');
     expect(r.errors?.[0]).toMatchObject({ message: 'invalid or revoked management token', extensions: { code: 'UNAUTHENTICATED' } });

@@ -119,3 +119,12 @@ export class CreatedManagementToken {
   @Field() prefix!: string;
   @Field({ description: 'The whole token. Shown once.' }) token!: string;
 }
+
+@ObjectType()
+export class ManagementToken {
+  @Field(() => ID) id!: string;
+  @Field() name!: string;
+  @Field({ description: 'First characters of the token; the token itself is shown only once.' }) prefix!: string;
+  @Field() createdAt!: Date;
+  @Field(() => Date, { nullable: true }) revokedAt!: Date | null;
+}

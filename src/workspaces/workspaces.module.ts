@@ -1,7 +1,7 @@
 import { Module, UseGuards } from '@nestjs/common';
-import { Args, Mutation, Query, Resolver } from '@nestjs/graphql';
+import { Args, ID, Mutation, Query, Resolver } from '@nestjs/graphql';
 import { planMaxConcurrency, planMaxReplicas, PlanName } from '../domain/plans';
-import { CreatedManagementToken, Workspace } from '../graphql/models';
+import { CreatedManagementToken, ManagementToken, Workspace } from '../graphql/models';
 import { AuthContext, CurrentAuth, ManagementAuthGuard } from './auth';
 import { WorkspacesService } from './workspaces.service';
 
@@ -27,6 +27,16 @@ export class WorkspacesResolver {
   async createManagementToken(@CurrentAuth() auth: AuthContext, @Args('name') name: string): Promise<CreatedManagementToken> {
     const { row, token } = await this.workspaces.createToken(auth.workspace.id, name.slice(0, 100) || 'token');
     return { id: row.id, prefix: row.prefix, token };
+  }
+
+  @Query(() => [ManagementToken], { description: 'Tokens by prefix; the tokens themselves are never shown again.' })
+  managementTokens(@CurrentAuth() auth: AuthContext) {
+    return this.workspaces.listTokens(auth.workspace.id);
+  }
+
+  @Mutation(() => ManagementToken)
+  revokeManagementToken(@CurrentAuth() auth: AuthContext, @Args('id', { type: () => ID }) id: string) {
+    return this.workspaces.revokeToken(auth.workspace.id, id, auth.tokenId);
   }
 }
 

@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { PRISMA } from '../common/core.module';
 import { issueSecret, newId, secretFromPlaintext } from '../common/secrets';
 import type { Plan, PrismaClient } from '../database/prisma';
+import { DomainError, ErrorCode, notFound } from '../domain/errors';
 
 export const DEFAULT_WORKSPACE_ID = 'ws_default';
 
@@ -16,6 +17,20 @@ export class WorkspacesService {
       data: { id, name, plan, tokens: { create: { id: newId('mtk'), name: 'initial', prefix: secret.prefix, hash: secret.hash } } },
     });
     return { workspace, token: secret.plaintext };
+  }
+
+  /** Revokes a token of this workspace; the token in use cannot revoke itself (no lock-out by mistake). */
+  async revokeToken(workspaceId: string, id: string, currentTokenId: string) {
+    if (id === currentTokenId) {
+      throw new DomainError(ErrorCode.CONFLICT, 'a management token cannot revoke itself; use another token of this workspace', { id });
+    }
+    const token = await this.prisma.managementToken.findFirst({ where: { id, workspaceId } });
+    if (!token) throw notFound('management token', id);
+    return token.revokedAt ? token : this.prisma.managementToken.update({ where: { id }, data: { revokedAt: new Date() } });
+  }
+
+  listTokens(workspaceId: string) {
+    return this.prisma.managementToken.findMany({ where: { workspaceId }, orderBy: { createdAt: 'asc' } });
   }
 
   async createToken(workspaceId: string, name: string) {
