@@ -1,6 +1,7 @@
 import { heartbeat, sleep } from '@temporalio/activity';
 import type { PrismaClient } from '../src/database/prisma';
-import { PLANS, planMaxReplicas, PlanName } from '../src/domain/plans';
+import { MODE_DEFAULTS, PLANS, planMaxReplicas, PlanName, targetConcurrency } from '../src/domain/plans';
+import { DEFAULT_QUEUE_THRESHOLD_MS, DEFAULT_REPORT_TTL_MS, ScalingPolicy } from '../src/domain/scaling';
 import type { ProviderAdapter, ReplicaHandle } from '../src/providers/provider';
 
 /**
@@ -11,8 +12,10 @@ export interface ActivityDeps {
   prisma: PrismaClient;
   providers: Partial<Record<'LOCAL' | 'RUNPOD' | 'MODAL' | 'CUSTOM', ProviderAdapter>>;
   publicBaseUrl: string;
-  /** Poll interval of the health wait, ms. */
+  /** Poll interval of the health and drain waits, ms. */
   healthPollMs?: number;
+  /** How long a scale-up waits for new replicas to serve. */
+  healthTimeoutSeconds?: number;
 }
 
 // Error names become ApplicationFailure types; the permanent ones are listed
@@ -36,6 +39,7 @@ export const replicaId = (deploymentId: string, ordinal: number) => `${deploymen
 export function createActivities(deps: ActivityDeps) {
   const { prisma } = deps;
   const pollMs = deps.healthPollMs ?? 50;
+  const healthTimeoutSeconds = deps.healthTimeoutSeconds ?? 300;
 
   const event = (deploymentId: string, kind: string, message: string, data?: object) =>
     prisma.deploymentEvent.create({ data: { deploymentId, kind, message, data: data ?? undefined } });
@@ -66,6 +70,34 @@ export function createActivities(deps: ActivityDeps) {
     return p;
   }
 
+  /** Polls the deployment's STARTING replicas until all serve; marks each READY as it turns healthy. */
+  async function waitReady(deploymentId: string, p: ProviderAdapter, timeoutSeconds: number): Promise<void> {
+    const deadline = Date.now() + timeoutSeconds * 1000;
+    for (;;) {
+      const pending = await prisma.replica.findMany({ where: { deploymentId, state: 'STARTING' } });
+      if (pending.length === 0) return;
+      for (const r of pending) {
+        const h = await p.health(handleOf(r));
+        if (h === 'ready') {
+          const now = new Date();
+          await prisma.replica.update({
+            where: { id: r.id },
+            data: { state: 'READY', readyAt: now, coldStartMs: now.getTime() - r.startedAt.getTime() },
+          });
+          await event(deploymentId, 'replica.ready', `replica ${r.id} is ready after ${now.getTime() - r.startedAt.getTime()} ms`);
+        } else if (h === 'gone') {
+          await prisma.replica.update({ where: { id: r.id }, data: { state: 'FAILED', stoppedAt: new Date() } });
+          throw new ReplicaUnhealthyError(`replica ${r.id} exited before it became healthy`);
+        }
+      }
+      if (Date.now() > deadline) {
+        throw new ReplicaUnhealthyError(`replica(s) ${pending.map((r) => r.id).join(', ')} not healthy after ${timeoutSeconds} s`);
+      }
+      heartbeat();
+      await sleep(pollMs);
+    }
+  }
+
   const handleOf = (r: { id: string; deploymentId: string; providerId: string | null; address: string | null }): ReplicaHandle => ({
     replicaId: r.id,
     deploymentId: r.deploymentId,
@@ -74,7 +106,7 @@ export function createActivities(deps: ActivityDeps) {
   });
 
   return {
-    async checkPlan({ deploymentId }: { deploymentId: string }): Promise<{ initialReplicas: number }> {
+    async checkPlan({ deploymentId }: { deploymentId: string }): Promise<{ initialReplicas: number; planMaxReplicas: number; policy: ScalingPolicy }> {
       const d = await loadDeployment(deploymentId);
       const plan = d.workspace.plan as PlanName;
       const limits = PLANS[plan];
@@ -87,7 +119,21 @@ export function createActivities(deps: ActivityDeps) {
       await event(deploymentId, 'plan.checked', `plan ${plan} allows ${d.mode} with up to ${cap} replicas`);
       // A Flex deployment with min 0 still proves one replica healthy before it is ACTIVE;
       // the scaler idles it down later.
-      return { initialReplicas: Math.max(1, d.minReplicas) };
+      const defaults = MODE_DEFAULTS[d.mode];
+      return {
+        initialReplicas: Math.max(1, d.minReplicas),
+        planMaxReplicas: cap,
+        policy: {
+          mode: d.mode,
+          minReplicas: d.minReplicas,
+          maxReplicas: d.maxReplicas,
+          targetConcurrency: d.targetConcurrency ?? targetConcurrency(d.pipeline.task, d.variant.maxConcurrency, d.variant.targetConcurrency),
+          scaleDownWindowSeconds: d.scaleDownWindowSeconds ?? defaults.scaleDownWindowSeconds,
+          idleTimeoutSeconds: d.idleTimeoutSeconds ?? defaults.idleTimeoutSeconds,
+          queueThresholdMs: DEFAULT_QUEUE_THRESHOLD_MS,
+          reportTtlMs: DEFAULT_REPORT_TTL_MS,
+        },
+      };
     },
 
     async provisionReplicas({ deploymentId, count }: { deploymentId: string; count: number }): Promise<{ replicaIds: string[] }> {
@@ -121,30 +167,58 @@ export function createActivities(deps: ActivityDeps) {
 
     async waitReplicasReady({ deploymentId, timeoutSeconds }: { deploymentId: string; timeoutSeconds: number }): Promise<void> {
       const d = await loadDeployment(deploymentId);
+      await waitReady(deploymentId, provider(d.target), timeoutSeconds);
+    },
+
+    /**
+     * Brings the deployment to `desired` replicas. Up: start new replicas and
+     * wait until they serve, then publish them. Down: mark the newest DRAINING
+     * (gateways stop sending them work at once), wait until what they run has
+     * finished or drainTimeoutMs passed, then stop them. No stream is cut.
+     */
+    async applyReplicaCount(input: { deploymentId: string; desired: number; reason: string; drainTimeoutMs: number }): Promise<void> {
+      const { deploymentId, desired } = input;
+      const d = await loadDeployment(deploymentId);
       const p = provider(d.target);
-      const deadline = Date.now() + timeoutSeconds * 1000;
-      for (;;) {
-        const pending = await prisma.replica.findMany({ where: { deploymentId, state: 'STARTING' } });
-        if (pending.length === 0) break;
-        for (const r of pending) {
-          const h = await p.health(handleOf(r));
-          if (h === 'ready') {
-            const now = new Date();
-            await prisma.replica.update({
-              where: { id: r.id },
-              data: { state: 'READY', readyAt: now, coldStartMs: now.getTime() - r.startedAt.getTime() },
-            });
-            await event(deploymentId, 'replica.ready', `replica ${r.id} is ready after ${now.getTime() - r.startedAt.getTime()} ms`);
-          } else if (h === 'gone') {
-            await prisma.replica.update({ where: { id: r.id }, data: { state: 'FAILED', stoppedAt: new Date() } });
-            throw new ReplicaUnhealthyError(`replica ${r.id} exited before it became healthy`);
+      const live = await prisma.replica.findMany({ where: { deploymentId, state: { in: ['STARTING', 'READY'] } }, orderBy: { startedAt: 'asc' } });
+      if (desired > live.length) {
+        // Ordinals continue after every replica this deployment ever had; a retry sees the rows it made.
+        let ordinal = await prisma.replica.count({ where: { deploymentId } });
+        const ids: string[] = [];
+        for (let i = live.length; i < desired; i++, ordinal++) {
+          const id = replicaId(deploymentId, ordinal);
+          ids.push(id);
+          await prisma.replica.create({ data: { id, deploymentId, state: 'STARTING', gpu: d.gpu, concurrency: d.variant.maxConcurrency } });
+          const h = await p.ensureReplica({
+            replicaId: id, deploymentId, pipelineId: d.pipelineId, variantId: d.variantId, model: d.pipeline.model,
+            task: d.pipeline.task, gpu: d.gpu, maxConcurrency: d.variant.maxConcurrency,
+          });
+          await prisma.replica.update({ where: { id }, data: { providerId: h.providerId, address: h.address } });
+        }
+        await event(deploymentId, 'scale.up', `${live.length} -> ${desired}: ${input.reason}`, { replicaIds: ids });
+        await waitReady(deploymentId, p, healthTimeoutSeconds);
+        await notify(CHANNEL_ROUTES, deploymentId);
+        return;
+      }
+      if (desired < live.length) {
+        // Starting replicas go first (they serve nothing), then the newest.
+        const victims = [...live].sort((a, b) => (a.state === b.state ? b.startedAt.getTime() - a.startedAt.getTime() : a.state === 'STARTING' ? -1 : 1)).slice(0, live.length - desired);
+        await prisma.replica.updateMany({ where: { id: { in: victims.map((v) => v.id) } }, data: { state: 'DRAINING' } });
+        await notify(CHANNEL_ROUTES, deploymentId);
+        await event(deploymentId, 'scale.down', `${live.length} -> ${desired}: ${input.reason}`, { replicaIds: victims.map((v) => v.id) });
+        const deadline = Date.now() + input.drainTimeoutMs;
+        for (const v of victims) {
+          // The gateways' route caches drop the replica on NOTIFY; give in-flight requests time to finish.
+          for (;;) {
+            const n = p.inFlight ? await p.inFlight(handleOf(v)) : null;
+            if (n === 0 || Date.now() > deadline) break;
+            heartbeat();
+            await sleep(pollMs);
           }
+          await p.stopReplica(v.id);
+          await prisma.replica.update({ where: { id: v.id }, data: { state: 'STOPPED', stoppedAt: new Date() } });
         }
-        if (Date.now() > deadline) {
-          throw new ReplicaUnhealthyError(`replica(s) ${pending.map((r) => r.id).join(', ')} not healthy after ${timeoutSeconds} s`);
-        }
-        heartbeat();
-        await sleep(pollMs);
+        await event(deploymentId, 'replicas.drained', `stopped ${victims.length} replica(s) after draining`);
       }
     },
 

@@ -50,6 +50,6 @@ describe('workflow determinism', () => {
   });
 
   it('should have recorded histories to replay', () => {
-    expect(files.sort()).toEqual(['deploy-failed.pb', 'deploy-succeeded.pb']);
+    expect(files.sort()).toEqual(['deploy-failed-v1.pb', 'deploy-failed.pb', 'deploy-succeeded-v1.pb', 'deploy-succeeded.pb']);
   });
 });

@@ -1,6 +1,7 @@
-import { ApplicationFailure, log, proxyActivities, setHandler } from '@temporalio/workflow';
+import { ApplicationFailure, log, ParentClosePolicy, patched, proxyActivities, setHandler, startChild, WorkflowIdReusePolicy } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { DeployInput, DeployProgress, deployProgressQuery } from './messages';
+import { DeployInput, DeployProgress, deployProgressQuery, scalerWorkflowId } from './messages';
+import { scalerWorkflow } from './scaler';
 
 // Short activities: database writes and provider calls.
 const act = proxyActivities<Activities>({
@@ -42,9 +43,26 @@ export async function deployWorkflow(input: DeployInput): Promise<{ url: string 
     await act.issueDeploymentKeys({ deploymentId });
 
     progress.step = 'publishing-routes';
-    // The scaler workflow (scaler:<deploymentId>) is started here once it exists.
     const { url } = await act.publishRoutes({ deploymentId, operationId });
     progress.step = 'active';
+
+    // The scaler outlives this workflow: one per deployment, for its whole life.
+    // patched(): deploys recorded before the scaler existed replay unchanged.
+    if (patched('start-scaler') && plan.policy) {
+      await startChild(scalerWorkflow, {
+        workflowId: scalerWorkflowId(deploymentId),
+        parentClosePolicy: ParentClosePolicy.ABANDON,
+        workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+        args: [{
+          deploymentId,
+          policy: plan.policy,
+          initialReplicas: plan.initialReplicas,
+          planMaxReplicas: plan.planMaxReplicas,
+          tickMs: input.scalerTickMs ?? 1000,
+          drainTimeoutMs: input.drainTimeoutMs ?? 300_000,
+        }],
+      });
+    }
     return { url };
   } catch (err) {
     const reason = describe(err);

@@ -1,2 +1,3 @@
 // Entry of the workflow bundle: every workflow the worker runs.
 export { deployWorkflow } from './deploy';
+export { scalerWorkflow } from './scaler';

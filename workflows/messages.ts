@@ -1,11 +1,15 @@
 // Every signal, update and query, defined once and imported by workflows and clients.
-import { defineQuery } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { LoadReport, ScalerState, ScalingPolicy } from '../src/domain/scaling';
 
 export interface DeployInput {
   deploymentId: string;
   operationId: string;
   /** How long replicas may take to turn healthy before the deploy fails. */
   healthTimeoutSeconds: number;
+  /** Scaler settings (absent in histories recorded before the scaler existed). */
+  scalerTickMs?: number;
+  drainTimeoutMs?: number;
 }
 
 export type DeployStep =
@@ -27,3 +31,50 @@ export const deployProgressQuery = defineQuery<DeployProgress>('deployProgress')
 
 export const TASK_QUEUE_DEFAULT = 'deployments';
 export const deployWorkflowId = (deploymentId: string) => `deploy:${deploymentId}`;
+
+// ---- scaler:<deploymentId> ----
+
+export interface ScalingDecisionRecord {
+  /** Epoch ms. */
+  at: number;
+  from: number;
+  to: number;
+  reason: string;
+}
+
+export interface ScalerInput {
+  deploymentId: string;
+  policy: ScalingPolicy;
+  /** Replica count the deploy left running. */
+  initialReplicas: number;
+  /** Highest maxReplicas the workspace's plan allows. */
+  planMaxReplicas: number;
+  /** How often the decision runs without a new report, ms. */
+  tickMs: number;
+  /** Longest wait for a draining replica's requests to finish, ms. */
+  drainTimeoutMs: number;
+  /** Carried across continue-as-new (plain JSON). */
+  state?: ScalerState;
+  decisions?: ScalingDecisionRecord[];
+  paused?: boolean;
+  /** Test hook: continue as new after this many loop turns. */
+  forceContinueAsNewAfterTurns?: number;
+}
+
+export interface ScalerStatus {
+  desired: number;
+  current: number;
+  paused: boolean;
+  noData: boolean;
+  policy: ScalingPolicy;
+  decisions: ScalingDecisionRecord[];
+}
+
+export type PolicyPatch = Partial<Pick<ScalingPolicy, 'minReplicas' | 'maxReplicas' | 'targetConcurrency' | 'scaleDownWindowSeconds' | 'idleTimeoutSeconds'>>;
+
+export const loadReportSignal = defineSignal<[LoadReport]>('loadReport');
+export const pauseScalerSignal = defineSignal('pauseScaler');
+export const resumeScalerSignal = defineSignal('resumeScaler');
+export const setPolicyUpdate = defineUpdate<ScalingPolicy, [PolicyPatch]>('setPolicy');
+export const scalerStatusQuery = defineQuery<ScalerStatus>('scalerStatus');
+export const scalerWorkflowId = (deploymentId: string) => `scaler:${deploymentId}`;

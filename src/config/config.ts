@@ -61,6 +61,10 @@ export const configSchema = z.object({
   SIM_ITL_MS: z.coerce.number().min(0).default(8),
   /** How long the deploy workflow waits for replicas to turn healthy before failing. */
   DEPLOY_HEALTH_TIMEOUT_SECONDS: positiveInt.default(300),
+  /** How often a deployment's scaler decides without a new load report, ms. */
+  SCALER_TICK_MS: positiveInt.default(1000),
+  /** Longest wait for a draining replica's requests to finish before it is stopped. */
+  SCALER_DRAIN_TIMEOUT_SECONDS: positiveInt.default(300),
   /** How long a gateway trusts a cached key or route before re-reading Postgres. */
   GATEWAY_CACHE_TTL_MS: positiveInt.default(5000),
   GATEWAY_UPSTREAM_TIMEOUT_MS: positiveInt.default(600_000),

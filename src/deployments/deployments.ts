@@ -1,6 +1,6 @@
 import { Inject, Injectable, Module, UseGuards } from '@nestjs/common';
 import { Args, Field, ID, InputType, Int, Mutation, Parent, Query, ResolveField, Resolver } from '@nestjs/graphql';
-import { Client, WorkflowIdReusePolicy } from '@temporalio/client';
+import { Client, WorkflowIdReusePolicy, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { Config, CONFIG } from '../config/config';
@@ -10,9 +10,9 @@ import type { PrismaClient, Workspace } from '../database/prisma';
 import { DomainError, ErrorCode, notFound } from '../domain/errors';
 import { MODE_DEFAULTS, ModeName, PLANS, planMaxReplicas, PlanName, targetConcurrency } from '../domain/plans';
 import { DeploymentMode, Target } from '../graphql/enums';
-import { Deployment, DeploymentEvent, DeployPayload, Operation, Pipeline, Replica, Variant } from '../graphql/models';
+import { Deployment, DeploymentEvent, DeployPayload, Operation, Pipeline, Replica, ScalingStatus, Variant } from '../graphql/models';
 import { AuthContext, CurrentAuth, ManagementAuthGuard } from '../workspaces/auth';
-import { deployWorkflowId, DeployInput } from '../../workflows/messages';
+import { deployWorkflowId, DeployInput, PolicyPatch, ScalerStatus, scalerStatusQuery, scalerWorkflowId, setPolicyUpdate } from '../../workflows/messages';
 
 @InputType()
 export class DeployPipelineInput {
@@ -49,6 +49,29 @@ const deploySchema = z
       ctx.addIssue({ code: 'custom', path: ['minReplicas'], message: `must not exceed maxReplicas (${v.maxReplicas})` });
     }
   });
+
+@InputType()
+export class ScalingPolicyInput {
+  @Field(() => ID) deploymentId!: string;
+  @Field(() => Int, { nullable: true }) minReplicas?: number;
+  @Field(() => Int, { nullable: true }) maxReplicas?: number;
+  @Field(() => Int, { nullable: true }) targetConcurrency?: number;
+  @Field(() => Int, { nullable: true }) scaleDownWindowSeconds?: number;
+  @Field(() => Int, { nullable: true }) idleTimeoutSeconds?: number;
+}
+
+const toStatus = (s: ScalerStatus): ScalingStatus => ({
+  desired: s.desired,
+  current: s.current,
+  paused: s.paused,
+  noData: s.noData,
+  minReplicas: s.policy.minReplicas,
+  maxReplicas: s.policy.maxReplicas,
+  targetConcurrency: s.policy.targetConcurrency,
+  scaleDownWindowSeconds: s.policy.scaleDownWindowSeconds,
+  idleTimeoutSeconds: s.policy.idleTimeoutSeconds,
+  decisions: s.decisions.map((d) => ({ ...d, at: new Date(d.at) })),
+});
 
 @Injectable()
 export class DeploymentsService {
@@ -131,7 +154,13 @@ export class DeploymentsService {
       });
     });
 
-    const wfInput: DeployInput = { deploymentId: id, operationId, healthTimeoutSeconds: this.config.DEPLOY_HEALTH_TIMEOUT_SECONDS };
+    const wfInput: DeployInput = {
+      deploymentId: id,
+      operationId,
+      healthTimeoutSeconds: this.config.DEPLOY_HEALTH_TIMEOUT_SECONDS,
+      scalerTickMs: this.config.SCALER_TICK_MS,
+      drainTimeoutMs: this.config.SCALER_DRAIN_TIMEOUT_SECONDS * 1000,
+    };
     try {
       await this.temporal.workflow.start('deployWorkflow', {
         taskQueue: this.config.TEMPORAL_TASK_QUEUE,
@@ -158,6 +187,41 @@ export class DeploymentsService {
   list(workspaceId: string) {
     return this.prisma.deployment.findMany({ where: { workspaceId }, orderBy: { createdAt: 'desc' } });
   }
+
+  /** The scaler's status query; null while the deployment has no scaler (not yet ACTIVE, or failed). */
+  async scaling(deploymentId: string): Promise<ScalingStatus | null> {
+    try {
+      return toStatus(await this.temporal.workflow.getHandle(scalerWorkflowId(deploymentId)).query(scalerStatusQuery));
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return null;
+      throw err;
+    }
+  }
+
+  /** Changes knobs through the scaler's validated update; the row follows once the scaler accepted it. */
+  async setPolicy(workspaceId: string, input: ScalingPolicyInput): Promise<ScalingStatus> {
+    const d = await this.get(workspaceId, input.deploymentId);
+    const patch: PolicyPatch = {};
+    for (const k of ['minReplicas', 'maxReplicas', 'targetConcurrency', 'scaleDownWindowSeconds', 'idleTimeoutSeconds'] as const) {
+      const v = input[k];
+      if (v !== undefined && v !== null) patch[k] = v;
+    }
+    const handle = this.temporal.workflow.getHandle(scalerWorkflowId(d.id));
+    try {
+      await handle.executeUpdate(setPolicyUpdate, { args: [patch] });
+    } catch (err) {
+      if (err instanceof WorkflowUpdateFailedError) {
+        const cause = (err.cause as Error | undefined)?.message ?? err.message;
+        throw new DomainError(ErrorCode.BAD_USER_INPUT, cause, { deploymentId: d.id });
+      }
+      if (err instanceof WorkflowNotFoundError) {
+        throw new DomainError(ErrorCode.CONFLICT, `deployment ${d.id} has no running scaler (status ${d.status})`);
+      }
+      throw err;
+    }
+    await this.prisma.deployment.update({ where: { id: d.id }, data: patch });
+    return toStatus(await handle.query(scalerStatusQuery));
+  }
 }
 
 @Resolver(() => Deployment)
@@ -181,6 +245,16 @@ export class DeploymentsResolver {
   @Query(() => [Deployment])
   deployments(@CurrentAuth() auth: AuthContext) {
     return this.svc.list(auth.workspace.id);
+  }
+
+  @ResolveField(() => ScalingStatus, { nullable: true, description: "The scaler's view: desired and current replicas and its recent decisions." })
+  scaling(@Parent() d: Deployment) {
+    return this.svc.scaling(d.id);
+  }
+
+  @Mutation(() => ScalingStatus, { description: 'Changes autoscaling knobs; bad values are refused with the knob, the value and the rule.' })
+  setScalingPolicy(@CurrentAuth() auth: AuthContext, @Args('input') input: ScalingPolicyInput) {
+    return this.svc.setPolicy(auth.workspace.id, input);
   }
 
   @ResolveField(() => [Replica], { description: 'Replicas not yet stopped, oldest first.' })

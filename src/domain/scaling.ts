@@ -173,3 +173,20 @@ export function decide(policy: ScalingPolicy, state: ScalerState, obs: { now: nu
     nextState: { ...base, current: desired, belowSince: null, belowPeakNeeded: 0 },
   };
 }
+
+/** Checks a policy change; returns the problems, each naming the knob, the value and the rule. */
+export function policyProblems(p: ScalingPolicy, planMaxReplicas: number): string[] {
+  const out: string[] = [];
+  const int = (k: keyof ScalingPolicy, v: number, min: number) => {
+    if (!Number.isInteger(v) || v < min) out.push(`${k}=${v}: must be an integer of at least ${min}`);
+  };
+  int('minReplicas', p.minReplicas, 0);
+  int('maxReplicas', p.maxReplicas, 1);
+  int('targetConcurrency', p.targetConcurrency, 1);
+  int('scaleDownWindowSeconds', p.scaleDownWindowSeconds, 1);
+  int('idleTimeoutSeconds', p.idleTimeoutSeconds, 1);
+  if (p.minReplicas > p.maxReplicas) out.push(`minReplicas=${p.minReplicas}: must not exceed maxReplicas (${p.maxReplicas})`);
+  if (p.mode === 'ACTIVE' && p.minReplicas < 1) out.push(`minReplicas=${p.minReplicas}: ACTIVE mode keeps at least 1 warm replica`);
+  if (p.maxReplicas > planMaxReplicas) out.push(`maxReplicas=${p.maxReplicas}: exceeds the plan's ceiling of ${planMaxReplicas}`);
+  return out;
+}

@@ -128,3 +128,25 @@ export class ManagementToken {
   @Field() createdAt!: Date;
   @Field(() => Date, { nullable: true }) revokedAt!: Date | null;
 }
+
+@ObjectType()
+export class ScalingDecision {
+  @Field() at!: Date;
+  @Field(() => Int) from!: number;
+  @Field(() => Int) to!: number;
+  @Field() reason!: string;
+}
+
+@ObjectType()
+export class ScalingStatus {
+  @Field(() => Int, { description: 'What the last decision asked for.' }) desired!: number;
+  @Field(() => Int, { description: 'Replicas the scaler has applied.' }) current!: number;
+  @Field({ description: 'Paused during lifecycle operations.' }) paused!: boolean;
+  @Field({ description: 'True while no gateway has reported load: the count is held.' }) noData!: boolean;
+  @Field(() => Int) minReplicas!: number;
+  @Field(() => Int) maxReplicas!: number;
+  @Field(() => Int) targetConcurrency!: number;
+  @Field(() => Int) scaleDownWindowSeconds!: number;
+  @Field(() => Int) idleTimeoutSeconds!: number;
+  @Field(() => [ScalingDecision], { description: 'Recent changes of the count, oldest first, with their reasons.' }) decisions!: ScalingDecision[];
+}

@@ -151,6 +151,33 @@ export class LocalProvider implements ProviderAdapter {
     }
   }
 
+  /**
+   * Running plus waiting requests, from the simulator's /stats or vLLM's
+   * Prometheus gauges; null when the server exposes neither.
+   */
+  async inFlight(handle: ReplicaHandle): Promise<number | null> {
+    const get = async (path: string) => {
+      const res = await request(`${handle.address}${path}`, { method: 'GET', headersTimeout: 2000, bodyTimeout: 2000 });
+      const text = await res.body.text();
+      return res.statusCode === 200 ? text : null;
+    };
+    try {
+      const stats = await get('/stats');
+      if (stats) {
+        const j = JSON.parse(stats) as { active?: number; queued?: number };
+        if (typeof j.active === 'number') return j.active + (j.queued ?? 0);
+      }
+      const metrics = await get('/metrics');
+      if (metrics) {
+        const sum = (name: string) => [...metrics.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.eE+-]+)$`, 'gm'))].reduce((s, m) => s + Number(m[1]), 0);
+        if (metrics.includes('vllm:num_requests_running')) return sum('vllm:num_requests_running') + sum('vllm:num_requests_waiting');
+      }
+    } catch {
+      return null;
+    }
+    return null;
+  }
+
   async stopReplica(replicaId: string): Promise<void> {
     const rec = await this.readRecord(replicaId);
     if (rec && (await ownedBy(rec.pid, replicaId))) {

@@ -32,6 +32,8 @@ export interface ProviderAdapter {
   health(handle: ReplicaHandle): Promise<ReplicaHealth>;
   /** Stops and forgets the replica; a no-op when it is already gone. */
   stopReplica(replicaId: string): Promise<void>;
+  /** Requests the replica is serving now, when the server tells (for drains); null when unknown. */
+  inFlight?(handle: ReplicaHandle): Promise<number | null>;
   /** What this provider has running now, for reconciliation after a restart. */
   listReplicas(): Promise<ReplicaHandle[]>;
 }

@@ -89,7 +89,13 @@ export async function startWorker(
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: config.TEMPORAL_TASK_QUEUE,
     ...(overrides.workflowBundle ? { workflowBundle: overrides.workflowBundle } : workflowSource(config)),
-    activities: createActivities({ prisma, providers, publicBaseUrl: config.PUBLIC_BASE_URL, healthPollMs: overrides.healthPollMs }),
+    activities: createActivities({
+      prisma,
+      providers,
+      publicBaseUrl: config.PUBLIC_BASE_URL,
+      healthPollMs: overrides.healthPollMs,
+      healthTimeoutSeconds: config.DEPLOY_HEALTH_TIMEOUT_SECONDS,
+    }),
   });
   const run = worker.run();
   return {

@@ -1,0 +1,85 @@
+import { allHandlersFinished, condition, continueAsNew, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import { decide, initialScalerState, LoadReport, policyProblems } from '../src/domain/scaling';
+import {
+  loadReportSignal, pauseScalerSignal, resumeScalerSignal, ScalerInput, scalerStatusQuery, setPolicyUpdate,
+} from './messages';
+
+const DECISIONS_KEPT = 20;
+
+/**
+ * scaler:<deploymentId> — one per deployment, for its whole life. Gateways
+ * signal load reports; the loop runs decide() on each report (and every tick,
+ * so windows and timeouts elapse with no traffic), and applies a changed count
+ * through one activity. Lifecycle operations pause and resume it.
+ */
+export async function scalerWorkflow(input: ScalerInput): Promise<void> {
+  let policy = input.policy;
+  let state = input.state ?? initialScalerState(input.initialReplicas, Date.now());
+  const decisions = input.decisions ?? [];
+  let paused = input.paused ?? false;
+  let noData = true;
+  let desired = state.current;
+  // Coalesced: only the newest report of each gateway waits for the loop.
+  let pending: Record<string, LoadReport> = {};
+  let wake = false;
+
+  const act = proxyActivities<Activities>({
+    // Scale-ups wait for healthy replicas and scale-downs for drains: both heartbeat.
+    startToCloseTimeout: `${Math.ceil(input.drainTimeoutMs / 1000) + 600} seconds`,
+    heartbeatTimeout: '30 seconds',
+    retry: { maximumInterval: '10s', nonRetryableErrorTypes: ['NotFoundError', 'PlanError'] },
+  });
+
+  setHandler(loadReportSignal, (r) => {
+    const prev = pending[r.gatewayId];
+    if (!prev || r.at >= prev.at) pending[r.gatewayId] = r;
+    wake = true;
+  });
+  setHandler(pauseScalerSignal, () => {
+    paused = true;
+  });
+  setHandler(resumeScalerSignal, () => {
+    paused = false;
+    wake = true;
+  });
+  setHandler(
+    setPolicyUpdate,
+    (patch) => {
+      policy = { ...policy, ...patch };
+      wake = true;
+      return policy;
+    },
+    {
+      validator: (patch) => {
+        const problems = policyProblems({ ...policy, ...patch }, input.planMaxReplicas);
+        if (problems.length) throw new Error(problems.join('; '));
+      },
+    },
+  );
+  setHandler(scalerStatusQuery, () => ({ desired, current: state.current, paused, noData, policy, decisions: [...decisions] }));
+
+  for (let turn = 1; ; turn++) {
+    await condition(() => wake, input.tickMs);
+    wake = false;
+    if (!paused) {
+      const reports = Object.values(pending);
+      pending = {};
+      const d = decide(policy, state, { now: Date.now(), reports });
+      noData = d.noData;
+      desired = d.desired;
+      if (d.desired !== state.current) {
+        await act.applyReplicaCount({ deploymentId: input.deploymentId, desired: d.desired, reason: d.reason, drainTimeoutMs: input.drainTimeoutMs });
+        decisions.push({ at: Date.now(), from: state.current, to: d.desired, reason: d.reason });
+        decisions.splice(0, Math.max(0, decisions.length - DECISIONS_KEPT));
+      }
+      state = d.nextState;
+    }
+    if (workflowInfo().continueAsNewSuggested || (input.forceContinueAsNewAfterTurns !== undefined && turn >= input.forceContinueAsNewAfterTurns)) {
+      await condition(allHandlersFinished);
+      // Reports that arrived while handlers finished are carried in the state.
+      const carried = { ...state, reports: { ...state.reports, ...pending } };
+      await continueAsNew<typeof scalerWorkflow>({ ...input, policy, state: carried, decisions, paused, forceContinueAsNewAfterTurns: undefined });
+    }
+  }
+}
