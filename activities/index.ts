@@ -1,6 +1,6 @@
 import { heartbeat, sleep } from '@temporalio/activity';
 import type { PrismaClient } from '../src/database/prisma';
-import { MODE_DEFAULTS, PLANS, planMaxReplicas, PlanName, targetConcurrency } from '../src/domain/plans';
+import { MODE_DEFAULTS, planMaxReplicas, PlanName, planViolation, targetConcurrency } from '../src/domain/plans';
 import { DEFAULT_QUEUE_THRESHOLD_MS, DEFAULT_REPORT_TTL_MS, ScalingPolicy } from '../src/domain/scaling';
 import type { ProviderAdapter, ReplicaHandle } from '../src/providers/provider';
 
@@ -98,6 +98,22 @@ export function createActivities(deps: ActivityDeps) {
     }
   }
 
+  type LoadedDeployment = Awaited<ReturnType<typeof loadDeployment>>;
+
+  /** Creates the replica's row (once) and asks the provider to run it (idempotent on the id). */
+  async function startReplica(d: LoadedDeployment, p: ProviderAdapter, id: string): Promise<void> {
+    await prisma.replica.upsert({
+      where: { id },
+      create: { id, deploymentId: d.id, state: 'STARTING', gpu: d.gpu, concurrency: d.variant.maxConcurrency },
+      update: {},
+    });
+    const h = await p.ensureReplica({
+      replicaId: id, deploymentId: d.id, pipelineId: d.pipelineId, variantId: d.variantId, model: d.pipeline.model,
+      task: d.pipeline.task, gpu: d.gpu, maxConcurrency: d.variant.maxConcurrency,
+    });
+    await prisma.replica.update({ where: { id }, data: { providerId: h.providerId, address: h.address } });
+  }
+
   const handleOf = (r: { id: string; deploymentId: string; providerId: string | null; address: string | null }): ReplicaHandle => ({
     replicaId: r.id,
     deploymentId: r.deploymentId,
@@ -109,11 +125,9 @@ export function createActivities(deps: ActivityDeps) {
     async checkPlan({ deploymentId }: { deploymentId: string }): Promise<{ initialReplicas: number; planMaxReplicas: number; policy: ScalingPolicy }> {
       const d = await loadDeployment(deploymentId);
       const plan = d.workspace.plan as PlanName;
-      const limits = PLANS[plan];
-      if (!limits.canDeploy) throw new PlanError(`the ${plan} plan cannot deploy; upgrade to Pro or higher`);
-      if (!limits.modes.includes(d.mode)) throw new PlanError(`${d.mode} mode needs the Team plan or higher`);
+      const violation = planViolation(plan, d.mode, d.maxReplicas, d.workspace.maxReplicas);
+      if (violation) throw new PlanError(violation.message);
       const cap = planMaxReplicas(plan, d.workspace.maxReplicas);
-      if (d.maxReplicas > cap) throw new PlanError(`maxReplicas ${d.maxReplicas} exceeds the ${plan} plan's ${cap}`);
       if (!deps.providers[d.target]) throw new PlanError(`target ${d.target} is not configured on this worker`);
       await prisma.deployment.update({ where: { id: deploymentId }, data: { status: 'PROVISIONING' } });
       await event(deploymentId, 'plan.checked', `plan ${plan} allows ${d.mode} with up to ${cap} replicas`);
@@ -143,23 +157,7 @@ export function createActivities(deps: ActivityDeps) {
       for (let i = 0; i < count; i++) {
         const id = replicaId(deploymentId, i);
         ids.push(id);
-        const concurrency = d.variant.maxConcurrency;
-        await prisma.replica.upsert({
-          where: { id },
-          create: { id, deploymentId, state: 'STARTING', gpu: d.gpu, concurrency },
-          update: {},
-        });
-        const h = await p.ensureReplica({
-          replicaId: id,
-          deploymentId,
-          pipelineId: d.pipelineId,
-          variantId: d.variantId,
-          model: d.pipeline.model,
-          task: d.pipeline.task,
-          gpu: d.gpu,
-          maxConcurrency: concurrency,
-        });
-        await prisma.replica.update({ where: { id }, data: { providerId: h.providerId, address: h.address } });
+        await startReplica(d, p, id);
       }
       await event(deploymentId, 'replicas.provisioning', `starting ${count} replica(s) on ${d.target} (${d.gpu})`, { replicaIds: ids });
       return { replicaIds: ids };
@@ -188,12 +186,7 @@ export function createActivities(deps: ActivityDeps) {
         for (let i = live.length; i < desired; i++, ordinal++) {
           const id = replicaId(deploymentId, ordinal);
           ids.push(id);
-          await prisma.replica.create({ data: { id, deploymentId, state: 'STARTING', gpu: d.gpu, concurrency: d.variant.maxConcurrency } });
-          const h = await p.ensureReplica({
-            replicaId: id, deploymentId, pipelineId: d.pipelineId, variantId: d.variantId, model: d.pipeline.model,
-            task: d.pipeline.task, gpu: d.gpu, maxConcurrency: d.variant.maxConcurrency,
-          });
-          await prisma.replica.update({ where: { id }, data: { providerId: h.providerId, address: h.address } });
+          await startReplica(d, p, id);
         }
         await event(deploymentId, 'scale.up', `${live.length} -> ${desired}: ${input.reason}`, { replicaIds: ids });
         await waitReady(deploymentId, p, healthTimeoutSeconds);

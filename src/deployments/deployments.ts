@@ -8,7 +8,7 @@ import { LOGGER, PRISMA, TEMPORAL_CLIENT } from '../common/core.module';
 import { issueSecret, newId } from '../common/secrets';
 import type { PrismaClient, Workspace } from '../database/prisma';
 import { DomainError, ErrorCode, notFound } from '../domain/errors';
-import { MODE_DEFAULTS, ModeName, PLANS, planMaxReplicas, PlanName, targetConcurrency } from '../domain/plans';
+import { MODE_DEFAULTS, ModeName, PlanName, planViolation, targetConcurrency } from '../domain/plans';
 import { DeploymentMode, Target } from '../graphql/enums';
 import { Deployment, DeploymentEvent, DeployPayload, Operation, Pipeline, Replica, ScalingStatus, Variant } from '../graphql/models';
 import { AuthContext, CurrentAuth, ManagementAuthGuard } from '../workspaces/auth';
@@ -84,18 +84,8 @@ export class DeploymentsService {
 
   /** Plan rules from the reference; each violation is a PLAN_LIMIT error naming the rule. */
   checkPlan(ws: Workspace, mode: ModeName, maxReplicas: number) {
-    const plan = ws.plan as PlanName;
-    const limits = PLANS[plan];
-    if (!limits.canDeploy) {
-      throw new DomainError(ErrorCode.PLAN_LIMIT, `the ${plan} plan cannot deploy; deployment needs the Pro plan or higher (Starter can test in the playground)`, { plan });
-    }
-    if (!limits.modes.includes(mode)) {
-      throw new DomainError(ErrorCode.PLAN_LIMIT, `${mode} mode needs the Team plan or higher (workspace is on ${plan})`, { plan, field: 'mode' });
-    }
-    const cap = planMaxReplicas(plan, ws.maxReplicas);
-    if (maxReplicas > cap) {
-      throw new DomainError(ErrorCode.PLAN_LIMIT, `maxReplicas ${maxReplicas} exceeds the ${plan} plan's ceiling of ${cap}`, { plan, field: 'maxReplicas', limit: cap });
-    }
+    const v = planViolation(ws.plan as PlanName, mode, maxReplicas, ws.maxReplicas);
+    if (v) throw new DomainError(ErrorCode.PLAN_LIMIT, v.message, { plan: ws.plan, ...(v.field ? { field: v.field } : {}), ...(v.limit !== undefined ? { limit: v.limit } : {}) });
   }
 
   async deploy(ws: Workspace, raw: DeployPipelineInput) {

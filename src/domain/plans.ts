@@ -58,3 +58,28 @@ export const MODE_DEFAULTS: Record<ModeName, { minReplicas: number; scaleDownWin
   FLEX: { minReplicas: 0, scaleDownWindowSeconds: 30, idleTimeoutSeconds: 300 },
   ACTIVE: { minReplicas: 1, scaleDownWindowSeconds: 120, idleTimeoutSeconds: 300 },
 };
+
+export interface PlanViolation {
+  message: string;
+  field?: 'mode' | 'maxReplicas';
+  limit?: number;
+}
+
+/**
+ * The reference's plan rules for a deployment, checked by the api (a clear error at
+ * once) and again by the deploy workflow (the plan may change in between).
+ */
+export function planViolation(plan: PlanName, mode: ModeName, maxReplicas: number, maxReplicasOverride?: number | null): PlanViolation | null {
+  const limits = PLANS[plan];
+  if (!limits.canDeploy) {
+    return { message: `the ${plan} plan cannot deploy; deployment needs the Pro plan or higher (Starter can test in the playground)` };
+  }
+  if (!limits.modes.includes(mode)) {
+    return { message: `${mode} mode needs the Team plan or higher (workspace is on ${plan})`, field: 'mode' };
+  }
+  const cap = planMaxReplicas(plan, maxReplicasOverride);
+  if (maxReplicas > cap) {
+    return { message: `maxReplicas ${maxReplicas} exceeds the ${plan} plan's ceiling of ${cap}`, field: 'maxReplicas', limit: cap };
+  }
+  return null;
+}
