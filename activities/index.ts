@@ -1,7 +1,7 @@
 import { heartbeat, sleep } from '@temporalio/activity';
 import type { PrismaClient } from '../src/database/prisma';
-import { MODE_DEFAULTS, planMaxReplicas, PlanName, planViolation, targetConcurrency } from '../src/domain/plans';
-import { DEFAULT_QUEUE_THRESHOLD_MS, DEFAULT_REPORT_TTL_MS, ScalingPolicy } from '../src/domain/scaling';
+import { planMaxReplicas, PlanName, planViolation, targetConcurrency } from '../src/domain/plans';
+import { ScalingPolicy, scalingPolicy } from '../src/domain/scaling';
 import type { ProviderAdapter, ReplicaHandle } from '../src/providers/provider';
 
 /**
@@ -133,20 +133,13 @@ export function createActivities(deps: ActivityDeps) {
       await event(deploymentId, 'plan.checked', `plan ${plan} allows ${d.mode} with up to ${cap} replicas`);
       // A Flex deployment with min 0 still proves one replica healthy before it is ACTIVE;
       // the scaler idles it down later.
-      const defaults = MODE_DEFAULTS[d.mode];
       return {
         initialReplicas: Math.max(1, d.minReplicas),
         planMaxReplicas: cap,
-        policy: {
-          mode: d.mode,
-          minReplicas: d.minReplicas,
-          maxReplicas: d.maxReplicas,
+        policy: scalingPolicy({
+          ...d,
           targetConcurrency: d.targetConcurrency ?? targetConcurrency(d.pipeline.task, d.variant.maxConcurrency, d.variant.targetConcurrency),
-          scaleDownWindowSeconds: d.scaleDownWindowSeconds ?? defaults.scaleDownWindowSeconds,
-          idleTimeoutSeconds: d.idleTimeoutSeconds ?? defaults.idleTimeoutSeconds,
-          queueThresholdMs: DEFAULT_QUEUE_THRESHOLD_MS,
-          reportTtlMs: DEFAULT_REPORT_TTL_MS,
-        },
+        }),
       };
     },
 

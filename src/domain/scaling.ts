@@ -1,3 +1,5 @@
+import { MODE_DEFAULTS } from './plans';
+
 // The scaling decision: pure, time an input, no I/O. Used by the scaler
 // workflow and by the what-if simulator, so both decide exactly alike.
 // State is plain JSON (it is carried across continue-as-new).
@@ -52,6 +54,31 @@ export interface Decision {
 
 export const DEFAULT_QUEUE_THRESHOLD_MS = 2000;
 export const DEFAULT_REPORT_TTL_MS = 5000;
+
+export interface PolicyKnobs {
+  mode: 'FLEX' | 'ACTIVE';
+  minReplicas?: number | null;
+  maxReplicas: number;
+  targetConcurrency: number;
+  scaleDownWindowSeconds?: number | null;
+  idleTimeoutSeconds?: number | null;
+  queueThresholdMs?: number;
+}
+
+/** A full policy from the knobs a user set; the rest from the mode's defaults (reference values). */
+export function scalingPolicy(k: PolicyKnobs): ScalingPolicy {
+  const d = MODE_DEFAULTS[k.mode];
+  return {
+    mode: k.mode,
+    minReplicas: k.minReplicas ?? d.minReplicas,
+    maxReplicas: k.maxReplicas,
+    targetConcurrency: k.targetConcurrency,
+    scaleDownWindowSeconds: k.scaleDownWindowSeconds ?? d.scaleDownWindowSeconds,
+    idleTimeoutSeconds: k.idleTimeoutSeconds ?? d.idleTimeoutSeconds,
+    queueThresholdMs: k.queueThresholdMs ?? DEFAULT_QUEUE_THRESHOLD_MS,
+    reportTtlMs: DEFAULT_REPORT_TTL_MS,
+  };
+}
 
 /** A new scaler: holds `current` until it has data; the idle timer starts now. */
 export function initialScalerState(current: number, now: number): ScalerState {

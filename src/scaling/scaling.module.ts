@@ -2,8 +2,8 @@ import { Module, UseGuards } from '@nestjs/common';
 import { Args, Field, Float, InputType, Int, ObjectType, Query, Resolver } from '@nestjs/graphql';
 import { z } from 'zod';
 import { DomainError, ErrorCode } from '../domain/errors';
-import { MODE_DEFAULTS, planMaxReplicas, PlanName } from '../domain/plans';
-import { DEFAULT_QUEUE_THRESHOLD_MS, DEFAULT_REPORT_TTL_MS } from '../domain/scaling';
+import { planMaxReplicas, PlanName } from '../domain/plans';
+import { hardFloor, scalingPolicy } from '../domain/scaling';
 import { DeploymentMode } from '../graphql/enums';
 import { AuthContext, CurrentAuth, ManagementAuthGuard } from '../workspaces/auth';
 import { chartSvg, generateTrace, REFERENCE_REPLICA, simulate } from './whatif';
@@ -88,17 +88,12 @@ export class ScalingResolver {
     if (v.maxReplicas > cap) {
       throw new DomainError(ErrorCode.PLAN_LIMIT, `maxReplicas ${v.maxReplicas} exceeds the ${auth.workspace.plan} plan's ceiling of ${cap}`, { field: 'maxReplicas', limit: cap });
     }
-    const d = MODE_DEFAULTS[v.mode];
-    const policy = {
-      mode: v.mode, minReplicas: v.minReplicas ?? d.minReplicas, maxReplicas: v.maxReplicas, targetConcurrency: v.targetConcurrency,
-      scaleDownWindowSeconds: v.scaleDownWindowSeconds ?? d.scaleDownWindowSeconds, idleTimeoutSeconds: v.idleTimeoutSeconds ?? d.idleTimeoutSeconds,
-      queueThresholdMs: DEFAULT_QUEUE_THRESHOLD_MS, reportTtlMs: DEFAULT_REPORT_TTL_MS,
-    };
+    const policy = scalingPolicy(v);
     const trace = generateTrace(v);
     const r = simulate(trace, {
       policy,
       replica: { coldStartMs: v.coldStartMs, concurrency: v.replicaConcurrency, gpuHourlyUsd: v.gpuHourlyUsd },
-      initialReplicas: v.mode === 'ACTIVE' ? Math.max(1, policy.minReplicas) : policy.minReplicas,
+      initialReplicas: hardFloor(policy),
       queueTimeoutMs: v.queueTimeoutMs,
       tickMs: 1000,
     });

@@ -2,8 +2,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { MODE_DEFAULTS } from '../domain/plans';
-import { DEFAULT_QUEUE_THRESHOLD_MS, DEFAULT_REPORT_TTL_MS, ScalingPolicy } from '../domain/scaling';
+import { DEFAULT_QUEUE_THRESHOLD_MS, hardFloor, ScalingPolicy, scalingPolicy } from '../domain/scaling';
 import {
   chartSvg, generateTrace, REFERENCE_CONFIGS, REFERENCE_PATTERN, REFERENCE_REPLICA, simulate, SUMMARY_HEADER, summaryRow, TraceRequest,
 } from './whatif';
@@ -58,12 +57,7 @@ function main() {
     const rawTrace = readJson(values.trace);
     const trace = Array.isArray(rawTrace) ? traceFile.parse(rawTrace).sort((a, b) => a.at - b.at) : generateTrace(patternFile.parse(rawTrace));
     const opts = policyFile.parse(readJson(values.policy));
-    const d = MODE_DEFAULTS[opts.mode];
-    const policy: ScalingPolicy = {
-      mode: opts.mode, minReplicas: opts.minReplicas ?? d.minReplicas, maxReplicas: opts.maxReplicas, targetConcurrency: opts.targetConcurrency,
-      scaleDownWindowSeconds: opts.scaleDownWindowSeconds ?? d.scaleDownWindowSeconds, idleTimeoutSeconds: opts.idleTimeoutSeconds ?? d.idleTimeoutSeconds,
-      queueThresholdMs: opts.queueThresholdMs, reportTtlMs: DEFAULT_REPORT_TTL_MS,
-    };
+    const policy = scalingPolicy(opts);
     runs.push({ name: `${policy.mode} min ${policy.minReplicas} max ${policy.maxReplicas}`, trace, policy, opts });
   }
   const rows: string[] = [];
@@ -72,7 +66,7 @@ function main() {
     const r = simulate(run.trace, {
       policy: run.policy,
       replica: { coldStartMs: run.opts.coldStartMs, concurrency: run.opts.concurrency, gpuHourlyUsd: run.opts.gpuHourlyUsd },
-      initialReplicas: run.policy.mode === 'ACTIVE' ? Math.max(1, run.policy.minReplicas) : run.policy.minReplicas,
+      initialReplicas: hardFloor(run.policy),
       queueTimeoutMs: run.opts.queueTimeoutMs,
       tickMs: run.opts.tickMs,
     });

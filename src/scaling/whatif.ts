@@ -1,4 +1,4 @@
-import { decide, initialScalerState, ScalingPolicy } from '../domain/scaling';
+import { decide, initialScalerState, ScalingPolicy, scalingPolicy } from '../domain/scaling';
 
 /**
  * What-if simulator: replays a traffic trace through the same decide() the
@@ -238,9 +238,9 @@ export const REFERENCE_REPLICA: ReplicaModel = { coldStartMs: 1500, concurrency:
 
 /** The three configurations the reference compares for that traffic. */
 export const REFERENCE_CONFIGS: Array<{ name: string; policy: ScalingPolicy }> = [
-  { name: 'Flex min 0 max 4', policy: { mode: 'FLEX', minReplicas: 0, maxReplicas: 4, targetConcurrency: 30, scaleDownWindowSeconds: 30, idleTimeoutSeconds: 300, queueThresholdMs: 2000, reportTtlMs: 5000 } },
-  { name: 'Flex min 1 max 4', policy: { mode: 'FLEX', minReplicas: 1, maxReplicas: 4, targetConcurrency: 30, scaleDownWindowSeconds: 30, idleTimeoutSeconds: 300, queueThresholdMs: 2000, reportTtlMs: 5000 } },
-  { name: 'Active min 2 max 6', policy: { mode: 'ACTIVE', minReplicas: 2, maxReplicas: 6, targetConcurrency: 30, scaleDownWindowSeconds: 120, idleTimeoutSeconds: 300, queueThresholdMs: 2000, reportTtlMs: 5000 } },
+  { name: 'Flex min 0 max 4', policy: scalingPolicy({ mode: 'FLEX', minReplicas: 0, maxReplicas: 4, targetConcurrency: 30 }) },
+  { name: 'Flex min 1 max 4', policy: scalingPolicy({ mode: 'FLEX', minReplicas: 1, maxReplicas: 4, targetConcurrency: 30 }) },
+  { name: 'Active min 2 max 6', policy: scalingPolicy({ mode: 'ACTIVE', minReplicas: 2, maxReplicas: 6, targetConcurrency: 30 }) },
 ];
 
 export function summaryRow(name: string, r: SimResult): string {
