@@ -7,7 +7,10 @@ import { GraphQLModule } from '@nestjs/graphql';
 import { MercuriusDriver, MercuriusDriverConfig } from '@nestjs/mercurius';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { Logger } from 'pino';
-import { LOGGER, PRISMA, CoreModule } from './common/core.module';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { Client, WorkflowNotFoundError } from '@temporalio/client';
+import { LOGGER, PRISMA, CoreModule, TEMPORAL_CLIENT } from './common/core.module';
 import { GraphQLErrorFilter } from './common/graphql-errors';
 import { PinoNestLogger } from './common/logger';
 import { Config } from './config/config';
@@ -16,6 +19,8 @@ import { DeploymentsModule } from './deployments/deployments';
 import { Directory } from './gateway/directory';
 import { Gateway } from './gateway/gateway';
 import { createMetrics } from './gateway/metrics';
+import { LoadReporter, NoScalerError } from './gateway/reporter';
+import { loadReportSignal, scalerWorkflowId } from '../workflows/messages';
 import { KeysModule } from './keys/keys';
 import { PipelinesModule } from './pipelines/pipelines';
 import { ScalingModule } from './scaling/scaling.module';
@@ -70,8 +75,38 @@ export async function createApp(config: Config, logger: Logger): Promise<AppHand
   const metrics = createMetrics();
   const directory = new Directory(prisma, config.DATABASE_URL, config.GATEWAY_CACHE_TTL_MS, logger.child({ component: 'directory' }));
   await directory.start();
-  const gateway = new Gateway({ directory, metrics, log: app.get(LOGGER), upstreamTimeoutMs: config.GATEWAY_UPSTREAM_TIMEOUT_MS });
+  const temporal = app.get<Client>(TEMPORAL_CLIENT);
+  const gatewayLog = app.get<Logger>(LOGGER).child({ component: 'gateway' });
+  let gateway: Gateway | null = null;
+  const reporter = new LoadReporter({
+    gatewayId: `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
+    intervalMs: config.GATEWAY_REPORT_INTERVAL_MS,
+    heartbeatMs: config.GATEWAY_REPORT_HEARTBEAT_MS,
+    log: gatewayLog,
+    load: (id) => gateway?.loads.get(id),
+    loaded: () => gateway?.loadedDeployments() ?? [],
+    serving: () => directory.servingDeployments(),
+    sink: async (id, report) => {
+      try {
+        await temporal.workflow.getHandle(scalerWorkflowId(id)).signal(loadReportSignal, report);
+      } catch (err) {
+        if (err instanceof WorkflowNotFoundError) throw new NoScalerError(`deployment ${id} has no running scaler`);
+        throw err;
+      }
+    },
+    onSent: (result) => metrics.loadReports.inc({ result }),
+  });
+  gateway = new Gateway({
+    directory,
+    metrics,
+    log: gatewayLog,
+    upstreamTimeoutMs: config.GATEWAY_UPSTREAM_TIMEOUT_MS,
+    queueTimeoutMs: config.GATEWAY_QUEUE_TIMEOUT_MS,
+    coldStartTimeoutMs: config.GATEWAY_COLD_START_TIMEOUT_MS,
+    reporter,
+  });
   gateway.register(fastify);
+  reporter.start();
   fastify.get('/healthz', async () => ({ ok: true }));
   if (config.METRICS_ENABLED) {
     fastify.get('/metrics', async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
@@ -83,6 +118,7 @@ export async function createApp(config: Config, logger: Logger): Promise<AppHand
     app,
     url: `http://${config.API_HOST}:${port}`,
     close: async () => {
+      reporter.stop();
       await gateway.close();
       await directory.close();
       await app.close();

@@ -23,7 +23,8 @@ function quietRuntime() {
 
 /** The workflow bundle the build shipped (dist/workflow-bundle.js): tests run what users run. */
 function bundle(): { code: string } | undefined {
-  const p = resolve(__dirname, '../dist/workflow-bundle.js');
+  // RECORD_WORKFLOW_BUNDLE: an older build's bundle, to record histories the current code must replay.
+  const p = process.env.RECORD_WORKFLOW_BUNDLE ?? resolve(__dirname, '../dist/workflow-bundle.js');
   return existsSync(p) ? { code: readFileSync(p, 'utf8') } : undefined;
 }
 

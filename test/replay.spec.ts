@@ -2,6 +2,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { temporal } from '@temporalio/proto';
 import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
+import { loadReportSignal, scalerStatusQuery, setPolicyUpdate } from '../workflows/messages';
 import { eventually, startStack } from './helpers';
 
 /**
@@ -42,6 +43,34 @@ describe('workflow determinism', () => {
     }
   });
 
+  // A scaler that held, took a policy change and began a scale-down window; RECORD_SUFFIX names the code version.
+  if (process.env.RECORD_HISTORIES === '1') it('records the history of a running scaler', async () => {
+    const stack = await startStack();
+    try {
+      const handle = await stack.temporal.workflow.start('scalerWorkflow', {
+        taskQueue: stack.config.TEMPORAL_TASK_QUEUE,
+        workflowId: `scaler:replay-${Date.now()}`,
+        args: [{
+          deploymentId: 'dep_replay',
+          policy: { mode: 'FLEX', minReplicas: 0, maxReplicas: 4, targetConcurrency: 30, scaleDownWindowSeconds: 30, idleTimeoutSeconds: 300, queueThresholdMs: 2000, reportTtlMs: 5000 },
+          initialReplicas: 2, planMaxReplicas: 32, tickMs: 100, drainTimeoutMs: 1000,
+        }],
+      });
+      const report = (inFlight: number) => ({ gatewayId: 'g', inFlight, queued: 0, oldestQueuedMs: 0, at: Date.now() });
+      await handle.signal(loadReportSignal, report(50));
+      await new Promise((r) => setTimeout(r, 400));
+      await handle.executeUpdate(setPolicyUpdate, { args: [{ maxReplicas: 6 }] });
+      await handle.signal(loadReportSignal, report(20));
+      await new Promise((r) => setTimeout(r, 400));
+      expect(await handle.query(scalerStatusQuery)).toMatchObject({ current: 2, noData: false, policy: { maxReplicas: 6 } });
+      const history = await handle.fetchHistory();
+      writeFileSync(join(dir, `scaler-running${process.env.RECORD_SUFFIX ?? ''}.pb`), Buffer.from(temporal.api.history.v1.History.encode(history).finish()));
+      await handle.terminate('recorded');
+    } finally {
+      await stack.close();
+    }
+  });
+
   const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.pb')) : [];
   it.each(files)('should replay %s with the current workflow code', async (file) => {
     // Binary protobuf: the SDK's JSON reader trips over the two protobufjs copies npm installs.
@@ -50,6 +79,8 @@ describe('workflow determinism', () => {
   });
 
   it('should have recorded histories to replay', () => {
-    expect(files.sort()).toEqual(['deploy-failed-v1.pb', 'deploy-failed.pb', 'deploy-succeeded-v1.pb', 'deploy-succeeded.pb']);
+    expect(files.sort()).toEqual([
+      'deploy-failed-v1.pb', 'deploy-failed.pb', 'deploy-succeeded-v1.pb', 'deploy-succeeded.pb', 'scaler-running-v1.pb', 'scaler-running.pb',
+    ]);
   });
 });

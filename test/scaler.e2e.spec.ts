@@ -1,76 +1,81 @@
 import OpenAI from 'openai';
-import { LoadReport, ScalingPolicy } from '../src/domain/scaling';
+import { ScalingPolicy } from '../src/domain/scaling';
 import { loadReportSignal, scalerStatusQuery, scalerWorkflowId, setPolicyUpdate } from '../workflows/messages';
 import { eventually, pidAlive, Stack, startStack } from './helpers';
 
-const SCALING = `query($id: ID!) { deployment(id: $id) { scaling { desired current noData decisions { from to reason } } replicas { id state } } }`;
 
 describe('the scaler workflow on a real Temporal server', () => {
   let stack: Stack;
   let token: string;
   beforeAll(async () => {
-    stack = await startStack({ SCALER_TICK_MS: '200', SCALER_DRAIN_TIMEOUT_SECONDS: '20', SIM_ITL_MS: '20' });
+    // A long queue timeout: this test is about scaling, not about 503s.
+    stack = await startStack({ SCALER_DRAIN_TIMEOUT_SECONDS: '20', SIM_ITL_MS: '20', GATEWAY_QUEUE_TIMEOUT_MS: '20000' });
     token = (await stack.workspace('TEAM')).token;
   });
   afterAll(async () => {
     await stack?.close();
   });
 
-  it('should scale up on a burst, drain without cutting a stream, and idle to zero', async () => {
+  it('should scale up on a burst of real traffic, drain without cutting a stream, idle to zero, and serve through a cold start', async () => {
     const p = await stack.gql<{ createPipeline: { id: string } }>(`mutation { createPipeline(input: { name: "scaled", task: CHAT, model: "sim/tiny-chat" }) { id } }`, token);
     const dep = await stack.gql<{ deployPipeline: { deployment: { id: string }; apiKey: string } }>(
       `mutation($id: ID!) { deployPipeline(input: { pipelineId: $id, target: LOCAL, gpu: "sim", mode: FLEX, minReplicas: 0, maxReplicas: 3,
-        scaleDownWindowSeconds: 1, idleTimeoutSeconds: 2 }) { deployment { id } apiKey } }`, token, { id: p.data.createPipeline.id });
+        scaleDownWindowSeconds: 1, idleTimeoutSeconds: 3 }) { deployment { id } apiKey } }`, token, { id: p.data.createPipeline.id });
     const id = dep.data.deployPipeline.deployment.id;
     await stack.temporal.workflow.getHandle(`deploy:${id}`).result();
     const scaler = stack.temporal.workflow.getHandle(scalerWorkflowId(id));
     expect((await scaler.describe()).status.name).toBe('RUNNING');
-
-    // No gateway has reported yet: the scaler holds the one deployed replica.
-    const before = await stack.gql<{ deployment: { scaling: { current: number; noData: boolean } } }>(SCALING, token, { id });
-    expect(before.data.deployment.scaling).toMatchObject({ current: 1, noData: true });
-
-    // A gateway reports 70 in flight: ceil(70 / 30) = 3 replicas.
-    const report = (inFlight: number): LoadReport => ({ gatewayId: 'test-gw', inFlight, queued: 0, oldestQueuedMs: 0, at: Date.now() });
-    await scaler.signal(loadReportSignal, report(70));
-    // The count is recorded once the activity returns, after the replicas serve.
-    await eventually(async () => (await scaler.query(scalerStatusQuery)).current === 3, 60_000);
-    expect(await stack.prisma.replica.count({ where: { deploymentId: id, state: 'READY' } })).toBe(3);
-    const up = await stack.gql<{ deployment: { scaling: { current: number; decisions: Array<{ from: number; to: number; reason: string }> } } }>(SCALING, token, { id });
-    expect(up.data.deployment.scaling.current).toBe(3);
-    expect(up.data.deployment.scaling.decisions).toEqual([
-      { from: 1, to: 3, reason: 'average 70.0 in flight or queued per replica exceeds target 30 (70 in flight, 0 queued): 1 -> 3' },
-    ]);
-
-    // A long stream (150 tokens at 20 ms) runs while load drops to nothing.
     const client = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: dep.data.deployPipeline.apiKey, maxRetries: 0 });
-    const streamed = (async () => {
-      const s = await client.chat.completions.create({ model: 'default', stream: true, max_tokens: 150, messages: [{ role: 'user', content: 'long' }] });
+    const stream = async (maxTokens: number) => {
+      const { data, response } = await client.chat.completions
+        .create({ model: 'default', stream: true, max_tokens: maxTokens, messages: [{ role: 'user', content: 'hi' }] })
+        .withResponse();
       let tokens = 0;
       let finish: string | null = null;
-      for await (const c of s) {
+      for await (const c of data) {
         if (c.choices[0]?.delta?.content) tokens++;
         finish = c.choices[0]?.finish_reason ?? finish;
       }
-      return { tokens, finish };
-    })();
-    await scaler.signal(loadReportSignal, report(0));
-    const pids = (await stack.prisma.replica.findMany({ where: { deploymentId: id } })).map((r) => Number(r.providerId));
+      return { tokens, finish, queuedMs: Number(response.headers.get('x-infercp-queue-ms')), cold: response.headers.get('x-infercp-cold-start') };
+    };
 
-    // Every stream finishes whole, though each replica is drained and stopped.
-    expect(await streamed).toEqual({ tokens: 150, finish: 'length' });
-    await eventually(async () => {
-      // The gateway keeps reporting: no load.
-      await scaler.signal(loadReportSignal, report(0));
-      return (await scaler.query(scalerStatusQuery)).current === 0;
-    }, 60_000, 300);
+    // 70 streams at once on one replica of 30 slots: 30 run, 40 queue, and the gateway reports it.
+    const burst = await Promise.all(Array.from({ length: 70 }, () => stream(60)));
+    expect(burst.every((r) => r.tokens === 60 && r.finish === 'length')).toBe(true);
+    expect(burst.filter((r) => r.queuedMs > 0).length).toBeGreaterThanOrEqual(40);
+    // Up at once on the first report of the queue, then again as the rest of the burst is reported: 1 -> ... -> 3.
+    const ups = (await scaler.query(scalerStatusQuery)).decisions;
+    expect(ups.length).toBeGreaterThan(0);
+    expect(ups.every((d) => d.to > d.from && /queued\): \d -> \d$/.test(d.reason))).toBe(true);
+    expect(ups[0].from).toBe(1);
+    expect(ups.at(-1)!.to).toBe(3);
+
+    // A long stream (150 tokens at 20 ms) runs while the burst's replicas are drained and stopped.
+    const pids = (await stack.prisma.replica.findMany({ where: { deploymentId: id } })).map((r) => Number(r.providerId));
+    expect(await stream(150)).toMatchObject({ tokens: 150, finish: 'length' });
+
+    // No traffic: the gateway's heartbeats of zero take it to 3 -> 1 after the window, then to 0 after the idle timeout.
+    await eventually(async () => (await scaler.query(scalerStatusQuery)).current === 0, 60_000, 200);
     await eventually(async () => (await stack.prisma.replica.count({ where: { deploymentId: id, state: { not: 'STOPPED' } } })) === 0, 30_000);
     expect(pids.every((pid) => !pidAlive(pid))).toBe(true);
-    const status = await scaler.query(scalerStatusQuery);
-    expect(status.decisions.map((d) => [d.from, d.to])).toEqual([[1, 3], [3, 1], [1, 0]]);
-    expect(status.decisions[2].reason).toMatch(/^idle for \d+ s, /);
+    const idle = await scaler.query(scalerStatusQuery);
+    expect(idle.decisions.slice(ups.length).map((d) => [d.from, d.to])).toEqual([[3, 1], [1, 0]]);
+    expect(idle.decisions.at(-1)!.reason).toMatch(/^idle for \d+ s, /);
+
+    // The next request wakes the scaler at once and is served when the new replica is ready.
+    const next = await stream(5);
+    expect(next).toMatchObject({ tokens: 5, finish: 'length', cold: 'true' });
+    expect(next.queuedMs).toBeGreaterThan(0);
+    const woke = await scaler.query(scalerStatusQuery);
+    expect(woke.decisions.at(-1)).toMatchObject({ from: 0, to: 1, reason: expect.stringMatching(/^cold start: 0 in flight, 1 queued with 0 replicas/) });
+    const warm = await stream(5);
+    expect(warm).toMatchObject({ cold: 'false', queuedMs: 0 });
+
     const kinds = (await stack.prisma.deploymentEvent.findMany({ where: { deploymentId: id }, orderBy: { id: 'asc' } })).map((e) => e.kind);
-    expect(kinds.filter((k) => k.startsWith('scale.'))).toEqual(['scale.up', 'scale.down', 'scale.down']);
+    expect(kinds.filter((k) => k.startsWith('scale.'))).toEqual([...ups.map(() => 'scale.up'), 'scale.down', 'scale.down', 'scale.up']);
+    const metrics = await (await fetch(`${stack.url}/metrics`)).text();
+    expect(metrics).toMatch(/^infercp_gateway_cold_starts_total [1-9]/m);
+    expect(metrics).toMatch(/^infercp_gateway_load_reports_total\{result="ok"\} [1-9]/m);
   });
 
   it('should refuse a bad policy naming the knob, apply a good one, and keep both across continue-as-new', async () => {
@@ -95,8 +100,12 @@ describe('the scaler workflow on a real Temporal server', () => {
       cause: { message: 'minReplicas=5: must not exceed maxReplicas (4)' },
     });
     expect(await handle.executeUpdate(setPolicyUpdate, { args: [{ maxReplicas: 6 }] })).toMatchObject({ maxReplicas: 6 });
-
-    await eventually(async () => (await stack.temporal.workflow.getHandle(workflowId).describe()).runId !== firstRun, 30_000, 100);
+    // Reports wake the loop (40-59 in flight still fits 2 replicas); the hook continues as new after 20 turns.
+    let i = 0;
+    await eventually(async () => {
+      await handle.signal(loadReportSignal, { gatewayId: 'test-gw', inFlight: 40 + (i++ % 20), queued: 0, oldestQueuedMs: 0, at: Date.now() });
+      return (await stack.temporal.workflow.getHandle(workflowId).describe()).runId !== firstRun;
+    }, 30_000, 20);
     const status = await stack.temporal.workflow.getHandle(workflowId).query(scalerStatusQuery);
     expect(status).toMatchObject({ current: 2, policy: { maxReplicas: 6 }, decisions: [{ from: 1, to: 2, reason: 'earlier' }] });
     await stack.temporal.workflow.getHandle(workflowId).terminate('test done');

@@ -49,8 +49,8 @@ export interface ScalerInput {
   initialReplicas: number;
   /** Highest maxReplicas the workspace's plan allows. */
   planMaxReplicas: number;
-  /** How often the decision runs without a new report, ms. */
-  tickMs: number;
+  /** Decision interval without reports in histories recorded before the deadline timer, ms. */
+  tickMs?: number;
   /** Longest wait for a draining replica's requests to finish, ms. */
   drainTimeoutMs: number;
   /** Carried across continue-as-new (plain JSON). */

@@ -1,6 +1,8 @@
-import { allHandlersFinished, condition, continueAsNew, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  allHandlersFinished, CancellationScope, condition, continueAsNew, isCancellation, patched, proxyActivities, setHandler, sleep, workflowInfo,
+} from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { decide, initialScalerState, LoadReport, policyProblems } from '../src/domain/scaling';
+import { decide, initialScalerState, LoadReport, nextDecisionAt, policyProblems } from '../src/domain/scaling';
 import {
   loadReportSignal, pauseScalerSignal, resumeScalerSignal, ScalerInput, scalerStatusQuery, setPolicyUpdate,
 } from './messages';
@@ -9,9 +11,11 @@ const DECISIONS_KEPT = 20;
 
 /**
  * scaler:<deploymentId> — one per deployment, for its whole life. Gateways
- * signal load reports; the loop runs decide() on each report (and every tick,
- * so windows and timeouts elapse with no traffic), and applies a changed count
- * through one activity. Lifecycle operations pause and resume it.
+ * signal load reports; the loop runs decide() on each report, and once more
+ * when a scale-down window or idle timeout ends (one durable timer, kept
+ * while its deadline stands: an idle deployment writes no history), and
+ * applies a changed count through one activity. Lifecycle operations pause
+ * and resume it.
  */
 export async function scalerWorkflow(input: ScalerInput): Promise<void> {
   let policy = input.policy;
@@ -23,6 +27,32 @@ export async function scalerWorkflow(input: ScalerInput): Promise<void> {
   // Coalesced: only the newest report of each gateway waits for the loop.
   let pending: Record<string, LoadReport> = {};
   let wake = false;
+  // Histories from before the deadline timer replay with the fixed tick.
+  const deadlineTimer = patched('scaler-deadline-timer');
+  let timerAt: number | null = null;
+  let timerScope: CancellationScope | null = null;
+  let timerFired = false;
+  /** One timer for the next moment decide() could change its mind; kept while that moment stands. */
+  const arm = (at: number | null) => {
+    if (at === timerAt) return;
+    timerScope?.cancel();
+    timerScope = null;
+    timerAt = at;
+    if (at === null) return;
+    const scope = new CancellationScope();
+    timerScope = scope;
+    scope.run(() => sleep(Math.max(1, at - Date.now()))).then(
+      () => {
+        if (timerScope !== scope) return;
+        timerFired = true;
+        timerScope = null;
+        timerAt = null;
+      },
+      (err) => {
+        if (!isCancellation(err)) throw err;
+      },
+    );
+  };
 
   const act = proxyActivities<Activities>({
     // Scale-ups wait for healthy replicas and scale-downs for drains: both heartbeat.
@@ -32,8 +62,12 @@ export async function scalerWorkflow(input: ScalerInput): Promise<void> {
   });
 
   setHandler(loadReportSignal, (r) => {
-    const prev = pending[r.gatewayId];
-    if (!prev || r.at >= prev.at) pending[r.gatewayId] = r;
+    // Stamped on receipt: a gateway's clock skew cannot expire its reports early or keep them alive.
+    if (deadlineTimer) pending[r.gatewayId] = { ...r, at: Date.now() };
+    else {
+      const prev = pending[r.gatewayId];
+      if (!prev || r.at >= prev.at) pending[r.gatewayId] = r;
+    }
     wake = true;
   });
   setHandler(pauseScalerSignal, () => {
@@ -60,8 +94,10 @@ export async function scalerWorkflow(input: ScalerInput): Promise<void> {
   setHandler(scalerStatusQuery, () => ({ desired, current: state.current, paused, noData, policy, decisions: [...decisions] }));
 
   for (let turn = 1; ; turn++) {
-    await condition(() => wake, input.tickMs);
+    if (deadlineTimer) await condition(() => wake || timerFired);
+    else await condition(() => wake, input.tickMs ?? 1000);
     wake = false;
+    timerFired = false;
     if (!paused) {
       const reports = Object.values(pending);
       pending = {};
@@ -75,6 +111,7 @@ export async function scalerWorkflow(input: ScalerInput): Promise<void> {
       }
       state = d.nextState;
     }
+    if (deadlineTimer) arm(paused ? null : nextDecisionAt(policy, state, Date.now()));
     if (workflowInfo().continueAsNewSuggested || (input.forceContinueAsNewAfterTurns !== undefined && turn >= input.forceContinueAsNewAfterTurns)) {
       await condition(allHandlersFinished);
       // Reports that arrived while handlers finished are carried in the state.

@@ -68,6 +68,14 @@ export const configSchema = z.object({
   /** How long a gateway trusts a cached key or route before re-reading Postgres. */
   GATEWAY_CACHE_TTL_MS: positiveInt.default(5000),
   GATEWAY_UPSTREAM_TIMEOUT_MS: positiveInt.default(600_000),
+  /** How long a request waits for headroom on busy replicas before a 503 with Retry-After, ms. */
+  GATEWAY_QUEUE_TIMEOUT_MS: positiveInt.default(2000),
+  /** How long a request that found no ready replica waits for one to start, ms. */
+  GATEWAY_COLD_START_TIMEOUT_MS: positiveInt.default(60_000),
+  /** At most one load report per deployment per gateway process per interval, ms. */
+  GATEWAY_REPORT_INTERVAL_MS: positiveInt.default(1000),
+  /** An unchanged load is reported again after this long; below the scaler's 5 s report TTL, ms. */
+  GATEWAY_REPORT_HEARTBEAT_MS: positiveInt.max(4000, 'must be at most 4000 (the scaler forgets reports after 5000 ms)').default(2000),
   METRICS_ENABLED: bool.default(true),
   /** Where the api writes the emitted GraphQL schema; empty keeps it in memory. */
   GRAPHQL_SCHEMA_FILE: z.string().default(''),

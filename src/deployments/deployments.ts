@@ -148,7 +148,6 @@ export class DeploymentsService {
       deploymentId: id,
       operationId,
       healthTimeoutSeconds: this.config.DEPLOY_HEALTH_TIMEOUT_SECONDS,
-      scalerTickMs: this.config.SCALER_TICK_MS,
       drainTimeoutMs: this.config.SCALER_DRAIN_TIMEOUT_SECONDS * 1000,
     };
     try {

@@ -1,4 +1,5 @@
-import { decide, initialScalerState, LoadReport, ScalerState, ScalingPolicy } from './scaling';
+import fc from 'fast-check';
+import { decide, initialScalerState, LoadReport, nextDecisionAt, ScalerState, ScalingPolicy } from './scaling';
 
 const flex: ScalingPolicy = {
   mode: 'FLEX', minReplicas: 0, maxReplicas: 8, targetConcurrency: 32,
@@ -112,5 +113,60 @@ describe('decide: scenarios on a synthetic clock', () => {
       json = JSON.parse(JSON.stringify(decide(flex, json, obs).nextState));
     }
     expect(json).toEqual(s);
+  });
+});
+
+describe('nextDecisionAt: the scaler sleeps until then instead of ticking', () => {
+  it('should wake at the end of the scale-down window', () => {
+    const d = decide(flex, state(4), { now: T0, reports: [report(T0, 40)] });
+    expect(nextDecisionAt(flex, d.nextState, T0)).toBe(T0 + 30_000);
+    // A heartbeat with the same load does not move the wake-up; at it, the scaler goes down.
+    const hb = decide(flex, d.nextState, { now: T0 + 28_000, reports: [report(T0 + 28_000, 40)] });
+    expect(nextDecisionAt(flex, hb.nextState, T0 + 28_000)).toBe(T0 + 30_000);
+    expect(decide(flex, hb.nextState, { now: T0 + 30_000, reports: [] }).desired).toBe(2);
+  });
+
+  it('should wake at the idle timeout of a Flex deployment with no demand', () => {
+    const d = decide(flex, state(1, { lastActiveAt: T0 - 1000 }), { now: T0, reports: [report(T0, 0)] });
+    expect(nextDecisionAt(flex, d.nextState, T0)).toBe(T0 - 1000 + 300_000);
+  });
+
+  it('should not wake at all when only a report can change the answer', () => {
+    expect(nextDecisionAt(active, decide(active, state(2), { now: T0, reports: [report(T0, 0)] }).nextState, T0)).toBeNull();
+    expect(nextDecisionAt(flex, decide(flex, state(2), { now: T0, reports: [report(T0, 60)] }).nextState, T0)).toBeNull();
+    expect(nextDecisionAt(flex, decide(flex, state(3), { now: T0, reports: [] }).nextState, T0)).toBeNull();
+  });
+
+  it('should never sleep past a change: no decision differs between a decision and its wake-up', () => {
+    const policyArb = fc.record({
+      mode: fc.constantFrom('FLEX' as const, 'ACTIVE' as const),
+      minReplicas: fc.integer({ min: 0, max: 3 }),
+      maxReplicas: fc.integer({ min: 3, max: 10 }),
+      targetConcurrency: fc.integer({ min: 1, max: 40 }),
+      scaleDownWindowSeconds: fc.integer({ min: 1, max: 120 }),
+      idleTimeoutSeconds: fc.integer({ min: 1, max: 400 }),
+      queueThresholdMs: fc.constant(2000),
+      reportTtlMs: fc.constant(10_000_000),
+    });
+    // Reports every 1-20 s with random load; then silence while the state is probed.
+    const stepsArb = fc.array(fc.record({ gapMs: fc.integer({ min: 1000, max: 20_000 }), inFlight: fc.integer({ min: 0, max: 300 }) }), { minLength: 1, maxLength: 40 });
+    fc.assert(
+      fc.property(policyArb, fc.integer({ min: 0, max: 10 }), stepsArb, fc.array(fc.integer({ min: 1, max: 600_000 }), { minLength: 5, maxLength: 20 }), (policy, start, steps, probes) => {
+        let s = state(Math.min(start, policy.maxReplicas));
+        let now = T0;
+        for (const step of steps) {
+          now += step.gapMs;
+          s = decide(policy, s, { now, reports: [report(now, step.inFlight)] }).nextState;
+        }
+        const wake = nextDecisionAt(policy, s, now) ?? Infinity;
+        for (const dt of probes) {
+          const t = now + dt;
+          if (t >= wake) continue;
+          expect(decide(policy, s, { now: t, reports: [] }).desired).toBe(s.current);
+        }
+        if (wake !== Infinity) expect(wake).toBeGreaterThan(now);
+      }),
+      { numRuns: 2000 },
+    );
   });
 });

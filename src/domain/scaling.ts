@@ -217,3 +217,25 @@ export function policyProblems(p: ScalingPolicy, planMaxReplicas: number): strin
   if (p.maxReplicas > planMaxReplicas) out.push(`maxReplicas=${p.maxReplicas}: exceeds the plan's ceiling of ${planMaxReplicas}`);
   return out;
 }
+
+/**
+ * When decide() could next change its answer with no new report: the end of a
+ * running scale-down window, or of the idle timeout. Null when only a report
+ * can change it (the queue threshold and report expiry are seen through the
+ * reports gateways keep sending). The scaler sleeps until then instead of
+ * ticking, so an idle deployment writes no history.
+ */
+export function nextDecisionAt(policy: ScalingPolicy, state: ScalerState, now: number): number | null {
+  const windowMs = policy.scaleDownWindowSeconds * 1000;
+  const live = Object.values(state.reports);
+  if (live.length === 0) return null;
+  const candidates: number[] = [];
+  if (state.belowSince !== null) candidates.push(state.belowSince + windowMs, state.lastActiveAt + windowMs);
+  const demand = live.reduce((s, r) => s + r.inFlight + r.queued, 0);
+  if (policy.mode === 'FLEX' && demand === 0 && state.current > hardFloor(policy)) {
+    const idleMs = policy.idleTimeoutSeconds * 1000;
+    candidates.push(state.lastActiveAt + idleMs, state.lastActiveAt + Math.max(idleMs, windowMs));
+  }
+  const due = candidates.filter((t) => t > now);
+  return due.length ? Math.min(...due) : null;
+}

@@ -51,6 +51,7 @@ export class Directory {
   private readonly byName = new Map<string, Cached<string | null>>();
   private listener: PgClient | null = null;
   private closed = false;
+  private readonly routeListeners: Array<(deploymentId: string) => void> = [];
 
   constructor(
     private readonly prisma: PrismaClient,
@@ -71,6 +72,7 @@ export class Directory {
       if (n.channel === CHANNEL_ROUTES) {
         this.routes.delete(n.payload ?? '');
         this.byName.clear();
+        for (const l of this.routeListeners) l(n.payload ?? '');
       }
     });
     client.on('error', (err) => {
@@ -85,6 +87,26 @@ export class Directory {
     this.listener = client;
     // Anything cached before LISTEN began may be stale.
     this.dropAll();
+  }
+
+  /** Called with a deployment id whenever its routes change (replicas ready, draining, stopped). */
+  onRouteChange(listener: (deploymentId: string) => void) {
+    this.routeListeners.push(listener);
+  }
+
+  /** Forgets a cached route so the next read sees Postgres. */
+  invalidateRoute(deploymentId: string) {
+    this.routes.delete(deploymentId);
+  }
+
+  /** Active deployments with at least one ready replica (the ones whose scalers want heartbeats). */
+  async servingDeployments(): Promise<string[]> {
+    const rows = await this.prisma.replica.findMany({
+      where: { state: 'READY', deployment: { status: 'ACTIVE' } },
+      distinct: ['deploymentId'],
+      select: { deploymentId: true },
+    });
+    return rows.map((r) => r.deploymentId);
   }
 
   dropAll() {

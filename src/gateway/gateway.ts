@@ -5,7 +5,9 @@ import { z } from 'zod';
 import { zodMessage } from '../common/graphql-errors';
 import { Directory, KeyInfo, Route, RouteReplica } from './directory';
 import { envelope, invalidKey, OpenAIError, sendError } from './errors';
+import { DeploymentLoad, Waiter } from './load';
 import { Metrics } from './metrics';
+import type { LoadReporter } from './reporter';
 
 const chatBody = z
   .object({
@@ -30,9 +32,16 @@ export interface GatewayOptions {
   metrics: Metrics;
   log: Logger;
   upstreamTimeoutMs: number;
-  /** Largest request body accepted, bytes. */
-  bodyLimit?: number;
+  /** How long a request waits for headroom on busy replicas before a 503, ms. */
+  queueTimeoutMs: number;
+  /** How long a request that found zero ready replicas waits for the cold start, ms. */
+  coldStartTimeoutMs: number;
+  /** Tells the scalers; absent in a gateway without Temporal (tests of the data path alone). */
+  reporter?: LoadReporter;
 }
+
+/** How often a deployment with queued requests re-reads its routes, in case a NOTIFY was missed, ms. */
+const QUEUE_ROUTE_POLL_MS = 1000;
 
 /**
  * The OpenAI-compatible data path, registered straight on Fastify (no Nest
@@ -41,10 +50,29 @@ export interface GatewayOptions {
  */
 export class Gateway {
   private readonly pools = new Map<string, Pool>();
-  /** In-flight requests this process has on each replica. */
-  private readonly inFlight = new Map<string, number>();
+  /** This process's in-flight requests and queue, per deployment. */
+  readonly loads = new Map<string, DeploymentLoad>();
+  private readonly pollers = new Map<string, NodeJS.Timeout>();
 
-  constructor(private readonly o: GatewayOptions) {}
+  constructor(private readonly o: GatewayOptions) {
+    o.directory.onRouteChange((id) => {
+      if (this.loads.get(id)?.queue.length) void this.dispatch(id);
+    });
+  }
+
+  private loadOf(deploymentId: string): DeploymentLoad {
+    let l = this.loads.get(deploymentId);
+    if (!l) {
+      l = new DeploymentLoad(deploymentId);
+      this.loads.set(deploymentId, l);
+    }
+    return l;
+  }
+
+  /** Deployments with requests in flight or queued here (for the load reporter). */
+  *loadedDeployments(): Iterable<string> {
+    for (const [id, l] of this.loads) if (!l.idle()) yield id;
+  }
 
   register(app: FastifyInstance) {
     app.register(
@@ -72,6 +100,8 @@ export class Gateway {
   }
 
   async close() {
+    for (const t of this.pollers.values()) clearInterval(t);
+    for (const l of this.loads.values()) for (const w of l.queue.splice(0)) w.resolve(null);
     await Promise.all([...this.pools.values()].map((p) => p.close().catch(() => {})));
   }
 
@@ -122,21 +152,6 @@ export class Gateway {
     return route;
   }
 
-  /** The ready replica with the most headroom, excluding ones already tried. */
-  private pick(route: Route, exclude: Set<string>): RouteReplica | null {
-    let best: RouteReplica | null = null;
-    let bestFree = 0;
-    for (const r of route.replicas) {
-      if (exclude.has(r.id)) continue;
-      const free = r.concurrency - (this.inFlight.get(r.id) ?? 0);
-      if (free > bestFree) {
-        best = r;
-        bestFree = free;
-      }
-    }
-    return best;
-  }
-
   private pool(address: string): Pool {
     let p = this.pools.get(address);
     if (!p) {
@@ -180,13 +195,42 @@ export class Gateway {
     };
     reply.raw.on('close', onClose);
 
+    const load = this.loadOf(route.deploymentId);
+    // FIFO: nobody overtakes a queued request.
+    let handed = load.queue.length === 0 ? this.acquire(load, route.replicas) : null;
+    let queuedMs = 0;
+    let cold = false;
+    if (!handed) {
+      cold = route.replicas.length === 0;
+      const t0 = Date.now();
+      handed = await this.wait(load, cold, abort.signal);
+      queuedMs = Date.now() - t0;
+      if (abort.signal.aborted) {
+        if (handed) this.release(load, handed.id, false);
+        return reply.hijack();
+      }
+      if (!handed) {
+        reply.raw.off('close', onClose);
+        const ready = (await this.o.directory.route(route.deploymentId))?.replicas.length ?? 0;
+        return this.fail(reply, kind, {
+          status: 503,
+          type: 'server_error',
+          code: 'no_replica_available',
+          message: ready === 0
+            ? `Deployment ${route.deploymentId} has no ready replica after ${queuedMs} ms of cold start; retry shortly.`
+            : `Every replica of deployment ${route.deploymentId} is busy and the queue timed out after ${queuedMs} ms; retry shortly.`,
+          headers: { 'retry-after': String(load.retryAfterSeconds(Date.now(), ready)) },
+        });
+      }
+      if (cold) this.o.metrics.coldStarts.inc();
+    }
+
     const tried = new Set<string>();
     // A replica that fails before the first byte is retried once on another.
     for (let attempt = 0; attempt < 2; attempt++) {
-      const replica = this.pick(route, tried);
+      const replica = attempt === 0 ? handed : this.acquire(load, (await this.o.directory.route(route.deploymentId))?.replicas ?? [], tried);
       if (!replica) break;
       tried.add(replica.id);
-      this.track(replica.id, route.deploymentId, +1);
       let res: Dispatcher.ResponseData;
       try {
         res = await this.pool(replica.address).request({
@@ -199,49 +243,107 @@ export class Gateway {
           bodyTimeout: this.o.upstreamTimeoutMs,
         });
       } catch (err) {
-        this.track(replica.id, route.deploymentId, -1);
+        this.release(load, replica.id, false);
         if (abort.signal.aborted) return reply.hijack();
         this.o.log.warn({ err: (err as Error).message, replica: replica.id }, 'upstream failed before the first byte');
         continue;
       }
       if (res.statusCode >= 500 && attempt === 0 && route.replicas.length > 1) {
         await res.body.dump().catch(() => {});
-        this.track(replica.id, route.deploymentId, -1);
+        this.release(load, replica.id, false);
         continue;
       }
       this.o.metrics.ttft.observe({ route: kind }, Number(process.hrtime.bigint() - started) / 1e9);
-      return this.pipe(reply, res, kind, replica.id, route.deploymentId, started, abort);
+      return this.pipe(reply, res, { kind, replicaId: replica.id, load, started, abort, queuedMs, cold });
     }
     reply.raw.off('close', onClose);
     return this.fail(reply, kind, {
       status: 503,
       type: 'server_error',
       code: 'no_replica_available',
-      message: `No replica of deployment ${route.deploymentId} can take this request now; retry shortly.`,
-      headers: { 'retry-after': '1' },
+      message: `No replica of deployment ${route.deploymentId} could take this request; retry shortly.`,
+      headers: { 'retry-after': String(load.retryAfterSeconds(Date.now(), route.replicas.length)) },
     });
   }
 
-  private track(replicaId: string, deploymentId: string, delta: number) {
-    this.inFlight.set(replicaId, (this.inFlight.get(replicaId) ?? 0) + delta);
-    this.o.metrics.inFlight.inc({ deployment: deploymentId }, delta);
+  private acquire(load: DeploymentLoad, replicas: readonly RouteReplica[], exclude?: ReadonlySet<string>): RouteReplica | null {
+    const r = load.acquire(replicas, exclude);
+    if (r) this.o.metrics.inFlight.inc({ deployment: load.deploymentId });
+    return r;
+  }
+
+  private release(load: DeploymentLoad, replicaId: string, completed: boolean) {
+    load.release(replicaId, Date.now(), completed);
+    this.o.metrics.inFlight.dec({ deployment: load.deploymentId });
+    if (load.queue.length) void this.dispatch(load.deploymentId);
+  }
+
+  /** Queues a request until dispatch hands it a reserved replica, its timeout passes, or its client leaves. */
+  private wait(load: DeploymentLoad, cold: boolean, signal: AbortSignal): Promise<RouteReplica | null> {
+    return new Promise((resolve) => {
+      const done = (r: RouteReplica | null) => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', giveUp);
+        this.o.metrics.queueDepth.set({ deployment: load.deploymentId }, load.queue.length);
+        resolve(r);
+      };
+      const w: Waiter = { enqueuedAt: Date.now(), cold, resolve: done };
+      const giveUp = () => {
+        if (load.remove(w)) done(null);
+      };
+      const timer = setTimeout(giveUp, cold ? this.o.coldStartTimeoutMs : this.o.queueTimeoutMs);
+      signal.addEventListener('abort', giveUp, { once: true });
+      load.enqueue(w);
+      this.o.metrics.queueDepth.set({ deployment: load.deploymentId }, load.queue.length);
+      // Wake the scaler now, not at the next report.
+      this.o.reporter?.poke(load.deploymentId);
+      this.pollWhileQueued(load.deploymentId);
+    });
+  }
+
+  /** Hands free capacity to queued requests, oldest first. */
+  private async dispatch(deploymentId: string) {
+    const load = this.loads.get(deploymentId);
+    if (!load?.queue.length) return;
+    const route = await this.o.directory.route(deploymentId);
+    const n = load.dispatch(route?.replicas ?? [], Date.now());
+    if (n) this.o.metrics.inFlight.inc({ deployment: deploymentId }, n);
+  }
+
+  /** Routes of a deployment with queued requests are re-read every second: a missed NOTIFY cannot strand them. */
+  private pollWhileQueued(deploymentId: string) {
+    if (this.pollers.has(deploymentId)) return;
+    const t = setInterval(() => {
+      if (!this.loads.get(deploymentId)?.queue.length) {
+        clearInterval(t);
+        this.pollers.delete(deploymentId);
+        return;
+      }
+      this.o.directory.invalidateRoute(deploymentId);
+      void this.dispatch(deploymentId);
+    }, QUEUE_ROUTE_POLL_MS);
+    t.unref();
+    this.pollers.set(deploymentId, t);
   }
 
   /** Streams the upstream body to the client chunk by chunk; never buffers. */
   private pipe(
     reply: FastifyReply,
     res: Dispatcher.ResponseData,
-    kind: string,
-    replicaId: string,
-    deploymentId: string,
-    started: bigint,
-    abort: AbortController,
+    x: { kind: string; replicaId: string; load: DeploymentLoad; started: bigint; abort: AbortController; queuedMs: number; cold: boolean },
   ) {
+    const { kind, replicaId, started, abort } = x;
     reply.hijack();
     const raw = reply.raw;
     const contentType = String(res.headers['content-type'] ?? 'application/json');
     const sse = contentType.startsWith('text/event-stream');
-    const headers: Record<string, string> = { 'content-type': contentType, 'x-infercp-replica': replicaId };
+    const headers: Record<string, string> = {
+      'content-type': contentType,
+      'x-infercp-replica': replicaId,
+      // Whether this request paid a cold start, and how long it waited for a replica.
+      'x-infercp-cold-start': String(x.cold),
+      'x-infercp-queue-ms': String(x.queuedMs),
+    };
     if (sse) {
       headers['cache-control'] = 'no-cache';
       headers['x-accel-buffering'] = 'no';
@@ -253,7 +355,7 @@ export class Gateway {
     const finish = (ok: boolean) => {
       if (done) return;
       done = true;
-      this.track(replicaId, deploymentId, -1);
+      this.release(x.load, replicaId, ok);
       this.o.metrics.requests.inc({ route: kind, status: String(res.statusCode), code: ok ? '' : 'upstream_broken' });
       this.o.metrics.latency.observe({ route: kind }, Number(process.hrtime.bigint() - started) / 1e9);
     };

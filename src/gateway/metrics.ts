@@ -32,6 +32,23 @@ export function createMetrics() {
       labelNames: ['deployment'] as const,
       registers: [registry],
     }),
+    queueDepth: new Gauge({
+      name: 'infercp_gateway_queue_depth',
+      help: 'Requests waiting for a replica in this gateway process, by deployment',
+      labelNames: ['deployment'] as const,
+      registers: [registry],
+    }),
+    coldStarts: new Counter({
+      name: 'infercp_gateway_cold_starts_total',
+      help: 'Requests that arrived with no ready replica and were served after a cold start',
+      registers: [registry],
+    }),
+    loadReports: new Counter({
+      name: 'infercp_gateway_load_reports_total',
+      help: 'Load reports sent to deployment scalers, by result',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
   };
 }
 

@@ -17,6 +17,14 @@ describe('what-if simulator', () => {
     expect(r.costUsd).toBe(0.06);
   });
 
+  it('should let a request that met zero replicas wait out a cold start longer than the queue timeout, like the gateway', () => {
+    const slow = { ...replica, coldStartMs: 4000 };
+    const served = simulate([{ at: 0, durationMs: 500 }], { policy: flex0, replica: slow, initialReplicas: 0, queueTimeoutMs: 2000, tickMs: 1000 });
+    expect(served).toMatchObject({ served: 1, rejected503: 0, queueWaitP50Ms: 4000 });
+    const tooSlow = simulate([{ at: 0, durationMs: 500 }], { policy: flex0, replica: slow, initialReplicas: 0, queueTimeoutMs: 2000, coldStartTimeoutMs: 3000, tickMs: 1000 });
+    expect(tooSlow).toMatchObject({ served: 0, rejected503: 1 });
+  });
+
   it('should answer 503 to what waits past the queue timeout at the ceiling', () => {
     const one: ScalingPolicy = { ...flex0, minReplicas: 1, maxReplicas: 1 };
     const r = simulate(

@@ -47,6 +47,8 @@ export interface SimOptions {
   initialReplicas: number;
   /** How long a request may wait in the gateway queue before a 503, ms. */
   queueTimeoutMs: number;
+  /** How long a request that met zero ready replicas waits for a cold start, ms (gateway default 60000). */
+  coldStartTimeoutMs?: number;
   /** Scaler tick, ms. */
   tickMs: number;
   /** Simulation step, ms. */
@@ -117,7 +119,8 @@ function percentile(sorted: number[], p: number): number {
 export function simulate(trace: TraceRequest[], o: SimOptions): SimResult {
   const step = o.stepMs ?? 10;
   const replicas: Replica[] = Array.from({ length: o.initialReplicas }, () => ({ startedAt: 0, readyAt: 0, draining: false, running: [] }));
-  const queue: Array<{ at: number; durationMs: number }> = [];
+  const queue: Array<{ at: number; durationMs: number; cold: boolean }> = [];
+  const coldTimeoutMs = o.coldStartTimeoutMs ?? 60_000;
   const waits: number[] = [];
   const res: SimResult = {
     requests: trace.length, served: 0, rejected503: 0, coldStarts: 0, queueWaitP50Ms: 0, queueWaitP99Ms: 0,
@@ -164,7 +167,8 @@ export function simulate(trace: TraceRequest[], o: SimOptions): SimResult {
     // Arrivals. A request meeting zero replicas wakes the scaler at once (the cold-start path).
     let woke = false;
     while (next < trace.length && trace[next].at <= t) {
-      queue.push(trace[next++]);
+      const cold = !replicas.some((r) => !r.draining && r.readyAt <= t);
+      queue.push({ ...trace[next++], cold });
       if (live().length === 0) woke = true;
     }
     if (woke) tick(t);
@@ -181,10 +185,12 @@ export function simulate(trace: TraceRequest[], o: SimOptions): SimResult {
       best.running.push(t + req.durationMs);
       res.served++;
     }
-    // Past the queue timeout: 503.
-    while (queue.length && t - queue[0].at > o.queueTimeoutMs) {
-      queue.shift();
-      res.rejected503++;
+    // Past the queue timeout (the cold-start timeout for requests that met no ready replica): 503.
+    for (let i = queue.length - 1; i >= 0; i--) {
+      if (t - queue[i].at > (queue[i].cold ? coldTimeoutMs : o.queueTimeoutMs)) {
+        queue.splice(i, 1);
+        res.rejected503++;
+      }
     }
     if (t >= nextTick) {
       tick(t);
