@@ -8,52 +8,14 @@
  * Needs Postgres (DATABASE_URL's server) and a Temporal CLI (TEMPORAL_CLI_PATH or
  * scripts/temporal-cli.sh); starts its own dev server and a scratch database.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import pino from 'pino';
-import { createApp } from '../src/app';
-import { freePort } from '../src/common/net';
-import { loadConfig } from '../src/config/config';
-import { dropDatabase, ensureDatabase, migrate } from '../src/database/migrate';
-import { createPrisma } from '../src/database/prisma';
 import { LocalProvider } from '../src/providers/local.provider';
-import { startDevServer } from '../src/temporal/dev-server';
-import { startWorker } from '../src/temporal/worker-runtime';
-import { WorkspacesService } from '../src/workspaces/workspaces.service';
+import { benchStack, median, progress } from './harness';
 
 const runs = Number(process.argv[2] ?? 7);
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-const progress = (m: string) => process.stderr.write(`${m}\n`);
 
 async function main() {
-  const root = resolve(__dirname, '../..');
-  const dataDir = mkdtempSync(join(tmpdir(), 'bench-deploy-'));
-  const base = new URL(process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres');
-  base.pathname = `/infercp_bench_${Date.now().toString(36)}`;
-  const databaseUrl = base.toString();
-  await ensureDatabase(databaseUrl);
-  await migrate(databaseUrl, resolve(root, 'prisma/migrations'));
-  const cliPath = process.env.TEMPORAL_CLI_PATH ?? execFileSync('bash', [resolve(root, 'scripts/temporal-cli.sh')], { encoding: 'utf8' }).trim();
-  const temporal = await startDevServer({ cliPath, port: await freePort() });
-  const apiPort = await freePort();
-  const config = loadConfig({
-    ...process.env, DATABASE_URL: databaseUrl, TEMPORAL_ADDRESS: temporal.address, API_PORT: String(apiPort),
-    DATA_DIR: dataDir, LOG_LEVEL: 'error', TEMPORAL_TASK_QUEUE: 'bench',
-  });
-  const log = pino({ level: 'error' });
-  const worker = await startWorker(config, log);
-  const app = await createApp(config, log);
-  const prisma = createPrisma(databaseUrl, 2);
-  const { token } = await new WorkspacesService(prisma).create('bench', 'TEAM');
-  const gql = async (query: string, variables: Record<string, unknown>) => {
-    const r = await fetch(`${app.url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify({ query, variables }) });
-    return (await r.json()) as { data: Record<string, { id: string; deployment?: { id: string } }> };
-  };
+  const { config, dataDir, worker, prisma, gql, close } = await benchStack('deploy');
 
   // Baseline: the same simulator replica, spawned and polled by hand, weights already cached.
   const local = new LocalProvider({
@@ -62,14 +24,14 @@ async function main() {
   });
   const baseline: number[] = [];
   const rows: Array<{ total: number; replica: number; orchestration: number; cold: boolean }> = [];
-  const pipeline = (await gql(`mutation($i: CreatePipelineInput!) { createPipeline(input: $i) { id } }`, { i: { name: 'bench', task: 'CHAT', model: 'sim/tiny-chat' } })).data.createPipeline.id;
+  const pipeline = (await gql(`mutation($i: CreatePipelineInput!) { createPipeline(input: $i) { id } }`, { i: { name: 'bench', task: 'CHAT', model: 'sim/tiny-chat' } })).createPipeline.id;
 
   for (let i = 0; i < runs; i++) {
     const t0 = performance.now();
     const r = await gql(`mutation($i: DeployPipelineInput!) { deployPipeline(input: $i) { deployment { id } } }`, {
       i: { pipelineId: pipeline, target: 'LOCAL', gpu: 'sim', mode: 'FLEX', minReplicas: 1, maxReplicas: 1 },
     });
-    const id = r.data.deployPipeline.deployment!.id;
+    const id = r.deployPipeline.deployment!.id;
     let status = '';
     while (status !== 'ACTIVE' && status !== 'FAILED') {
       status = (await prisma.deployment.findUniqueOrThrow({ where: { id }, select: { status: true } })).status;
@@ -103,11 +65,7 @@ async function main() {
   };
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
 
-  await app.close();
-  await worker.shutdown();
-  await prisma.$disconnect();
-  await temporal.stop();
-  await dropDatabase(databaseUrl);
+  await close();
 }
 
 main().catch((err) => {

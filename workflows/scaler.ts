@@ -105,8 +105,9 @@ export async function scalerWorkflow(input: ScalerInput): Promise<void> {
       noData = d.noData;
       desired = d.desired;
       if (d.desired !== state.current) {
+        const decidedAt = Date.now();
         await act.applyReplicaCount({ deploymentId: input.deploymentId, desired: d.desired, reason: d.reason, drainTimeoutMs: input.drainTimeoutMs });
-        decisions.push({ at: Date.now(), from: state.current, to: d.desired, reason: d.reason });
+        decisions.push({ at: decidedAt, from: state.current, to: d.desired, reason: d.reason });
         decisions.splice(0, Math.max(0, decisions.length - DECISIONS_KEPT));
       }
       state = d.nextState;
