@@ -20,6 +20,8 @@ import { Directory } from './gateway/directory';
 import { Gateway } from './gateway/gateway';
 import { createMetrics } from './gateway/metrics';
 import { LoadReporter, NoScalerError } from './gateway/reporter';
+import { LimitStore, MemoryLimitStore, RedisLimitStore } from './gateway/limits';
+import { Redis } from 'ioredis';
 import { loadReportSignal, scalerWorkflowId } from '../workflows/messages';
 import { KeysModule } from './keys/keys';
 import { PipelinesModule } from './pipelines/pipelines';
@@ -78,8 +80,12 @@ export async function createApp(config: Config, logger: Logger): Promise<AppHand
   const temporal = app.get<Client>(TEMPORAL_CLIENT);
   const gatewayLog = app.get<Logger>(LOGGER).child({ component: 'gateway' });
   let gateway: Gateway | null = null;
+  const gatewayId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  const limits: LimitStore = config.REDIS_URL
+    ? new RedisLimitStore(new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false }), gatewayId)
+    : new MemoryLimitStore();
   const reporter = new LoadReporter({
-    gatewayId: `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
+    gatewayId,
     intervalMs: config.GATEWAY_REPORT_INTERVAL_MS,
     heartbeatMs: config.GATEWAY_REPORT_HEARTBEAT_MS,
     log: gatewayLog,
@@ -104,6 +110,8 @@ export async function createApp(config: Config, logger: Logger): Promise<AppHand
     queueTimeoutMs: config.GATEWAY_QUEUE_TIMEOUT_MS,
     coldStartTimeoutMs: config.GATEWAY_COLD_START_TIMEOUT_MS,
     reporter,
+    limits,
+    rateBurstSeconds: config.GATEWAY_RATE_BURST_SECONDS,
   });
   gateway.register(fastify);
   reporter.start();
@@ -120,6 +128,7 @@ export async function createApp(config: Config, logger: Logger): Promise<AppHand
     close: async () => {
       reporter.stop();
       await gateway.close();
+      await limits.close();
       await directory.close();
       await app.close();
     },

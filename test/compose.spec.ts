@@ -17,7 +17,8 @@ const compose = parse(readFileSync(resolve(root, 'docker-compose.yaml'), 'utf8')
 
 describe('docker-compose.yaml', () => {
   it('should run Postgres, Temporal on Postgres, its UI, the bootstrap job, the worker and the api', () => {
-    expect(Object.keys(compose.services).sort()).toEqual(['api', 'bootstrap', 'postgres', 'temporal', 'temporal-ui', 'worker']);
+    expect(Object.keys(compose.services).sort()).toEqual(['api', 'bootstrap', 'postgres', 'redis', 'temporal', 'temporal-ui', 'worker']);
+    expect(compose.services.api.environment).toMatchObject({ REDIS_URL: 'redis://redis:6379' });
     expect(compose.services.temporal.environment).toMatchObject({ DB: 'postgres12', POSTGRES_SEEDS: 'postgres' });
   });
 

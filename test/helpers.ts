@@ -95,6 +95,13 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
       return { id: workspace.id, token };
     },
     close: async () => {
+      // Replicas this stack started do not outlive it (nor linger in the shared database as READY).
+      const local = worker.providers.LOCAL;
+      if (local) {
+        const left = await local.listReplicas();
+        for (const h of left) await local.stopReplica(h.replicaId);
+        await prisma.replica.updateMany({ where: { id: { in: left.map((h) => h.replicaId) } }, data: { state: 'STOPPED', stoppedAt: new Date() } });
+      }
       await worker.shutdown();
       await app.close();
       await temporal.connection.close();

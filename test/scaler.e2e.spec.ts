@@ -48,18 +48,21 @@ describe('the scaler workflow on a real Temporal server', () => {
     expect(ups.length).toBeGreaterThan(0);
     expect(ups.every((d) => d.to > d.from && /queued\): \d -> \d$/.test(d.reason))).toBe(true);
     expect(ups[0].from).toBe(1);
-    expect(ups.at(-1)!.to).toBe(3);
+    // How far it goes depends on when the rest of the burst is reported: at least 2, at most the max of 3.
+    const peak = ups.at(-1)!.to;
+    expect(peak).toBeGreaterThanOrEqual(2);
+    expect(peak).toBeLessThanOrEqual(3);
 
     // A long stream (150 tokens at 20 ms) runs while the burst's replicas are drained and stopped.
     const pids = (await stack.prisma.replica.findMany({ where: { deploymentId: id } })).map((r) => Number(r.providerId));
     expect(await stream(150)).toMatchObject({ tokens: 150, finish: 'length' });
 
-    // No traffic: the gateway's heartbeats of zero take it to 3 -> 1 after the window, then to 0 after the idle timeout.
+    // No traffic: the gateway's heartbeats of zero take it down to 1 after the window, then to 0 after the idle timeout.
     await eventually(async () => (await scaler.query(scalerStatusQuery)).current === 0, 60_000, 200);
     await eventually(async () => (await stack.prisma.replica.count({ where: { deploymentId: id, state: { not: 'STOPPED' } } })) === 0, 30_000);
     expect(pids.every((pid) => !pidAlive(pid))).toBe(true);
     const idle = await scaler.query(scalerStatusQuery);
-    expect(idle.decisions.slice(ups.length).map((d) => [d.from, d.to])).toEqual([[3, 1], [1, 0]]);
+    expect(idle.decisions.slice(ups.length).map((d) => [d.from, d.to])).toEqual([[peak, 1], [1, 0]]);
     expect(idle.decisions.at(-1)!.reason).toMatch(/^idle for \d+ s, /);
 
     // The next request wakes the scaler at once and is served when the new replica is ready.

@@ -76,6 +76,13 @@ export const configSchema = z.object({
   GATEWAY_REPORT_INTERVAL_MS: positiveInt.default(1000),
   /** An unchanged load is reported again after this long; below the scaler's 5 s report TTL, ms. */
   GATEWAY_REPORT_HEARTBEAT_MS: positiveInt.max(4000, 'must be at most 4000 (the scaler forgets reports after 5000 ms)').default(2000),
+  /** Redis shared by every gateway process for exact rate and concurrency limits; empty counts in each process. */
+  REDIS_URL: z
+    .string()
+    .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL')
+    .optional(),
+  /** A key's bucket holds this many seconds of its per-minute rate as a burst. */
+  GATEWAY_RATE_BURST_SECONDS: positiveInt.max(60, 'must be at most 60').default(5),
   METRICS_ENABLED: bool.default(true),
   /** Where the api writes the emitted GraphQL schema; empty keeps it in memory. */
   GRAPHQL_SCHEMA_FILE: z.string().default(''),

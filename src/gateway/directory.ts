@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { hashSecret } from '../common/secrets';
 import type { PrismaClient } from '../database/prisma';
 import { CHANNEL_KEYS, CHANNEL_ROUTES } from '../../activities';
+import { PLANS, planMaxConcurrency } from '../domain/plans';
 
 export interface KeyInfo {
   id: string;
@@ -13,6 +14,12 @@ export interface KeyInfo {
   issuedAt: number | null;
   expiresAt: number | null;
   revokedAt: number | null;
+  /** Requests per minute: the key's own limit, else its plan's default; null means none. */
+  ratePerMinute: number | null;
+  /** Concurrent requests the workspace's plan allows across all its deployments. */
+  concurrencyBudget: number;
+  /** Monthly spend cap in USD; null means none. */
+  spendCapUsd: number | null;
 }
 
 export interface RouteReplica {
@@ -49,6 +56,7 @@ export class Directory {
   private readonly keys = new Map<string, Cached<KeyInfo | null>>();
   private readonly routes = new Map<string, Cached<Route | null>>();
   private readonly byName = new Map<string, Cached<string | null>>();
+  private readonly spend = new Map<string, Cached<number>>();
   private listener: PgClient | null = null;
   private closed = false;
   private readonly routeListeners: Array<(deploymentId: string) => void> = [];
@@ -125,7 +133,7 @@ export class Directory {
     const now = Date.now();
     const hit = this.keys.get(hash);
     if (hit && hit.until > now) return hit.value;
-    const row = await this.prisma.apiKey.findUnique({ where: { hash } });
+    const row = await this.prisma.apiKey.findUnique({ where: { hash }, include: { workspace: true } });
     const value: KeyInfo | null = row
       ? {
           id: row.id,
@@ -136,6 +144,9 @@ export class Directory {
           issuedAt: row.issuedAt?.getTime() ?? null,
           expiresAt: row.expiresAt?.getTime() ?? null,
           revokedAt: row.revokedAt?.getTime() ?? null,
+          ratePerMinute: row.rateLimitPerMinute ?? PLANS[row.workspace.plan].keyRateDefault,
+          concurrencyBudget: planMaxConcurrency(row.workspace.plan, row.workspace.maxConcurrency),
+          spendCapUsd: row.workspace.monthlySpendCapUsd === null ? null : Number(row.workspace.monthlySpendCapUsd),
         }
       : null;
     // Unknown keys are remembered briefly so a flood of bad keys costs no queries.
@@ -164,6 +175,29 @@ export class Directory {
         }
       : null;
     this.routes.set(deploymentId, { value, until: now + this.ttlMs });
+    return value;
+  }
+
+  /**
+   * What a workspace has spent this calendar month (UTC), USD: tokens from the
+   * usage rollups plus warm replica time from the capacity rollups. Cached for
+   * the TTL: the cap is checked against a figure at most that old.
+   */
+  async monthSpendUsd(workspaceId: string): Promise<number> {
+    const now = Date.now();
+    const hit = this.spend.get(workspaceId);
+    if (hit && hit.until > now) return hit.value;
+    const d = new Date(now);
+    const monthStart = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1));
+    const [row] = await this.prisma.$queryRaw<Array<{ usd: string | null }>>`
+      SELECT (
+        COALESCE((SELECT SUM(u."costUsd") FROM "UsageRollup" u JOIN "Deployment" d ON d.id = u."deploymentId"
+                  WHERE d."workspaceId" = ${workspaceId} AND u.minute >= ${monthStart}), 0)
+      + COALESCE((SELECT SUM(c."costUsd") FROM "CapacityRollup" c JOIN "Deployment" d ON d.id = c."deploymentId"
+                  WHERE d."workspaceId" = ${workspaceId} AND c.minute >= ${monthStart}), 0)
+      )::text AS usd`;
+    const value = Number(row?.usd ?? 0);
+    this.spend.set(workspaceId, { value, until: now + this.ttlMs });
     return value;
   }
 

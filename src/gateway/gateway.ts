@@ -8,6 +8,7 @@ import { envelope, invalidKey, OpenAIError, sendError } from './errors';
 import { DeploymentLoad, Waiter } from './load';
 import { Metrics } from './metrics';
 import type { LoadReporter } from './reporter';
+import { LimitStore, MemoryLimitStore } from './limits';
 
 const chatBody = z
   .object({
@@ -38,6 +39,16 @@ export interface GatewayOptions {
   coldStartTimeoutMs: number;
   /** Tells the scalers; absent in a gateway without Temporal (tests of the data path alone). */
   reporter?: LoadReporter;
+  /** Where rate and concurrency counts live: this process, or Redis shared by every gateway. */
+  limits: LimitStore;
+  /** A key's bucket holds this many seconds of its per-minute rate as a burst. */
+  rateBurstSeconds: number;
+}
+
+/** What admission hands the request path: headers for every response, and the slot to give back once. */
+interface Admission {
+  headers: Record<string, string>;
+  release: () => void;
 }
 
 /** How often a deployment with queued requests re-reads its routes, in case a NOTIFY was missed, ms. */
@@ -166,10 +177,85 @@ export class Gateway {
     return sendError(reply, e);
   }
 
+  private readonly fallbackLimits = new MemoryLimitStore();
+  private lastLimitErrorAt = 0;
+
+  /** The shared store, or this process's counts while it is unreachable (availability over exactness, logged). */
+  private async limited<T>(f: (store: LimitStore) => Promise<T>): Promise<T> {
+    try {
+      return await f(this.o.limits);
+    } catch (err) {
+      if (Date.now() - this.lastLimitErrorAt > 10_000) {
+        this.lastLimitErrorAt = Date.now();
+        this.o.log.error({ err: (err as Error).message }, 'limit store unreachable; counting in this process until it returns');
+      }
+      return f(this.fallbackLimits);
+    }
+  }
+
+  /** Admission after the key: spend cap (403), key rate (429), workspace concurrency budget (429), in that order. */
+  private async admit(key: KeyInfo): Promise<Admission | OpenAIError> {
+    if (key.spendCapUsd !== null) {
+      const spent = await this.o.directory.monthSpendUsd(key.workspaceId);
+      if (spent >= key.spendCapUsd) {
+        return {
+          status: 403, type: 'permission_error', code: 'plan_limit_exceeded',
+          message: `This workspace has spent $${spent.toFixed(2)} of its $${key.spendCapUsd.toFixed(2)} monthly spend cap; raise the cap to continue.`,
+        };
+      }
+    }
+    const headers: Record<string, string> = {};
+    if (key.ratePerMinute !== null) {
+      const limit = key.ratePerMinute;
+      const burst = Math.max(1, Math.round((limit * this.o.rateBurstSeconds) / 60));
+      const r = await this.limited((l) => l.takeRate(key.id, limit, burst));
+      headers['x-ratelimit-limit'] = String(limit);
+      headers['x-ratelimit-remaining'] = String(r.remaining);
+      headers['x-ratelimit-reset'] = String(Math.ceil(r.resetMs / 1000));
+      if (!r.allowed) {
+        return {
+          status: 429, type: 'rate_limit_error', code: 'rate_limit_exceeded',
+          message: `Rate limit of ${limit} requests per minute reached for this key; retry after the Retry-After header's seconds.`,
+          headers: { ...headers, 'retry-after': String(Math.max(1, Math.ceil(r.retryAfterMs / 1000))) },
+        };
+      }
+    }
+    const slot = await this.limited((l) => l.acquireSlot(key.workspaceId, key.concurrencyBudget));
+    if (!slot.ok) {
+      return {
+        status: 429, type: 'rate_limit_error', code: 'concurrency_limit_exceeded',
+        message: `This workspace already has ${slot.inUse} requests in flight, its plan's budget of ${key.concurrencyBudget}; retry when some finish.`,
+        headers: { ...headers, 'retry-after': '1' },
+      };
+    }
+    let released = false;
+    return {
+      headers,
+      release: () => {
+        if (released) return;
+        released = true;
+        void this.limited((l) => l.releaseSlot(key.workspaceId)).catch(() => {});
+      },
+    };
+  }
+
   private async proxy(req: FastifyRequest, reply: FastifyReply, kind: 'chat' | 'embeddings') {
     const started = process.hrtime.bigint();
     const key = await this.authenticate(req);
     if ('status' in key) return this.fail(reply, kind, key);
+    const admitted = await this.admit(key);
+    if ('status' in admitted) return this.fail(reply, kind, admitted);
+    for (const [k, v] of Object.entries(admitted.headers)) reply.header(k, v);
+    const piped = { yes: false };
+    try {
+      return await this.forward(req, reply, kind, key, admitted, started, piped);
+    } finally {
+      // A request that never reached the streaming stage gives its slot back here; pipe() does it otherwise.
+      if (!piped.yes) admitted.release();
+    }
+  }
+
+  private async forward(req: FastifyRequest, reply: FastifyReply, kind: 'chat' | 'embeddings', key: KeyInfo, admitted: Admission, started: bigint, piped: { yes: boolean }) {
 
     if (req.body === undefined || req.body === null) {
       return this.fail(reply, kind, { status: 400, type: 'invalid_request_error', code: 'invalid_body', message: 'request body must be a JSON object' });
@@ -254,7 +340,8 @@ export class Gateway {
         continue;
       }
       this.o.metrics.ttft.observe({ route: kind }, Number(process.hrtime.bigint() - started) / 1e9);
-      return this.pipe(reply, res, { kind, replicaId: replica.id, load, started, abort, queuedMs, cold });
+      piped.yes = true;
+      return this.pipe(reply, res, { kind, replicaId: replica.id, load, started, abort, queuedMs, cold, admitted });
     }
     reply.raw.off('close', onClose);
     return this.fail(reply, kind, {
@@ -330,7 +417,7 @@ export class Gateway {
   private pipe(
     reply: FastifyReply,
     res: Dispatcher.ResponseData,
-    x: { kind: string; replicaId: string; load: DeploymentLoad; started: bigint; abort: AbortController; queuedMs: number; cold: boolean },
+    x: { kind: string; replicaId: string; load: DeploymentLoad; started: bigint; abort: AbortController; queuedMs: number; cold: boolean; admitted: Admission },
   ) {
     const { kind, replicaId, started, abort } = x;
     reply.hijack();
@@ -338,6 +425,7 @@ export class Gateway {
     const contentType = String(res.headers['content-type'] ?? 'application/json');
     const sse = contentType.startsWith('text/event-stream');
     const headers: Record<string, string> = {
+      ...x.admitted.headers,
       'content-type': contentType,
       'x-infercp-replica': replicaId,
       // Whether this request paid a cold start, and how long it waited for a replica.
@@ -356,6 +444,7 @@ export class Gateway {
       if (done) return;
       done = true;
       this.release(x.load, replicaId, ok);
+      x.admitted.release();
       this.o.metrics.requests.inc({ route: kind, status: String(res.statusCode), code: ok ? '' : 'upstream_broken' });
       this.o.metrics.latency.observe({ route: kind }, Number(process.hrtime.bigint() - started) / 1e9);
     };

@@ -1,0 +1,184 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import fc from 'fast-check';
+import { resolve } from 'node:path';
+import { freePort } from '../src/common/net';
+import { waitForPort } from '../src/temporal/dev-server';
+import { Stack, startStack } from './helpers';
+
+/**
+ * Admission on the real gateway: each rule with its status, code and headers,
+ * the queue then 503, and two gateway processes sharing Redis holding a key's
+ * rate and a workspace's budget exactly.
+ */
+describe('gateway admission', () => {
+  let stack: Stack;
+  let ws: { id: string; token: string };
+  let deploymentId: string;
+
+  beforeAll(async () => {
+    stack = await startStack({ GATEWAY_QUEUE_TIMEOUT_MS: '300', SIM_ITL_MS: '20' });
+    ws = await stack.workspace('PRO');
+    const p = await stack.gql<{ createPipeline: { id: string } }>(`mutation { createPipeline(input: { name: "adm", task: CHAT, model: "sim/tiny-chat" }) { id } }`, ws.token);
+    const d = await stack.gql<{ deployPipeline: { deployment: { id: string } } }>(
+      `mutation($id: ID!) { deployPipeline(input: { pipelineId: $id, target: LOCAL, gpu: "sim", mode: FLEX, minReplicas: 1, maxReplicas: 1 }) { deployment { id } } }`, ws.token, { id: p.data.createPipeline.id });
+    deploymentId = d.data.deployPipeline.deployment.id;
+    await stack.temporal.workflow.getHandle(`deploy:${deploymentId}`).result();
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  const newKey = async (rateLimitPerMinute?: number) => {
+    const r = await stack.gql<{ createApiKey: { key: string } }>(
+      `mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { key } }`, ws.token,
+      { i: { name: 'k', scope: 'DEPLOYMENT', deploymentId, rateLimitPerMinute } });
+    return r.data.createApiKey.key;
+  };
+  const chat = (base: string, key: string, maxTokens = 3) =>
+    fetch(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      body: JSON.stringify({ model: 'default', stream: true, max_tokens: maxTokens, messages: [{ role: 'user', content: 'hi' }] }),
+    });
+
+  it('should refuse past a key\'s rate with 429, Retry-After and X-RateLimit-* on every response', async () => {
+    const key = await newKey(60); // 1 per second; a 5 s burst is 5 requests
+    const res = [];
+    for (let i = 0; i < 7; i++) {
+      const r = await chat(stack.url, key);
+      res.push({ status: r.status, remaining: r.headers.get('x-ratelimit-remaining'), limit: r.headers.get('x-ratelimit-limit'), retry: r.headers.get('retry-after'), body: await r.text() });
+    }
+    expect(res.slice(0, 5).map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
+    expect(res.slice(0, 5).map((r) => r.remaining)).toEqual(['4', '3', '2', '1', '0']);
+    expect(res.every((r) => r.limit === '60')).toBe(true);
+    expect(res[5].status).toBe(429);
+    expect(JSON.parse(res[5].body).error).toMatchObject({ type: 'rate_limit_error', code: 'rate_limit_exceeded' });
+    expect(Number(res[5].retry)).toBeGreaterThanOrEqual(1);
+    expect(Number(res[5].retry)).toBeLessThanOrEqual(2);
+  });
+
+  it('should refuse a workspace over its monthly spend cap with 403 plan_limit_exceeded, before any rate is spent', async () => {
+    const other = await stack.workspace('PRO');
+    const p = await stack.gql<{ createPipeline: { id: string } }>(`mutation { createPipeline(input: { name: "spend", task: CHAT, model: "sim/tiny-chat" }) { id } }`, other.token);
+    const d = await stack.gql<{ deployPipeline: { deployment: { id: string }; apiKey: string } }>(
+      `mutation($id: ID!) { deployPipeline(input: { pipelineId: $id, target: LOCAL, gpu: "sim", mode: FLEX, minReplicas: 1, maxReplicas: 1 }) { deployment { id } apiKey } }`, other.token, { id: p.data.createPipeline.id });
+    const id = d.data.deployPipeline.deployment.id;
+    await stack.temporal.workflow.getHandle(`deploy:${id}`).result();
+    await stack.prisma.workspace.update({ where: { id: other.id }, data: { monthlySpendCapUsd: 5 } });
+    const key = await stack.prisma.apiKey.findFirstOrThrow({ where: { deploymentId: id } });
+    await stack.prisma.usageRollup.create({ data: { deploymentId: id, apiKeyId: key.id, minute: new Date(), requests: 1000, costUsd: 5.5 } });
+    const r = await chat(stack.url, d.data.deployPipeline.apiKey);
+    expect(r.status).toBe(403);
+    expect(((await r.json()) as { error: object }).error).toMatchObject({ type: 'permission_error', code: 'plan_limit_exceeded', message: expect.stringContaining('$5.50 of its $5.00') });
+    expect(r.headers.get('x-ratelimit-remaining')).toBeNull();
+  });
+
+  it('should hold a workspace to its concurrency budget with 429 concurrency_limit_exceeded', async () => {
+    await stack.prisma.workspace.update({ where: { id: ws.id }, data: { maxConcurrency: 2 } });
+    const key = await newKey(); // a new key: read with the workspace's new budget
+    try {
+      const open = await Promise.all([chat(stack.url, key, 100), chat(stack.url, key, 100)]);
+      expect(open.map((r) => r.status)).toEqual([200, 200]);
+      const third = await chat(stack.url, key);
+      expect(third.status).toBe(429);
+      expect(((await third.json()) as { error: object }).error).toMatchObject({ code: 'concurrency_limit_exceeded', message: expect.stringContaining('budget of 2') });
+      expect(third.headers.get('retry-after')).toBe('1');
+      await Promise.all(open.map((r) => r.text()));
+      // Finished requests give their slots back.
+      expect((await chat(stack.url, key)).status).toBe(200);
+    } finally {
+      await stack.prisma.workspace.update({ where: { id: ws.id }, data: { maxConcurrency: null } });
+    }
+  });
+
+  it('should queue past the replicas\' headroom, then answer 503 with a Retry-After from the measured drain rate', async () => {
+    const key = await newKey();
+    // One replica of 30 slots, 31 long streams: the last waits 300 ms in the queue and is refused.
+    const streams = Array.from({ length: 31 }, () => chat(stack.url, key, 60));
+    const res = await Promise.all(streams);
+    const refused = res.filter((r) => r.status === 503);
+    expect(refused.length).toBe(1);
+    expect(((await refused[0].json()) as { error: object }).error).toMatchObject({ code: 'no_replica_available', message: expect.stringContaining('queue timed out after') });
+    const retry = Number(refused[0].headers.get('retry-after'));
+    expect(retry).toBeGreaterThanOrEqual(1);
+    expect(retry).toBeLessThanOrEqual(60);
+    await Promise.all(res.filter((r) => r.status === 200).map((r) => r.text()));
+  });
+
+  it('should answer fuzzed bodies (wrong types, truncated JSON, bad UTF-8, huge) with 400 or 413 in the envelope, never a 500', async () => {
+    const key = await newKey(1000);
+    const post = (body: Buffer | string) =>
+      fetch(`${stack.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body });
+    const check = async (body: Buffer | string) => {
+      const r = await post(body);
+      const text = await r.text();
+      expect([400, 413]).toContain(r.status);
+      expect(JSON.parse(text).error).toMatchObject({ type: 'invalid_request_error', code: expect.any(String), message: expect.any(String) });
+    };
+    // Objects that are JSON but not a chat request: every field of the wrong type, or missing.
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({ model: fc.oneof(fc.integer(), fc.constant(null), fc.array(fc.string())), messages: fc.oneof(fc.string(), fc.integer(), fc.constant([])), stream: fc.oneof(fc.string(), fc.integer()) }, { requiredKeys: [] }),
+        async (body) => check(JSON.stringify(body)),
+      ),
+      { numRuns: 40 },
+    );
+    // Valid requests cut short, anywhere.
+    const good = JSON.stringify({ model: 'default', messages: [{ role: 'user', content: 'héllo' }], max_tokens: 3 });
+    await fc.assert(fc.asyncProperty(fc.integer({ min: 1, max: good.length - 1 }), async (n) => check(good.slice(0, n))), { numRuns: 20 });
+    // Bytes that are not UTF-8, a top-level non-object, and a body over the limit.
+    await check(Buffer.from([0x7b, 0x22, 0x6d, 0xff, 0xfe, 0x22, 0x3a, 0x31, 0x7d]));
+    await check('[1, 2, 3]');
+    await check('"just a string"');
+    await check(`{"model":"default","messages":[{"role":"user","content":"${'x'.repeat(17 * 1024 * 1024)}"}]}`);
+  });
+
+  describe('two gateway processes sharing Redis', () => {
+    const procs: ChildProcess[] = [];
+    const urls: string[] = [];
+    beforeAll(async () => {
+      for (let i = 0; i < 2; i++) {
+        const port = await freePort();
+        const child = spawn(process.execPath, [resolve(__dirname, '../dist/src/main.js')], {
+          env: {
+            ...process.env, ...Object.fromEntries(Object.entries(stack.config).filter(([, v]) => typeof v === 'string' || typeof v === 'number').map(([k, v]) => [k, String(v)])),
+            API_PORT: String(port), REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', LOG_LEVEL: 'error',
+            PUBLIC_BASE_URL: `http://127.0.0.1:${port}`, GRAPHQL_SCHEMA_FILE: '',
+          },
+          stdio: ['ignore', 'ignore', 'inherit'],
+        });
+        procs.push(child);
+        await waitForPort('127.0.0.1', port, 30_000);
+        urls.push(`http://127.0.0.1:${port}`);
+      }
+    });
+    afterAll(async () => {
+      for (const p of procs) p.kill('SIGTERM');
+      await Promise.all(procs.map((p) => new Promise((r) => (p.exitCode !== null ? r(null) : p.once('exit', r)))));
+    });
+
+    it('should never let a key past its rate, whichever process a request reaches', async () => {
+      const key = await newKey(60); // burst 5, then 1 per second
+      const t0 = Date.now();
+      const statuses = await Promise.all(Array.from({ length: 20 }, (_, i) => chat(urls[i % 2], key).then(async (r) => (await r.text(), r.status))));
+      const elapsedS = (Date.now() - t0) / 1000;
+      const ok = statuses.filter((s) => s === 200).length;
+      expect(statuses.filter((s) => s !== 200 && s !== 429)).toEqual([]);
+      expect(ok).toBeGreaterThanOrEqual(5);
+      expect(ok).toBeLessThanOrEqual(5 + Math.floor(elapsedS));
+    });
+
+    it('should hold the workspace budget across both processes', async () => {
+      await stack.prisma.workspace.update({ where: { id: ws.id }, data: { maxConcurrency: 4 } });
+      const key = await newKey();
+      try {
+        const res = await Promise.all(Array.from({ length: 10 }, (_, i) => chat(urls[i % 2], key, 100)));
+        expect(res.filter((r) => r.status === 200).length).toBe(4);
+        expect(res.filter((r) => r.status === 429).length).toBe(6);
+        await Promise.all(res.map((r) => r.text()));
+      } finally {
+        await stack.prisma.workspace.update({ where: { id: ws.id }, data: { maxConcurrency: null } });
+      }
+    });
+  });
+});
