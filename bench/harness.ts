@@ -6,6 +6,7 @@ import { Client, Connection } from '@temporalio/client';
 import pino from 'pino';
 import { createApp } from '../src/app';
 import { freePort } from '../src/common/net';
+import { percentileOfSorted } from '../src/common/stats';
 import { Config, loadConfig } from '../src/config/config';
 import { dropDatabase, ensureDatabase, migrate } from '../src/database/migrate';
 import { createPrisma } from '../src/database/prisma';
@@ -17,11 +18,7 @@ export const progress = (m: string) => process.stderr.write(`${m}\n`);
 
 export const median = (xs: number[]) => percentile(xs, 50);
 
-export function percentile(xs: number[], p: number): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
-}
+export const percentile = (xs: number[], p: number) => percentileOfSorted([...xs].sort((a, b) => a - b), p);
 
 /** Linux: CPU seconds a process has used (user + system), from /proc. */
 export function cpuSeconds(pid: number): number {

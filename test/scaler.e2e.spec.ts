@@ -79,6 +79,9 @@ describe('the scaler workflow on a real Temporal server', () => {
     const metrics = await (await fetch(`${stack.url}/metrics`)).text();
     expect(metrics).toMatch(/^infercp_gateway_cold_starts_total [1-9]/m);
     expect(metrics).toMatch(/^infercp_gateway_load_reports_total\{result="ok"\} [1-9]/m);
+    // Every request has finished: the gauges read from the gateway's own counts are back to exactly zero.
+    expect(metrics).toContain(`infercp_gateway_in_flight{deployment="${id}"} 0`);
+    expect(metrics).toContain(`infercp_gateway_queue_depth{deployment="${id}"} 0`);
   });
 
   it('should refuse a bad policy naming the knob, apply a good one, and keep both across continue-as-new', async () => {

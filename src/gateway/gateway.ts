@@ -66,6 +66,7 @@ export class Gateway {
   private readonly pollers = new Map<string, NodeJS.Timeout>();
 
   constructor(private readonly o: GatewayOptions) {
+    o.metrics.observeLoads(() => this.loads.values());
     o.directory.onRouteChange((id) => {
       if (this.loads.get(id)?.queue.length) void this.dispatch(id);
     });
@@ -283,7 +284,7 @@ export class Gateway {
 
     const load = this.loadOf(route.deploymentId);
     // FIFO: nobody overtakes a queued request.
-    let handed = load.queue.length === 0 ? this.acquire(load, route.replicas) : null;
+    let handed = load.queue.length === 0 ? load.acquire(route.replicas) : null;
     let queuedMs = 0;
     let cold = false;
     if (!handed) {
@@ -314,7 +315,7 @@ export class Gateway {
     const tried = new Set<string>();
     // A replica that fails before the first byte is retried once on another.
     for (let attempt = 0; attempt < 2; attempt++) {
-      const replica = attempt === 0 ? handed : this.acquire(load, (await this.o.directory.route(route.deploymentId))?.replicas ?? [], tried);
+      const replica = attempt === 0 ? handed : load.acquire((await this.o.directory.route(route.deploymentId))?.replicas ?? [], tried);
       if (!replica) break;
       tried.add(replica.id);
       let res: Dispatcher.ResponseData;
@@ -353,15 +354,8 @@ export class Gateway {
     });
   }
 
-  private acquire(load: DeploymentLoad, replicas: readonly RouteReplica[], exclude?: ReadonlySet<string>): RouteReplica | null {
-    const r = load.acquire(replicas, exclude);
-    if (r) this.o.metrics.inFlight.inc({ deployment: load.deploymentId });
-    return r;
-  }
-
   private release(load: DeploymentLoad, replicaId: string, completed: boolean) {
     load.release(replicaId, Date.now(), completed);
-    this.o.metrics.inFlight.dec({ deployment: load.deploymentId });
     if (load.queue.length) void this.dispatch(load.deploymentId);
   }
 
@@ -371,7 +365,6 @@ export class Gateway {
       const done = (r: RouteReplica | null) => {
         clearTimeout(timer);
         signal.removeEventListener('abort', giveUp);
-        this.o.metrics.queueDepth.set({ deployment: load.deploymentId }, load.queue.length);
         resolve(r);
       };
       const w: Waiter = { enqueuedAt: Date.now(), cold, resolve: done };
@@ -381,7 +374,6 @@ export class Gateway {
       const timer = setTimeout(giveUp, cold ? this.o.coldStartTimeoutMs : this.o.queueTimeoutMs);
       signal.addEventListener('abort', giveUp, { once: true });
       load.enqueue(w);
-      this.o.metrics.queueDepth.set({ deployment: load.deploymentId }, load.queue.length);
       // Wake the scaler now, not at the next report.
       this.o.reporter?.poke(load.deploymentId);
       this.pollWhileQueued(load.deploymentId);
@@ -393,8 +385,7 @@ export class Gateway {
     const load = this.loads.get(deploymentId);
     if (!load?.queue.length) return;
     const route = await this.o.directory.route(deploymentId);
-    const n = load.dispatch(route?.replicas ?? [], Date.now());
-    if (n) this.o.metrics.inFlight.inc({ deployment: deploymentId }, n);
+    load.dispatch(route?.replicas ?? [], Date.now());
   }
 
   /** Routes of a deployment with queued requests are re-read every second: a missed NOTIFY cannot strand them. */

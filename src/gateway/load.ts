@@ -26,8 +26,6 @@ export class DeploymentLoad {
   private readonly doneSecond = new Array<number>(RATE_WINDOW_S).fill(-1);
   /** Smoothed cold-start time measured here (ms), or null before the first. */
   coldStartMs: number | null = null;
-  /** Last time a request was in flight or queued here. */
-  lastActiveAt = 0;
 
   constructor(readonly deploymentId: string) {}
 
@@ -50,7 +48,6 @@ export class DeploymentLoad {
   /** Gives back a slot; `completed` counts towards the measured drain rate. */
   release(replicaId: string, now: number, completed: boolean) {
     this.add(replicaId, -1);
-    this.lastActiveAt = now;
     if (!completed) return;
     const sec = Math.floor(now / 1000);
     const i = sec % RATE_WINDOW_S;
@@ -78,7 +75,6 @@ export class DeploymentLoad {
 
   enqueue(w: Waiter) {
     this.queue.push(w);
-    this.lastActiveAt = w.enqueuedAt;
   }
 
   /** Takes a waiter out (it gave up or its client left); true if it was still queued. */

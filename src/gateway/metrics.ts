@@ -1,8 +1,16 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/** What the in-flight and queue gauges read at each scrape. */
+export interface LoadSource {
+  deploymentId: string;
+  inFlight: number;
+  queue: { length: number };
+}
+
 /** Prometheus metrics of one process, exposed at /metrics. */
 export function createMetrics() {
   const registry = new Registry();
+  let loads: () => Iterable<LoadSource> = () => [];
   collectDefaultMetrics({ register: registry, prefix: 'infercp_' });
   return {
     registry,
@@ -31,12 +39,18 @@ export function createMetrics() {
       help: 'Requests in flight through this gateway process, by deployment',
       labelNames: ['deployment'] as const,
       registers: [registry],
+      collect() {
+        for (const l of loads()) this.set({ deployment: l.deploymentId }, l.inFlight);
+      },
     }),
     queueDepth: new Gauge({
       name: 'infercp_gateway_queue_depth',
       help: 'Requests waiting for a replica in this gateway process, by deployment',
       labelNames: ['deployment'] as const,
       registers: [registry],
+      collect() {
+        for (const l of loads()) this.set({ deployment: l.deploymentId }, l.queue.length);
+      },
     }),
     coldStarts: new Counter({
       name: 'infercp_gateway_cold_starts_total',
@@ -49,6 +63,10 @@ export function createMetrics() {
       labelNames: ['result'] as const,
       registers: [registry],
     }),
+    /** The gateway's per-deployment loads: the in-flight and queue gauges are read from them, never kept twice. */
+    observeLoads(source: () => Iterable<LoadSource>) {
+      loads = source;
+    },
   };
 }
 

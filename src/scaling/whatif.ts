@@ -1,3 +1,4 @@
+import { percentileOfSorted } from '../common/stats';
 import { decide, initialScalerState, ScalingPolicy, scalingPolicy } from '../domain/scaling';
 
 /**
@@ -111,11 +112,6 @@ interface Replica {
   running: number[];
 }
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-}
-
 export function simulate(trace: TraceRequest[], o: SimOptions): SimResult {
   const step = o.stepMs ?? 10;
   const replicas: Replica[] = Array.from({ length: o.initialReplicas }, () => ({ startedAt: 0, readyAt: 0, draining: false, running: [] }));
@@ -201,8 +197,8 @@ export function simulate(trace: TraceRequest[], o: SimOptions): SimResult {
   }
   for (const r of replicas) gpuMs += end - r.startedAt;
   waits.sort((a, b) => a - b);
-  res.queueWaitP50Ms = percentile(waits, 50);
-  res.queueWaitP99Ms = percentile(waits, 99);
+  res.queueWaitP50Ms = percentileOfSorted(waits, 50);
+  res.queueWaitP99Ms = percentileOfSorted(waits, 99);
   res.gpuSeconds = Math.round(gpuMs / 1000);
   res.costUsd = +((gpuMs / 3_600_000) * o.replica.gpuHourlyUsd).toFixed(2);
   return res;

@@ -1,0 +1,5 @@
+/** Nearest-rank percentile of values already sorted ascending; 0 when there are none. */
+export function percentileOfSorted(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
