@@ -58,7 +58,6 @@ export async function deployWorkflow(input: DeployInput): Promise<{ url: string 
           policy: plan.policy,
           initialReplicas: plan.initialReplicas,
           planMaxReplicas: plan.planMaxReplicas,
-          tickMs: input.scalerTickMs ?? 1000,
           drainTimeoutMs: input.drainTimeoutMs ?? 300_000,
         }],
       });

@@ -7,8 +7,7 @@ export interface DeployInput {
   operationId: string;
   /** How long replicas may take to turn healthy before the deploy fails. */
   healthTimeoutSeconds: number;
-  /** Scaler settings (absent in histories recorded before the scaler existed). */
-  scalerTickMs?: number;
+  /** Scaler drain timeout (absent in histories recorded before the scaler existed). */
   drainTimeoutMs?: number;
 }
 
