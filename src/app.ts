@@ -27,6 +27,10 @@ import { KeysModule } from './keys/keys';
 import { PipelinesModule } from './pipelines/pipelines';
 import { ScalingModule } from './scaling/scaling.module';
 import { WorkspacesModule } from './workspaces/workspaces.module';
+import { UsageModule } from './usage/usage.module';
+import { UsageRecorder } from './usage/recorder';
+import { CapacityAccountant } from './usage/capacity';
+import { loadPrices } from './usage/prices';
 
 export interface AppHandle {
   app: NestFastifyApplication;
@@ -58,6 +62,7 @@ function rootModule(config: Config, logger: Logger) {
       DeploymentsModule,
       KeysModule,
       ScalingModule,
+      UsageModule,
     ],
     providers: [{ provide: APP_FILTER, useClass: GraphQLErrorFilter }],
   })
@@ -75,6 +80,15 @@ export async function createApp(config: Config, logger: Logger): Promise<AppHand
   const fastify = app.getHttpAdapter().getInstance();
   const prisma = app.get<PrismaClient>(PRISMA);
   const metrics = createMetrics();
+  const prices = loadPrices(config.PRICING_FILE);
+  metrics.observeReplicas(async () => {
+    const rows = await prisma.replica.groupBy({ by: ['deploymentId', 'state'], where: { state: { in: ['STARTING', 'READY', 'DRAINING'] } }, _count: { _all: true } });
+    return rows.map((r) => ({ deploymentId: r.deploymentId, state: r.state, count: r._count._all }));
+  });
+  const usage = new UsageRecorder(prisma, config.USAGE_FLUSH_INTERVAL_MS, logger.child({ component: 'usage' }), (_rows, ok) =>
+    metrics.usageFlushes.inc({ result: ok ? 'ok' : 'failed' }),
+  );
+  const capacity = new CapacityAccountant(prisma, prices, config.USAGE_CAPACITY_INTERVAL_MS, logger.child({ component: 'capacity' }));
   const directory = new Directory(prisma, config.DATABASE_URL, config.GATEWAY_CACHE_TTL_MS, logger.child({ component: 'directory' }));
   await directory.start();
   const temporal = app.get<Client>(TEMPORAL_CLIENT);
@@ -106,7 +120,12 @@ export async function createApp(config: Config, logger: Logger): Promise<AppHand
     directory,
     metrics,
     log: gatewayLog,
-    upstreamTimeoutMs: config.GATEWAY_UPSTREAM_TIMEOUT_MS,
+    requestTimeoutMs: config.GATEWAY_REQUEST_TIMEOUT_MS,
+    ttfbTimeoutMs: config.GATEWAY_TTFB_TIMEOUT_MS,
+    idleTimeoutMs: config.GATEWAY_IDLE_TIMEOUT_MS,
+    assumedMsPerToken: config.GATEWAY_ASSUMED_MS_PER_TOKEN,
+    usage,
+    prices,
     queueTimeoutMs: config.GATEWAY_QUEUE_TIMEOUT_MS,
     coldStartTimeoutMs: config.GATEWAY_COLD_START_TIMEOUT_MS,
     reporter,
@@ -115,6 +134,8 @@ export async function createApp(config: Config, logger: Logger): Promise<AppHand
   });
   gateway.register(fastify);
   reporter.start();
+  usage.start();
+  capacity.start();
   fastify.get('/healthz', async () => ({ ok: true }));
   if (config.METRICS_ENABLED) {
     fastify.get('/metrics', async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
@@ -127,7 +148,10 @@ export async function createApp(config: Config, logger: Logger): Promise<AppHand
     url: `http://${config.API_HOST}:${port}`,
     close: async () => {
       reporter.stop();
+      capacity.stop();
       await gateway.close();
+      // After the gateway: the last requests' usage is in the final write.
+      await usage.close();
       await limits.close();
       await directory.close();
       await app.close();

@@ -76,6 +76,7 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
   const prisma = createPrisma(config.DATABASE_URL, 4);
   const temporal = new Client({ connection: await Connection.connect({ address: config.TEMPORAL_ADDRESS }) });
   const workspaces = new WorkspacesService(prisma);
+  const created: string[] = [];
   return {
     config,
     url: app.url,
@@ -92,6 +93,7 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
     },
     workspace: async (plan, wsName = `${plan.toLowerCase()}-${name}`) => {
       const { workspace, token } = await workspaces.create(wsName, plan);
+      created.push(workspace.id);
       return { id: workspace.id, token };
     },
     close: async () => {
@@ -102,6 +104,11 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
         for (const h of left) await local.stopReplica(h.replicaId);
         await prisma.replica.updateMany({ where: { id: { in: left.map((h) => h.replicaId) } }, data: { state: 'STOPPED', stoppedAt: new Date() } });
       }
+      // Replicas a test killed are gone already; the shared database must not keep them as live.
+      await prisma.replica.updateMany({
+        where: { state: { in: ['STARTING', 'READY', 'DRAINING'] }, deployment: { workspaceId: { in: created } } },
+        data: { state: 'STOPPED', stoppedAt: new Date() },
+      });
       await worker.shutdown();
       await app.close();
       await temporal.connection.close();

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync, cpSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync, cpSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Client } from 'pg';
@@ -91,22 +91,27 @@ describe('migrations (applied without the Prisma schema engine)', () => {
   });
 
   it("should record each migration in _prisma_migrations as Prisma does, and apply nothing twice", async () => {
+    const names = readdirSync(MIGRATIONS, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort();
+    expect(names.length).toBeGreaterThan(1);
     const url = freshUrl('record');
     urls.push(url);
     await ensureDatabase(url);
-    const first = await migrate(url, MIGRATIONS);
-    expect(first.applied).toEqual(['20261122000000_init']);
+    // An existing install: only the first migration applied, then an upgrade applies the rest.
+    const firstOnly = mkdtempSync(join(tmpdir(), 'migrations-'));
+    cpSync(join(MIGRATIONS, names[0]), join(firstOnly, names[0]), { recursive: true });
+    expect((await migrate(url, firstOnly)).applied).toEqual([names[0]]);
+    const upgrade = await migrate(url, MIGRATIONS);
+    expect(upgrade).toEqual({ applied: names.slice(1), alreadyApplied: [names[0]] });
     const again = await migrate(url, MIGRATIONS);
-    expect(again).toEqual({ applied: [], alreadyApplied: ['20261122000000_init'] });
+    expect(again).toEqual({ applied: [], alreadyApplied: names });
     const rows = await query<{ migration_name: string; checksum: string; finished_at: Date | null; applied_steps_count: number }>(url,
-      'SELECT migration_name, checksum, finished_at, applied_steps_count FROM "_prisma_migrations"');
-    const sql = readFileSync(join(MIGRATIONS, '20261122000000_init', 'migration.sql'));
-    expect(rows).toEqual([{
-      migration_name: '20261122000000_init',
-      checksum: createHash('sha256').update(sql).digest('hex'),
+      'SELECT migration_name, checksum, finished_at, applied_steps_count FROM "_prisma_migrations" ORDER BY migration_name');
+    expect(rows).toEqual(names.map((name) => ({
+      migration_name: name,
+      checksum: createHash('sha256').update(readFileSync(join(MIGRATIONS, name, 'migration.sql'))).digest('hex'),
       finished_at: expect.any(Date),
       applied_steps_count: 1,
-    }]);
+    })));
   });
 
   it('should record a failed migration, roll its changes back and block later runs with a clear message', async () => {

@@ -61,13 +61,24 @@ export const configSchema = z.object({
   SIM_ITL_MS: z.coerce.number().min(0).default(8),
   /** How long the deploy workflow waits for replicas to turn healthy before failing. */
   DEPLOY_HEALTH_TIMEOUT_SECONDS: positiveInt.default(300),
-  /** How often a deployment's scaler decides without a new load report, ms. */
-  SCALER_TICK_MS: positiveInt.default(1000),
   /** Longest wait for a draining replica's requests to finish before it is stopped. */
   SCALER_DRAIN_TIMEOUT_SECONDS: positiveInt.default(300),
   /** How long a gateway trusts a cached key or route before re-reading Postgres. */
   GATEWAY_CACHE_TTL_MS: positiveInt.default(5000),
-  GATEWAY_UPSTREAM_TIMEOUT_MS: positiveInt.default(600_000),
+  /** A non-streamed request's whole time at the replica (its headers come with its body), ms. */
+  GATEWAY_REQUEST_TIMEOUT_MS: positiveInt.default(600_000),
+  /** A streamed request's time until the replica's first token, ms. */
+  GATEWAY_TTFB_TIMEOUT_MS: positiveInt.default(120_000),
+  /** Longest silence between two chunks of a response once it has begun, ms. */
+  GATEWAY_IDLE_TIMEOUT_MS: positiveInt.default(60_000),
+  /** Decode time per token assumed before a deployment has been measured, for the max_tokens check, ms. */
+  GATEWAY_ASSUMED_MS_PER_TOKEN: z.coerce.number({ error: 'must be a positive number' }).positive('must be a positive number').default(20),
+  /** How often each gateway process writes its usage rollups to Postgres, ms. */
+  USAGE_FLUSH_INTERVAL_MS: positiveInt.default(1000),
+  /** How often warm replica time is re-accounted into the capacity rollups, ms. */
+  USAGE_CAPACITY_INTERVAL_MS: positiveInt.default(30_000),
+  /** Prices (JSON or YAML, see README "Usage and cost"); empty means the built-in list prices. */
+  PRICING_FILE: z.string().default(''),
   /** How long a request waits for headroom on busy replicas before a 503 with Retry-After, ms. */
   GATEWAY_QUEUE_TIMEOUT_MS: positiveInt.default(2000),
   /** How long a request that found no ready replica waits for one to start, ms. */

@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import { Client as PgClient } from 'pg';
 import type { Logger } from 'pino';
 import { hashSecret } from '../common/secrets';
@@ -38,12 +39,57 @@ export interface Route {
   /** Model name the replicas serve (what the upstream expects in `model`). */
   model: string;
   task: 'CHAT' | 'EMBEDDINGS' | 'IMAGE';
+  /** What prices its usage. */
+  target: 'LOCAL' | 'RUNPOD' | 'MODAL' | 'CUSTOM';
+  mode: 'FLEX' | 'ACTIVE';
+  gpu: string;
   replicas: RouteReplica[];
 }
 
-interface Cached<T> {
-  value: T;
-  until: number;
+/**
+ * A bounded cache for one kind of lookup: a missing entry is loaded once however
+ * many requests ask at the same moment, and an entry past its TTL keeps being
+ * served while one background read refreshes it. NOTIFY deletes entries (and
+ * cancels a read in flight, so a read from before the change is never stored);
+ * the TTL only bounds staleness if a notification is missed.
+ */
+export class Lookup<V> {
+  private readonly cache: LRUCache<string, { v: V }>;
+
+  constructor(max: number, ttlMs: number, load: (k: string) => Promise<V>, ttlFor?: (v: V) => number) {
+    this.cache = new LRUCache<string, { v: V }>({
+      max,
+      ttl: ttlMs,
+      allowStale: true,
+      noDeleteOnStaleGet: true,
+      allowStaleOnFetchRejection: true,
+      fetchMethod: async (k, _stale, { options }) => {
+        const v = await load(k);
+        if (ttlFor) options.ttl = ttlFor(v);
+        return { v };
+      },
+    });
+  }
+
+  async get(k: string): Promise<V> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const e = await this.cache.fetch(k);
+        if (e) return e.v;
+      } catch (err) {
+        // The entry was invalidated while it loaded: load it again, now that the change is in.
+        if (attempt >= 2 || !(err instanceof Error) || !/abort/i.test(`${err.name} ${err.message}`)) throw err;
+      }
+    }
+  }
+
+  delete(k: string) {
+    this.cache.delete(k);
+  }
+
+  clear() {
+    this.cache.clear();
+  }
 }
 
 /**
@@ -53,10 +99,11 @@ interface Cached<T> {
  * round trip, with no database read per request.
  */
 export class Directory {
-  private readonly keys = new Map<string, Cached<KeyInfo | null>>();
-  private readonly routes = new Map<string, Cached<Route | null>>();
-  private readonly byName = new Map<string, Cached<string | null>>();
-  private readonly spend = new Map<string, Cached<number>>();
+  /** By SHA-256 of the key; unknown keys are remembered briefly, so a flood of bad keys costs no queries (and no unbounded memory). */
+  private readonly keys: Lookup<KeyInfo | null>;
+  private readonly routes: Lookup<Route | null>;
+  private readonly byName: Lookup<string | null>;
+  private readonly spend: Lookup<number>;
   private listener: PgClient | null = null;
   private closed = false;
   private readonly routeListeners: Array<(deploymentId: string) => void> = [];
@@ -66,7 +113,15 @@ export class Directory {
     private readonly databaseUrl: string,
     private readonly ttlMs: number,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.keys = new Lookup(100_000, ttlMs, (hash) => this.loadKey(hash), (v) => (v ? ttlMs : Math.min(ttlMs, 1000)));
+    this.routes = new Lookup(10_000, ttlMs, (id) => this.loadRoute(id));
+    this.byName = new Lookup(10_000, ttlMs, (k) => {
+      const [workspaceId, pipelineId, model] = k.split('\0');
+      return this.loadModel(workspaceId, model, pipelineId || null);
+    });
+    this.spend = new Lookup(10_000, ttlMs, (ws) => this.loadSpend(ws));
+  }
 
   async start(): Promise<void> {
     await this.listen();
@@ -128,54 +183,51 @@ export class Directory {
     await this.listener?.end().catch(() => {});
   }
 
-  async key(plaintext: string): Promise<KeyInfo | null> {
-    const hash = hashSecret(plaintext);
-    const now = Date.now();
-    const hit = this.keys.get(hash);
-    if (hit && hit.until > now) return hit.value;
-    const row = await this.prisma.apiKey.findUnique({ where: { hash }, include: { workspace: true } });
-    const value: KeyInfo | null = row
-      ? {
-          id: row.id,
-          workspaceId: row.workspaceId,
-          scope: row.scope,
-          pipelineId: row.pipelineId,
-          deploymentId: row.deploymentId,
-          issuedAt: row.issuedAt?.getTime() ?? null,
-          expiresAt: row.expiresAt?.getTime() ?? null,
-          revokedAt: row.revokedAt?.getTime() ?? null,
-          ratePerMinute: row.rateLimitPerMinute ?? PLANS[row.workspace.plan].keyRateDefault,
-          concurrencyBudget: planMaxConcurrency(row.workspace.plan, row.workspace.maxConcurrency),
-          spendCapUsd: row.workspace.monthlySpendCapUsd === null ? null : Number(row.workspace.monthlySpendCapUsd),
-        }
-      : null;
-    // Unknown keys are remembered briefly so a flood of bad keys costs no queries.
-    this.keys.set(hash, { value, until: now + (value ? this.ttlMs : Math.min(this.ttlMs, 1000)) });
-    return value;
+  key(plaintext: string): Promise<KeyInfo | null> {
+    return this.keys.get(hashSecret(plaintext));
   }
 
-  async route(deploymentId: string): Promise<Route | null> {
-    const now = Date.now();
-    const hit = this.routes.get(deploymentId);
-    if (hit && hit.until > now) return hit.value;
+  private async loadKey(hash: string): Promise<KeyInfo | null> {
+    const row = await this.prisma.apiKey.findUnique({ where: { hash }, include: { workspace: true } });
+    if (!row) return null;
+    return {
+      id: row.id,
+      workspaceId: row.workspaceId,
+      scope: row.scope,
+      pipelineId: row.pipelineId,
+      deploymentId: row.deploymentId,
+      issuedAt: row.issuedAt?.getTime() ?? null,
+      expiresAt: row.expiresAt?.getTime() ?? null,
+      revokedAt: row.revokedAt?.getTime() ?? null,
+      ratePerMinute: row.rateLimitPerMinute ?? PLANS[row.workspace.plan].keyRateDefault,
+      concurrencyBudget: planMaxConcurrency(row.workspace.plan, row.workspace.maxConcurrency),
+      spendCapUsd: row.workspace.monthlySpendCapUsd === null ? null : Number(row.workspace.monthlySpendCapUsd),
+    };
+  }
+
+  route(deploymentId: string): Promise<Route | null> {
+    return this.routes.get(deploymentId);
+  }
+
+  private async loadRoute(deploymentId: string): Promise<Route | null> {
     const d = await this.prisma.deployment.findUnique({
       where: { id: deploymentId },
       include: { pipeline: true, replicas: { where: { state: 'READY' }, orderBy: { startedAt: 'asc' } } },
     });
-    const value: Route | null = d
-      ? {
-          deploymentId: d.id,
-          workspaceId: d.workspaceId,
-          deploymentStatus: d.status,
-          pipelineId: d.pipelineId,
-          pipelineName: d.pipeline.name,
-          model: d.pipeline.model,
-          task: d.pipeline.task,
-          replicas: d.replicas.filter((r) => r.address).map((r) => ({ id: r.id, address: r.address!, concurrency: r.concurrency })),
-        }
-      : null;
-    this.routes.set(deploymentId, { value, until: now + this.ttlMs });
-    return value;
+    if (!d) return null;
+    return {
+      deploymentId: d.id,
+      workspaceId: d.workspaceId,
+      deploymentStatus: d.status,
+      pipelineId: d.pipelineId,
+      pipelineName: d.pipeline.name,
+      model: d.pipeline.model,
+      task: d.pipeline.task,
+      target: d.target,
+      mode: d.mode,
+      gpu: d.gpu,
+      replicas: d.replicas.filter((r) => r.address).map((r) => ({ id: r.id, address: r.address!, concurrency: r.concurrency })),
+    };
   }
 
   /**
@@ -183,11 +235,12 @@ export class Directory {
    * usage rollups plus warm replica time from the capacity rollups. Cached for
    * the TTL: the cap is checked against a figure at most that old.
    */
-  async monthSpendUsd(workspaceId: string): Promise<number> {
-    const now = Date.now();
-    const hit = this.spend.get(workspaceId);
-    if (hit && hit.until > now) return hit.value;
-    const d = new Date(now);
+  monthSpendUsd(workspaceId: string): Promise<number> {
+    return this.spend.get(workspaceId);
+  }
+
+  private async loadSpend(workspaceId: string): Promise<number> {
+    const d = new Date();
     const monthStart = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1));
     const [row] = await this.prisma.$queryRaw<Array<{ usd: string | null }>>`
       SELECT (
@@ -196,17 +249,15 @@ export class Directory {
       + COALESCE((SELECT SUM(c."costUsd") FROM "CapacityRollup" c JOIN "Deployment" d ON d.id = c."deploymentId"
                   WHERE d."workspaceId" = ${workspaceId} AND c.minute >= ${monthStart}), 0)
       )::text AS usd`;
-    const value = Number(row?.usd ?? 0);
-    this.spend.set(workspaceId, { value, until: now + this.ttlMs });
-    return value;
+    return Number(row?.usd ?? 0);
   }
 
   /** The ACTIVE deployment a workspace or pipeline key means by `model` (a deployment id or pipeline name). */
-  async resolveModel(workspaceId: string, model: string, pipelineId: string | null): Promise<string | null> {
-    const cacheKey = `${workspaceId}\0${pipelineId ?? ''}\0${model}`;
-    const now = Date.now();
-    const hit = this.byName.get(cacheKey);
-    if (hit && hit.until > now) return hit.value;
+  resolveModel(workspaceId: string, model: string, pipelineId: string | null): Promise<string | null> {
+    return this.byName.get(`${workspaceId}\0${pipelineId ?? ''}\0${model}`);
+  }
+
+  private async loadModel(workspaceId: string, model: string, pipelineId: string | null): Promise<string | null> {
     const d = await this.prisma.deployment.findFirst({
       where: {
         workspaceId,
@@ -217,9 +268,7 @@ export class Directory {
       orderBy: { createdAt: 'desc' },
       select: { id: true },
     });
-    const value = d?.id ?? null;
-    this.byName.set(cacheKey, { value, until: now + this.ttlMs });
-    return value;
+    return d?.id ?? null;
   }
 
   /** Deployments a key can reach, for /v1/models. */

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { Dispatcher, Pool } from 'undici';
+import { Dispatcher, errors, Pool } from 'undici';
 import { z } from 'zod';
 import { zodMessage } from '../common/graphql-errors';
 import { Directory, KeyInfo, Route, RouteReplica } from './directory';
@@ -9,13 +9,22 @@ import { DeploymentLoad, Waiter } from './load';
 import { Metrics } from './metrics';
 import type { LoadReporter } from './reporter';
 import { LimitStore, MemoryLimitStore } from './limits';
+import { Usage, UsageTap } from './usage-tap';
+import type { UsageRecorder } from '../usage/recorder';
+import { PriceTable, tokenCostUsd } from '../domain/pricing';
 
 const chatBody = z
   .object({
     model: z.string({ error: "'model' is required and must be a string" }).min(1),
     messages: z.array(z.unknown(), { error: "'messages' must be an array" }).min(1, "'messages' must not be empty"),
-    stream: z.boolean({ error: "'stream' must be a boolean" }).optional(),
-    max_tokens: z.number().int().positive().optional().nullable(),
+    stream: z.boolean({ error: "'stream' must be a boolean" }).optional().nullable(),
+    stream_options: z
+      .object({ include_usage: z.boolean({ error: "'stream_options.include_usage' must be a boolean" }).optional() }, { error: "'stream_options' must be an object" })
+      .passthrough()
+      .optional()
+      .nullable(),
+    max_tokens: z.number({ error: "'max_tokens' must be a positive integer" }).int("'max_tokens' must be a positive integer").positive("'max_tokens' must be a positive integer").optional().nullable(),
+    max_completion_tokens: z.number({ error: "'max_completion_tokens' must be a positive integer" }).int("'max_completion_tokens' must be a positive integer").positive("'max_completion_tokens' must be a positive integer").optional().nullable(),
   })
   .passthrough();
 
@@ -32,7 +41,17 @@ export interface GatewayOptions {
   directory: Directory;
   metrics: Metrics;
   log: Logger;
-  upstreamTimeoutMs: number;
+  /** A non-streamed request's whole time at the replica, ms. */
+  requestTimeoutMs: number;
+  /** A streamed request's time to its first byte, ms. */
+  ttfbTimeoutMs: number;
+  /** Longest silence between chunks once a response has begun, ms. */
+  idleTimeoutMs: number;
+  /** Decode ms per token assumed for a deployment not yet measured (the max_tokens check). */
+  assumedMsPerToken: number;
+  /** Where finished requests are rolled up; absent in tests of the data path alone. */
+  usage?: UsageRecorder;
+  prices: PriceTable;
   /** How long a request waits for headroom on busy replicas before a 503, ms. */
   queueTimeoutMs: number;
   /** How long a request that found zero ready replicas waits for the cold start, ms. */
@@ -167,7 +186,9 @@ export class Gateway {
   private pool(address: string): Pool {
     let p = this.pools.get(address);
     if (!p) {
-      p = new Pool(address, { connections: 256, pipelining: 1, keepAliveTimeout: 30_000 });
+      // No connection cap: admission already holds each replica to its concurrency, and a cap below
+      // it (undici queues past it) would hide a queue inside the pool from the scaler.
+      p = new Pool(address, { connections: null, pipelining: 1, keepAliveTimeout: 30_000 });
       this.pools.set(address, p);
     }
     return p;
@@ -256,8 +277,25 @@ export class Gateway {
     }
   }
 
-  private async forward(req: FastifyRequest, reply: FastifyReply, kind: 'chat' | 'embeddings', key: KeyInfo, admitted: Admission, started: bigint, piped: { yes: boolean }) {
+  /**
+   * The reference's known limitation, made explicit: a non-streamed completion
+   * whose max_tokens would take longer than the request timeout at this
+   * deployment's measured decode speed is refused up front, advising streaming.
+   */
+  private tooLongUnstreamed(load: DeploymentLoad, maxTokens: number): OpenAIError | null {
+    const per = load.msPerToken ?? this.o.assumedMsPerToken;
+    const estimateMs = per * maxTokens;
+    if (estimateMs <= this.o.requestTimeoutMs) return null;
+    const basis = load.msPerToken === null ? 'assumed until this deployment has been measured' : 'as measured on this deployment';
+    return {
+      status: 400, type: 'invalid_request_error', code: 'stream_required', param: 'max_tokens',
+      message: `max_tokens ${maxTokens} at about ${per.toFixed(1)} ms per token (${basis}) would take about ${Math.round(estimateMs / 1000)} s, `
+        + `past the ${Math.round(this.o.requestTimeoutMs / 1000)} s limit on non-streamed requests; set "stream": true `
+        + `(a stream has no total limit, only ${Math.round(this.o.idleTimeoutMs / 1000)} s of silence) or lower max_tokens.`,
+    };
+  }
 
+  private async forward(req: FastifyRequest, reply: FastifyReply, kind: 'chat' | 'embeddings', key: KeyInfo, admitted: Admission, started: bigint, piped: { yes: boolean }) {
     if (req.body === undefined || req.body === null) {
       return this.fail(reply, kind, { status: 400, type: 'invalid_request_error', code: 'invalid_body', message: 'request body must be a JSON object' });
     }
@@ -266,25 +304,42 @@ export class Gateway {
       const issue = parsed.error.issues[0];
       return this.fail(reply, kind, { status: 400, type: 'invalid_request_error', code: 'invalid_body', param: issue?.path.join('.') || null, message: zodMessage(parsed.error) });
     }
-    const body = parsed.data as Record<string, unknown> & { model: string; stream?: boolean };
+    const body = parsed.data as Record<string, unknown> & { model: string; stream?: boolean | null; stream_options?: { include_usage?: boolean } | null; max_tokens?: number | null; max_completion_tokens?: number | null };
     const route = await this.resolve(key, body.model);
     if ('status' in route) return this.fail(reply, kind, route);
     if ((kind === 'chat' && route.task !== 'CHAT') || (kind === 'embeddings' && route.task !== 'EMBEDDINGS')) {
       return this.fail(reply, kind, { status: 400, type: 'invalid_request_error', code: 'unsupported_task', param: 'model', message: `Deployment ${route.deploymentId} serves ${route.task.toLowerCase()}, not ${kind}.` });
     }
+    const load = this.loadOf(route.deploymentId);
+    const stream = kind === 'chat' && body.stream === true;
+    const maxTokens = body.max_tokens ?? body.max_completion_tokens;
+    if (kind === 'chat' && !stream && maxTokens) {
+      const refused = this.tooLongUnstreamed(load, maxTokens);
+      if (refused) return this.fail(reply, kind, refused);
+    }
 
     // The upstream always comes from the route table; the request only picks among its replicas.
-    const upstreamBody = JSON.stringify({ ...body, model: route.model });
+    // Streams always ask for usage; the usage chunk is taken out again if the client did not ask.
+    const stripUsage = stream && body.stream_options?.include_usage !== true;
+    const upstreamBody = JSON.stringify({
+      ...body,
+      model: route.model,
+      ...(stripUsage ? { stream_options: { ...(body.stream_options ?? {}), include_usage: true } } : {}),
+    });
     const path = kind === 'chat' ? '/v1/chat/completions' : '/v1/embeddings';
     const abort = new AbortController();
     const onClose = () => {
       if (!reply.raw.writableFinished) abort.abort();
     };
     reply.raw.on('close', onClose);
+    const refuse = (e: OpenAIError) => {
+      reply.raw.off('close', onClose);
+      this.account(route, key, false, null, started, null);
+      return this.fail(reply, kind, e);
+    };
 
-    const load = this.loadOf(route.deploymentId);
     // FIFO: nobody overtakes a queued request.
-    let handed = load.queue.length === 0 ? load.acquire(route.replicas) : null;
+    let handed = load.queue.length === 0 ? load.acquire(route.replicas, Date.now()) : null;
     let queuedMs = 0;
     let cold = false;
     if (!handed) {
@@ -297,9 +352,8 @@ export class Gateway {
         return reply.hijack();
       }
       if (!handed) {
-        reply.raw.off('close', onClose);
         const ready = (await this.o.directory.route(route.deploymentId))?.replicas.length ?? 0;
-        return this.fail(reply, kind, {
+        return refuse({
           status: 503,
           type: 'server_error',
           code: 'no_replica_available',
@@ -315,9 +369,10 @@ export class Gateway {
     const tried = new Set<string>();
     // A replica that fails before the first byte is retried once on another.
     for (let attempt = 0; attempt < 2; attempt++) {
-      const replica = attempt === 0 ? handed : load.acquire((await this.o.directory.route(route.deploymentId))?.replicas ?? [], tried);
+      const replica = attempt === 0 ? handed : load.acquire((await this.o.directory.route(route.deploymentId))?.replicas ?? [], Date.now(), tried);
       if (!replica) break;
       tried.add(replica.id);
+      const sentAt = Date.now();
       let res: Dispatcher.ResponseData;
       try {
         res = await this.pool(replica.address).request({
@@ -326,12 +381,24 @@ export class Gateway {
           headers: { 'content-type': 'application/json' },
           body: upstreamBody,
           signal: abort.signal,
-          headersTimeout: this.o.upstreamTimeoutMs,
-          bodyTimeout: this.o.upstreamTimeoutMs,
+          // A stream's headers come at once; a non-streamed answer's come with its body, at the end.
+          headersTimeout: stream ? this.o.ttfbTimeoutMs : this.o.requestTimeoutMs,
+          // Silence inside the body is watched by pipe(), which knows the first byte from the rest.
+          bodyTimeout: 0,
         });
       } catch (err) {
         this.release(load, replica.id, false);
         if (abort.signal.aborted) return reply.hijack();
+        if (err instanceof errors.HeadersTimeoutError) {
+          // Not retried: another replica would make the client wait as long again.
+          return refuse({
+            status: 504, type: 'server_error', code: 'upstream_timeout',
+            message: stream
+              ? `The replica sent nothing within ${this.o.ttfbTimeoutMs} ms (GATEWAY_TTFB_TIMEOUT_MS).`
+              : `The replica did not answer within ${this.o.requestTimeoutMs} ms (GATEWAY_REQUEST_TIMEOUT_MS); for long completions set "stream": true.`,
+          });
+        }
+        load.eject(replica.id, Date.now());
         this.o.log.warn({ err: (err as Error).message, replica: replica.id }, 'upstream failed before the first byte');
         continue;
       }
@@ -340,17 +407,34 @@ export class Gateway {
         this.release(load, replica.id, false);
         continue;
       }
-      this.o.metrics.ttft.observe({ route: kind }, Number(process.hrtime.bigint() - started) / 1e9);
       piped.yes = true;
-      return this.pipe(reply, res, { kind, replicaId: replica.id, load, started, abort, queuedMs, cold, admitted });
+      return this.pipe(reply, res, { kind, replicaId: replica.id, load, started, sentAt, abort, queuedMs, cold, admitted, route, key, stripUsage });
     }
-    reply.raw.off('close', onClose);
-    return this.fail(reply, kind, {
+    return refuse({
       status: 503,
       type: 'server_error',
       code: 'no_replica_available',
       message: `No replica of deployment ${route.deploymentId} could take this request; retry shortly.`,
       headers: { 'retry-after': String(load.retryAfterSeconds(Date.now(), route.replicas.length)) },
+    });
+  }
+
+  /** Rolls a finished request into usage: tokens, latency, time to first byte and what it cost. */
+  private account(route: Route, key: KeyInfo, ok: boolean, usage: Usage | null, started: bigint, ttftMs: number | null, billable = ok) {
+    const prompt = usage?.promptTokens ?? 0;
+    const completion = usage?.completionTokens ?? 0;
+    if (prompt) this.o.metrics.tokens.inc({ deployment: route.deploymentId, type: 'prompt' }, prompt);
+    if (completion) this.o.metrics.tokens.inc({ deployment: route.deploymentId, type: 'completion' }, completion);
+    this.o.usage?.record({
+      deploymentId: route.deploymentId,
+      apiKeyId: key.id,
+      at: Date.now(),
+      ok,
+      promptTokens: prompt,
+      completionTokens: completion,
+      latencyMs: Number(process.hrtime.bigint() - started) / 1e6,
+      ttftMs,
+      costUsd: billable ? tokenCostUsd(this.o.prices, route, prompt + completion) : 0,
     });
   }
 
@@ -404,11 +488,18 @@ export class Gateway {
     this.pollers.set(deploymentId, t);
   }
 
-  /** Streams the upstream body to the client chunk by chunk; never buffers. */
+  /**
+   * Streams the upstream body to the client as it comes (an SSE stream event by
+   * event), reading usage on the way; watches for a replica that goes silent
+   * (time to first byte, then between chunks); gives every slot back exactly once.
+   */
   private pipe(
     reply: FastifyReply,
     res: Dispatcher.ResponseData,
-    x: { kind: string; replicaId: string; load: DeploymentLoad; started: bigint; abort: AbortController; queuedMs: number; cold: boolean; admitted: Admission },
+    x: {
+      kind: string; replicaId: string; load: DeploymentLoad; started: bigint; sentAt: number; abort: AbortController;
+      queuedMs: number; cold: boolean; admitted: Admission; route: Route; key: KeyInfo; stripUsage: boolean;
+    },
   ) {
     const { kind, replicaId, started, abort } = x;
     reply.hijack();
@@ -430,38 +521,86 @@ export class Gateway {
     // Upstream errors keep their status: OpenAI-compatible engines already answer in the envelope.
     raw.writeHead(res.statusCode, headers);
     if (sse) raw.flushHeaders();
+    const tap = new UsageTap(sse, x.stripUsage);
+    let firstByteAt: number | null = null;
+    let ttftMs: number | null = null;
+    let lastChunkAt = Date.now();
+    let silent: 'ttfb' | 'idle' | null = null;
     let done = false;
-    const finish = (ok: boolean) => {
+
+    const finish = (outcome: 'ok' | 'upstream_broken' | 'upstream_timeout' | 'client_closed') => {
       if (done) return;
       done = true;
+      clearTimeout(watchdog);
+      const ok = outcome === 'ok';
+      const now = Date.now();
+      // A replica that broke or stalled gets nothing new from this process for a while.
+      if (outcome === 'upstream_broken' || outcome === 'upstream_timeout') x.load.eject(replicaId, now);
       this.release(x.load, replicaId, ok);
       x.admitted.release();
-      this.o.metrics.requests.inc({ route: kind, status: String(res.statusCode), code: ok ? '' : 'upstream_broken' });
+      const usage = tap.result();
+      if (ok && usage.completionTokens) x.load.observeDecode(usage.completionTokens, now - (sse && firstByteAt !== null ? firstByteAt : x.sentAt));
+      // Tokens of a stream the client cancelled were served; those of a replica's failure are not billed.
+      // A client that cancels is not an error of the deployment's.
+      const served = ok || outcome === 'client_closed';
+      this.account(x.route, x.key, served && res.statusCode < 400, usage, started, ttftMs, served);
+      this.o.metrics.requests.inc({ route: kind, status: String(res.statusCode), code: ok ? '' : outcome });
       this.o.metrics.latency.observe({ route: kind }, Number(process.hrtime.bigint() - started) / 1e9);
     };
+
+    // One timer per response, re-armed only when it fires: no timer work per chunk.
+    const watch = () => {
+      const now = Date.now();
+      const deadline = firstByteAt === null && sse ? x.sentAt + this.o.ttfbTimeoutMs : lastChunkAt + this.o.idleTimeoutMs;
+      if (now < deadline) {
+        watchdog = setTimeout(watch, deadline - now);
+        return;
+      }
+      silent = firstByteAt === null && sse ? 'ttfb' : 'idle';
+      res.body.destroy(new Error(silent === 'ttfb' ? `no first token within ${this.o.ttfbTimeoutMs} ms` : `silent for ${this.o.idleTimeoutMs} ms`));
+    };
+    let watchdog = setTimeout(watch, sse ? this.o.ttfbTimeoutMs : this.o.idleTimeoutMs);
+
     res.body.on('data', (chunk: Buffer) => {
-      if (!raw.write(chunk)) {
+      lastChunkAt = Date.now();
+      if (firstByteAt === null) {
+        firstByteAt = lastChunkAt;
+        ttftMs = Number(process.hrtime.bigint() - started) / 1e6;
+        this.o.metrics.ttft.observe({ route: kind }, ttftMs / 1000);
+        // From here the idle timeout applies, not the (longer) time to first byte.
+        clearTimeout(watchdog);
+        watchdog = setTimeout(watch, this.o.idleTimeoutMs);
+      }
+      const out = tap.push(chunk);
+      if (out.length && !raw.write(out)) {
         res.body.pause();
         raw.once('drain', () => res.body.resume());
       }
     });
     res.body.on('end', () => {
-      raw.end();
-      finish(true);
+      const rest = tap.flush();
+      raw.end(rest.length ? rest : undefined);
+      finish('ok');
     });
     res.body.on('error', (err) => {
-      if (!abort.signal.aborted && sse) {
+      if (abort.signal.aborted) return; // the client left: handled on close
+      if (sse) {
         // After the first byte the status is sent: end the stream with an error event.
-        raw.write(`data: ${JSON.stringify(envelope({ status: 502, type: 'server_error', code: 'upstream_error', message: `replica failed mid-stream: ${err.message}` }))}\n\n`);
+        const e: OpenAIError = silent
+          ? { status: 504, type: 'server_error', code: 'upstream_timeout', message: `replica ${err.message} (GATEWAY_${silent === 'ttfb' ? 'TTFB' : 'IDLE'}_TIMEOUT_MS)` }
+          : { status: 502, type: 'server_error', code: 'upstream_error', message: `replica failed mid-stream: ${err.message}` };
+        raw.end(`${tap.flush().toString()}data: ${JSON.stringify(envelope(e))}\n\n`);
+      } else {
+        // A JSON body cut short must not look complete: the client sees the connection fail.
+        raw.destroy();
       }
-      raw.end();
-      finish(false);
+      finish(silent ? 'upstream_timeout' : 'upstream_broken');
     });
     raw.on('close', () => {
       if (!done) {
         abort.abort();
         res.body.destroy();
-        finish(false);
+        finish('client_closed');
       }
     });
   }

@@ -1,6 +1,6 @@
 import pino from 'pino';
 import type { LoadReport } from '../domain/scaling';
-import { DeploymentLoad, Waiter } from './load';
+import { DeploymentLoad, EJECT_MS, Waiter } from './load';
 import { LoadReporter, NoScalerError } from './reporter';
 
 const replicas = [
@@ -18,7 +18,7 @@ function waiter(load: DeploymentLoad, at: number, cold = false) {
 describe('DeploymentLoad: in-flight accounting and the FIFO queue', () => {
   it('should route to the replica with the most headroom and never past its concurrency', () => {
     const l = new DeploymentLoad('d');
-    const picks = Array.from({ length: 6 }, () => l.acquire(replicas)?.id ?? null);
+    const picks = Array.from({ length: 6 }, () => l.acquire(replicas, 0)?.id ?? null);
     expect(picks).toEqual(['b', 'a', 'b', 'a', 'b', null]);
     expect(l.inFlight).toBe(5);
     for (const id of ['a', 'a', 'b', 'b', 'b']) l.release(id, 0, true);
@@ -28,7 +28,7 @@ describe('DeploymentLoad: in-flight accounting and the FIFO queue', () => {
 
   it('should hand freed slots to waiters oldest first, reserving them', () => {
     const l = new DeploymentLoad('d');
-    while (l.acquire(replicas)) { /* fill */ }
+    while (l.acquire(replicas, 0)) { /* fill */ }
     const first = waiter(l, 100);
     const second = waiter(l, 200);
     expect(l.oldestQueuedMs(1100)).toBe(1000);
@@ -39,6 +39,30 @@ describe('DeploymentLoad: in-flight accounting and the FIFO queue', () => {
     expect(l.inFlight).toBe(5);
     expect(l.remove(second.w)).toBe(true);
     expect(l.remove(second.w)).toBe(false);
+  });
+
+  it('should route around a replica that failed until its ejection ends, and never eject every replica', () => {
+    const l = new DeploymentLoad('d');
+    l.eject('b', 1000);
+    const during = Array.from({ length: 3 }, () => l.acquire(replicas, 1000 + EJECT_MS - 1)?.id ?? null);
+    expect(during).toEqual(['a', 'a', null]);
+    l.release('a', 0, true);
+    l.release('a', 0, true);
+    expect(l.acquire(replicas, 1000 + EJECT_MS)?.id).toBe('b');
+    // Both failed: guessing both are down would take the deployment out; both stay eligible.
+    l.eject('a', 2000);
+    l.eject('b', 2000);
+    expect(l.acquire(replicas, 2500)).not.toBeNull();
+  });
+
+  it('should learn decode time per token from completions long enough to say', () => {
+    const l = new DeploymentLoad('d');
+    l.observeDecode(4, 400);
+    expect(l.msPerToken).toBeNull();
+    l.observeDecode(100, 1000);
+    expect(l.msPerToken).toBe(10);
+    l.observeDecode(100, 2000);
+    expect(l.msPerToken).toBeCloseTo(12);
   });
 
   it('should measure a cold start when a waiter that found no replica is served', () => {
@@ -54,7 +78,7 @@ describe('DeploymentLoad: in-flight accounting and the FIFO queue', () => {
     const l = new DeploymentLoad('d');
     // 20 completions over the last 10 s: 2 per second.
     for (let i = 0; i < 20; i++) {
-      l.acquire(replicas);
+      l.acquire(replicas, 0);
       l.release(l.inFlightByReplica.keys().next().value as string, 10_000 + i * 450, true);
     }
     expect(l.drainRate(19_999)).toBe(2);
@@ -93,9 +117,9 @@ describe('LoadReporter: coalesced reports with a heartbeat', () => {
   it('should send on change at most once per interval, and a heartbeat when unchanged', async () => {
     const { sent, load, tick } = setup();
     const l = load('d1');
-    l.acquire(replicas);
+    l.acquire(replicas, 0);
     await tick(0);
-    l.acquire(replicas);
+    l.acquire(replicas, 0);
     await tick(500); // changed, but within the interval
     await tick(1000); // the change goes out
     await tick(2000); // unchanged, before the heartbeat

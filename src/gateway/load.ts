@@ -10,6 +10,10 @@ export interface Waiter {
 }
 
 const RATE_WINDOW_S = 10;
+/** How long a replica that failed a request gets nothing new from this process, ms. */
+export const EJECT_MS = 10_000;
+/** Completions shorter than this say little about decode speed. */
+const MIN_TOKENS_FOR_DECODE = 8;
 
 /**
  * What one gateway process knows about the load on one deployment: requests in
@@ -26,15 +30,26 @@ export class DeploymentLoad {
   private readonly doneSecond = new Array<number>(RATE_WINDOW_S).fill(-1);
   /** Smoothed cold-start time measured here (ms), or null before the first. */
   coldStartMs: number | null = null;
+  /** Smoothed decode time per completion token measured here (ms), or null before the first. */
+  msPerToken: number | null = null;
+  /** Replicas that failed a request, until when (epoch ms): they get nothing new meanwhile. */
+  private readonly ejected = new Map<string, number>();
 
   constructor(readonly deploymentId: string) {}
 
-  /** Reserves a slot on the ready replica with the most headroom, excluding `exclude`. */
-  acquire(replicas: readonly RouteReplica[], exclude?: ReadonlySet<string>): RouteReplica | null {
+  /**
+   * Reserves a slot on the ready replica with the most headroom, excluding
+   * `exclude` and replicas ejected at `now`, unless every one is ejected (then
+   * ejection is ignored: a guess about health must not take the whole
+   * deployment out, as in Envoy's panic threshold).
+   */
+  acquire(replicas: readonly RouteReplica[], now: number, exclude?: ReadonlySet<string>): RouteReplica | null {
+    const healthy = this.ejected.size && replicas.some((r) => !this.isEjected(r.id, now));
     let best: RouteReplica | null = null;
     let bestFree = 0;
     for (const r of replicas) {
       if (exclude?.has(r.id)) continue;
+      if (healthy && this.isEjected(r.id, now)) continue;
       const free = r.concurrency - (this.inFlightByReplica.get(r.id) ?? 0);
       if (free > bestFree) {
         best = r;
@@ -43,6 +58,26 @@ export class DeploymentLoad {
     }
     if (best) this.add(best.id, +1);
     return best;
+  }
+
+  /** The replica failed a request (connection lost, reset, stalled): route around it for EJECT_MS. */
+  eject(replicaId: string, now: number) {
+    this.ejected.set(replicaId, now + EJECT_MS);
+  }
+
+  private isEjected(replicaId: string, now: number): boolean {
+    const until = this.ejected.get(replicaId);
+    if (until === undefined) return false;
+    if (until > now) return true;
+    this.ejected.delete(replicaId);
+    return false;
+  }
+
+  /** A completion of `tokens` tokens decoded in `ms`: feeds the estimate non-streamed requests are checked against. */
+  observeDecode(tokens: number, ms: number) {
+    if (tokens < MIN_TOKENS_FOR_DECODE || ms <= 0) return;
+    const per = ms / tokens;
+    this.msPerToken = this.msPerToken === null ? per : 0.8 * this.msPerToken + 0.2 * per;
   }
 
   /** Gives back a slot; `completed` counts towards the measured drain rate. */
@@ -89,7 +124,7 @@ export class DeploymentLoad {
   dispatch(replicas: readonly RouteReplica[], now: number): number {
     let n = 0;
     while (this.queue.length) {
-      const r = this.acquire(replicas);
+      const r = this.acquire(replicas, now);
       if (!r) break;
       const w = this.queue.shift()!;
       if (w.cold) this.observeColdStart(now - w.enqueuedAt);

@@ -7,10 +7,18 @@ export interface LoadSource {
   queue: { length: number };
 }
 
+/** Replicas of one deployment in one state. */
+export interface ReplicaCount {
+  deploymentId: string;
+  state: string;
+  count: number;
+}
+
 /** Prometheus metrics of one process, exposed at /metrics. */
 export function createMetrics() {
   const registry = new Registry();
   let loads: () => Iterable<LoadSource> = () => [];
+  let replicas: () => Promise<ReplicaCount[]> = async () => [];
   collectDefaultMetrics({ register: registry, prefix: 'infercp_' });
   return {
     registry,
@@ -52,6 +60,28 @@ export function createMetrics() {
         for (const l of loads()) this.set({ deployment: l.deploymentId }, l.queue.length);
       },
     }),
+    tokens: new Counter({
+      name: 'infercp_gateway_tokens_total',
+      help: 'Tokens served through this gateway process, by deployment and type (prompt, completion)',
+      labelNames: ['deployment', 'type'] as const,
+      registers: [registry],
+    }),
+    usageFlushes: new Counter({
+      name: 'infercp_usage_rollup_writes_total',
+      help: 'Batched usage rollup writes to Postgres, by result; failed batches are kept and retried',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    replicas: new Gauge({
+      name: 'infercp_replicas',
+      help: 'Replicas by deployment and state (STARTING, READY, DRAINING), read from Postgres at scrape',
+      labelNames: ['deployment', 'state'] as const,
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const r of await replicas()) this.set({ deployment: r.deploymentId, state: r.state }, r.count);
+      },
+    }),
     coldStarts: new Counter({
       name: 'infercp_gateway_cold_starts_total',
       help: 'Requests that arrived with no ready replica and were served after a cold start',
@@ -66,6 +96,10 @@ export function createMetrics() {
     /** The gateway's per-deployment loads: the in-flight and queue gauges are read from them, never kept twice. */
     observeLoads(source: () => Iterable<LoadSource>) {
       loads = source;
+    },
+    /** Where the replica gauge reads its counts at each scrape. */
+    observeReplicas(source: () => Promise<ReplicaCount[]>) {
+      replicas = source;
     },
   };
 }

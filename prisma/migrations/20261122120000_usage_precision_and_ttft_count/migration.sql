@@ -1,0 +1,6 @@
+-- AlterTable
+ALTER TABLE "CapacityRollup" ALTER COLUMN "costUsd" SET DATA TYPE DECIMAL(20,10);
+
+-- AlterTable
+ALTER TABLE "UsageRollup" ADD COLUMN     "ttftCount" INTEGER NOT NULL DEFAULT 0,
+ALTER COLUMN "costUsd" SET DATA TYPE DECIMAL(20,10);

@@ -1,0 +1,61 @@
+// What serving costs, from the reference's billing rules. Pure: the gateway prices
+// each request's tokens, the capacity accountant prices warm replica time.
+
+/**
+ * Rates for one GPU type. Flex pays per token only; Active pays a per-second fee
+ * for each warm replica plus a lower per-token rate.
+ */
+export interface GpuRates {
+  flexPerMillionTokensUsd: number;
+  activePerMillionTokensUsd: number;
+  activePerReplicaSecondUsd: number;
+}
+
+export interface PriceTable {
+  /** Rates by GPU name as deployments spell it; `default` covers any other GPU. */
+  gpus: Record<string, GpuRates>;
+}
+
+/**
+ * List prices the embedded default ships with. Operators replace them with
+ * PRICING_FILE (same shape, JSON or YAML); the reference points to a GPU price
+ * page rather than fixing numbers.
+ */
+export const DEFAULT_PRICES: PriceTable = {
+  gpus: {
+    default: { flexPerMillionTokensUsd: 0.4, activePerMillionTokensUsd: 0.1, activePerReplicaSecondUsd: 0.0005 },
+    'RTX-4090': { flexPerMillionTokensUsd: 0.2, activePerMillionTokensUsd: 0.05, activePerReplicaSecondUsd: 0.00031 },
+    L40S: { flexPerMillionTokensUsd: 0.3, activePerMillionTokensUsd: 0.08, activePerReplicaSecondUsd: 0.00053 },
+    'A100-80GB': { flexPerMillionTokensUsd: 0.5, activePerMillionTokensUsd: 0.12, activePerReplicaSecondUsd: 0.00076 },
+    'H100-80GB': { flexPerMillionTokensUsd: 0.8, activePerMillionTokensUsd: 0.2, activePerReplicaSecondUsd: 0.00116 },
+  },
+};
+
+export type BillingTarget = 'LOCAL' | 'RUNPOD' | 'MODAL' | 'CUSTOM';
+export type BillingMode = 'FLEX' | 'ACTIVE';
+
+export function gpuRates(table: PriceTable, gpu: string): GpuRates {
+  return table.gpus[gpu] ?? table.gpus.default;
+}
+
+/**
+ * Metered usage is billed for managed targets only: on the user's own Modal
+ * account or their own GPUs they pay their provider, and we bill a monthly
+ * platform fee outside these rollups.
+ */
+export function metered(target: BillingTarget): boolean {
+  return target === 'LOCAL' || target === 'RUNPOD';
+}
+
+/** USD for the tokens of one request. */
+export function tokenCostUsd(table: PriceTable, d: { target: BillingTarget; mode: BillingMode; gpu: string }, tokens: number): number {
+  if (!metered(d.target) || tokens <= 0) return 0;
+  const r = gpuRates(table, d.gpu);
+  return (tokens * (d.mode === 'ACTIVE' ? r.activePerMillionTokensUsd : r.flexPerMillionTokensUsd)) / 1e6;
+}
+
+/** USD for warm replica time; only Active deployments pay for it. */
+export function capacityCostUsd(table: PriceTable, d: { target: BillingTarget; mode: BillingMode; gpu: string }, replicaSeconds: number): number {
+  if (!metered(d.target) || d.mode !== 'ACTIVE' || replicaSeconds <= 0) return 0;
+  return replicaSeconds * gpuRates(table, d.gpu).activePerReplicaSecondUsd;
+}

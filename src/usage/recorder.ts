@@ -1,0 +1,157 @@
+import type { Logger } from 'pino';
+import type { PrismaClient } from '../database/prisma';
+
+/** One finished request, as the gateway saw it. */
+export interface UsageSample {
+  deploymentId: string;
+  apiKeyId: string;
+  /** When it finished, epoch ms. */
+  at: number;
+  ok: boolean;
+  promptTokens: number;
+  completionTokens: number;
+  latencyMs: number;
+  /** Time to the first byte of the response body; null when none came. */
+  ttftMs: number | null;
+  costUsd: number;
+}
+
+interface Row {
+  deploymentId: string;
+  apiKeyId: string;
+  minute: number;
+  requests: number;
+  errors: number;
+  promptTokens: number;
+  completionTokens: number;
+  latencyMsSum: number;
+  ttftMsSum: number;
+  ttftCount: number;
+  costUsd: number;
+}
+
+/** Rows held while Postgres is unreachable before the oldest are dropped (and counted). */
+const MAX_PENDING_ROWS = 100_000;
+
+/**
+ * Per deployment, key and minute rollups, summed in memory on the request path
+ * (a map update) and written by one multi-row upsert per interval. Several
+ * gateway processes add into the same rows. A failed write keeps its rows for
+ * the next one; close() writes what is left.
+ */
+export class UsageRecorder {
+  private pending = new Map<string, Row>();
+  private timer: NodeJS.Timeout | null = null;
+  private flushing: Promise<void> | null = null;
+  /** Rows dropped because Postgres stayed unreachable past MAX_PENDING_ROWS. */
+  dropped = 0;
+
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly intervalMs: number,
+    private readonly log: Logger,
+    private readonly onFlush?: (rows: number, ok: boolean) => void,
+  ) {}
+
+  start() {
+    this.timer = setInterval(() => void this.flush(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  record(s: UsageSample) {
+    const minute = s.at - (s.at % 60_000);
+    const k = `${s.deploymentId}\0${s.apiKeyId}\0${minute}`;
+    let r = this.pending.get(k);
+    if (!r) {
+      if (this.pending.size >= MAX_PENDING_ROWS) {
+        const oldest = this.pending.keys().next().value as string;
+        this.pending.delete(oldest);
+        this.dropped++;
+      }
+      r = { deploymentId: s.deploymentId, apiKeyId: s.apiKeyId, minute, requests: 0, errors: 0, promptTokens: 0, completionTokens: 0, latencyMsSum: 0, ttftMsSum: 0, ttftCount: 0, costUsd: 0 };
+      this.pending.set(k, r);
+    }
+    r.requests++;
+    if (!s.ok) r.errors++;
+    r.promptTokens += s.promptTokens;
+    r.completionTokens += s.completionTokens;
+    r.latencyMsSum += s.latencyMs;
+    if (s.ttftMs !== null) {
+      r.ttftMsSum += s.ttftMs;
+      r.ttftCount++;
+    }
+    r.costUsd += s.costUsd;
+  }
+
+  /** Writes every pending row; concurrent calls share one write. */
+  flush(): Promise<void> {
+    if (!this.flushing) this.flushing = this.write().finally(() => (this.flushing = null));
+    return this.flushing;
+  }
+
+  private async write() {
+    if (this.pending.size === 0) return;
+    const batch = this.pending;
+    this.pending = new Map();
+    // One order for every gateway: concurrent upserts of the same rows cannot deadlock.
+    const rows = [...batch.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, r]) => r);
+    try {
+      await this.prisma.$executeRawUnsafe(
+        `INSERT INTO "UsageRollup" ("deploymentId", "apiKeyId", minute, requests, errors, "promptTokens", "completionTokens", "latencyMsSum", "ttftMsSum", "ttftCount", "costUsd")
+         SELECT u.* FROM unnest($1::text[], $2::text[], $3::timestamp(3)[], $4::int[], $5::int[], $6::bigint[], $7::bigint[], $8::float8[], $9::float8[], $10::int[], $11::numeric[])
+           AS u(d, k, m, rq, er, pt, ct, lat, tt, tc, cost)
+         -- Usage of a deployment or key deleted meanwhile has nobody to bill: skipped, not retried forever.
+         WHERE EXISTS (SELECT 1 FROM "Deployment" WHERE id = u.d) AND EXISTS (SELECT 1 FROM "ApiKey" WHERE id = u.k)
+         ORDER BY u.d, u.k, u.m
+         ON CONFLICT ("deploymentId", "apiKeyId", minute) DO UPDATE SET
+           requests = "UsageRollup".requests + EXCLUDED.requests,
+           errors = "UsageRollup".errors + EXCLUDED.errors,
+           "promptTokens" = "UsageRollup"."promptTokens" + EXCLUDED."promptTokens",
+           "completionTokens" = "UsageRollup"."completionTokens" + EXCLUDED."completionTokens",
+           "latencyMsSum" = "UsageRollup"."latencyMsSum" + EXCLUDED."latencyMsSum",
+           "ttftMsSum" = "UsageRollup"."ttftMsSum" + EXCLUDED."ttftMsSum",
+           "ttftCount" = "UsageRollup"."ttftCount" + EXCLUDED."ttftCount",
+           "costUsd" = "UsageRollup"."costUsd" + EXCLUDED."costUsd"`,
+        rows.map((r) => r.deploymentId),
+        rows.map((r) => r.apiKeyId),
+        rows.map((r) => new Date(r.minute).toISOString().slice(0, 23)),
+        rows.map((r) => r.requests),
+        rows.map((r) => r.errors),
+        rows.map((r) => String(r.promptTokens)),
+        rows.map((r) => String(r.completionTokens)),
+        rows.map((r) => r.latencyMsSum),
+        rows.map((r) => r.ttftMsSum),
+        rows.map((r) => r.ttftCount),
+        rows.map((r) => r.costUsd.toFixed(9)),
+      );
+      this.onFlush?.(rows.length, true);
+    } catch (err) {
+      // Put the rows back under anything recorded meanwhile; the next interval tries again.
+      for (const [k, r] of batch) {
+        const now = this.pending.get(k);
+        if (now) merge(r, now);
+        this.pending.set(k, r);
+      }
+      this.onFlush?.(rows.length, false);
+      this.log.error({ err: (err as Error).message, rows: rows.length }, 'usage rollup write failed; keeping the rows for the next interval');
+    }
+  }
+
+  async close() {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.flush();
+    if (this.pending.size) await this.flush();
+  }
+}
+
+function merge(into: Row, r: Row) {
+  into.requests += r.requests;
+  into.errors += r.errors;
+  into.promptTokens += r.promptTokens;
+  into.completionTokens += r.completionTokens;
+  into.latencyMsSum += r.latencyMsSum;
+  into.ttftMsSum += r.ttftMsSum;
+  into.ttftCount += r.ttftCount;
+  into.costUsd += r.costUsd;
+}
