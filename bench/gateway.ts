@@ -16,6 +16,8 @@
  *   npm run build && node dist/bench/gateway.js [phaseSeconds=2] [streams=2000] [streamSeconds=60] [abortCycles=10000]
  * The gateway runs as its own process (`node dist/src/main.js`), so its CPU and
  * memory are its own; the load generator and the abort probe run here.
+ * BENCH_GATEWAY_NODE_ARGS adds node flags to the gateway (e.g. --cpu-prof), and
+ * BENCH_GATEWAY_ENV (JSON) overrides its configuration, to find what costs what.
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -105,21 +107,21 @@ async function oneStream(t: Target, maxTokens: number, intended: number) {
   let ttft = -1;
   let last = 0;
   let events = 0;
-  let failed = false;
+  let failed: string | null = null;
   try {
     const res = await t.pool.request({ path: '/v1/chat/completions', method: 'POST', headers: t.headers, body: chatBody(t, { max_tokens: maxTokens, stream: true }) });
-    if (res.statusCode !== 200) failed = true;
-    for await (const chunk of res.body) {
+    if (res.statusCode !== 200) failed = `${res.statusCode} ${(await res.body.text()).slice(0, 200)}`;
+    else for await (const chunk of res.body) {
       const now = performance.now();
       if (ttft < 0) ttft = now - intended;
       else gaps.push(now - last);
       last = now;
       const s = (chunk as Buffer).toString();
       for (let i = s.indexOf('data: '); i >= 0; i = s.indexOf('data: ', i + 6)) events++;
-      if (s.includes('"error"')) failed = true;
+      if (s.includes('"error"')) failed = s.slice(s.indexOf('"error"'), 200);
     }
-  } catch {
-    failed = true;
+  } catch (err) {
+    failed = (err as Error).message;
   }
   return { ttft, gaps, events, failed };
 }
@@ -187,43 +189,59 @@ async function main() {
     const replica = await prisma.replica.findFirstOrThrow({ where: { deploymentId, state: 'READY' } });
     progress(`deployed ${deploymentId}; replica ${replica.address}`);
 
-    // The gateway under test, in its own process.
-    const gwPort = await freePort();
+    // The gateway under test, in its own process; a fresh one for each phase that measures its memory.
     const env = Object.fromEntries(Object.entries(stack.config).filter(([, v]) => typeof v === 'string' || typeof v === 'number').map(([k, v]) => [k, String(v)]));
     // BENCH_GATEWAY_NODE_ARGS: flags for the gateway's node, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile it.
     const nodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    const gw = spawn(process.execPath, [...nodeArgs, resolve(root, 'dist/src/main.js')], {
-      env: { ...process.env, ...env, API_PORT: String(gwPort), PUBLIC_BASE_URL: `http://127.0.0.1:${gwPort}`, LOG_LEVEL: 'error', GRAPHQL_SCHEMA_FILE: '' },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
-    procs.push(gw);
+    const json = { 'content-type': 'application/json' };
+    const pool = (url: string) => new Pool(url, { connections: null, pipelining: 1 });
+    const startGateway = async () => {
+      const port = await freePort();
+      const proc = spawn(process.execPath, [...nodeArgs, resolve(root, 'dist/src/main.js')], {
+        env: { ...process.env, ...env, ...JSON.parse(process.env.BENCH_GATEWAY_ENV ?? '{}'), API_PORT: String(port), PUBLIC_BASE_URL: `http://127.0.0.1:${port}`, LOG_LEVEL: 'error', GRAPHQL_SCHEMA_FILE: '' },
+        stdio: ['ignore', 'ignore', 'inherit'],
+      });
+      procs.push(proc);
+      await waitForPort('127.0.0.1', port, 30_000);
+      const target: Target = { name: 'gateway', pool: pool(`http://127.0.0.1:${port}`), headers: { ...json, authorization: `Bearer ${d.deployPipeline.apiKey}` }, model: 'default' };
+      return {
+        pid: proc.pid!, port, target,
+        metrics: async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text(),
+        stop: async () => {
+          await target.pool.close();
+          proc.kill('SIGTERM');
+          await new Promise((r) => (proc.exitCode !== null ? r(null) : proc.once('exit', r)));
+        },
+      };
+    };
+    let gw = await startGateway();
     const ptPort = await freePort();
     const pt = spawn(process.execPath, [resolve(__dirname, 'passthrough.js'), String(ptPort), replica.address!], { stdio: ['ignore', 'ignore', 'inherit'] });
     procs.push(pt);
-    await waitForPort('127.0.0.1', gwPort, 30_000);
     await waitForPort('127.0.0.1', ptPort, 30_000);
 
-    const json = { 'content-type': 'application/json' };
-    const pool = (url: string) => new Pool(url, { connections: null, pipelining: 1 });
     const direct: Target = { name: 'direct', pool: pool(replica.address!), headers: json, model: 'sim/tiny-chat' };
-    const gateway: Target = { name: 'gateway', pool: pool(`http://127.0.0.1:${gwPort}`), headers: { ...json, authorization: `Bearer ${d.deployPipeline.apiKey}` }, model: 'default' };
+    let gateway = gw.target;
     const passthrough: Target = { name: 'passthrough', pool: pool(`http://127.0.0.1:${ptPort}`), headers: json, model: 'sim/tiny-chat' };
 
-    progress('warming up');
-    await unstreamed([direct, gateway, passthrough], 200, 1);
+    // Steady state: JIT-compiled paths, caches filled, the first rollup writes and scaler reports done.
+    progress('warming up: 5 s at 500/s on each path');
+    await unstreamed([direct, gateway, passthrough], 500, 5 / phaseSeconds);
 
     // 1. Non-streamed, open loop.
     const unstreamedOut: Record<string, unknown> = {};
     for (const rate of [500, 1000]) {
-      progress(`non-streamed at ${rate}/s: ${phaseSeconds} s phases, direct and gateway alternating`);
-      const { lat, errors } = await unstreamed([direct, gateway], rate, 6);
-      const [dl, gl] = [lat.get('direct')!, lat.get('gateway')!];
+      progress(`non-streamed at ${rate}/s: ${phaseSeconds} s phases, direct, gateway and bare pass-through alternating`);
+      const { lat, errors } = await unstreamed([direct, gateway, passthrough], rate, 6);
+      const [dl, gl, pl] = [lat.get('direct')!, lat.get('gateway')!, lat.get('passthrough')!];
       unstreamedOut[`${rate}rps`] = {
-        requests: dl.length + gl.length, errors,
+        requests: dl.length + gl.length + pl.length, errors,
         directP50Ms: r2(median(dl)), gatewayP50Ms: r2(median(gl)), addedP50Ms: r2(median(gl) - median(dl)),
         directP99Ms: r2(percentile(dl, 99)), gatewayP99Ms: r2(percentile(gl, 99)), addedP99Ms: r2(percentile(gl, 99) - percentile(dl, 99)),
+        // The same extra hop with nothing in it: what one more process on this machine costs the tail by itself.
+        passthroughAddedP50Ms: r2(median(pl) - median(dl)), passthroughAddedP99Ms: r2(percentile(pl, 99) - percentile(dl, 99)),
       };
-      const m = await (await fetch(`http://127.0.0.1:${gwPort}/metrics`)).text();
+      const m = await gw.metrics();
       const gauge = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(m)?.[1] ?? NaN);
       // Since the gateway started: what its event loop and garbage collector cost the tail.
       (unstreamedOut[`${rate}rps`] as Record<string, unknown>).gatewayEventLoopLagMs = {
@@ -264,40 +282,56 @@ async function main() {
     };
     progress(`  ${JSON.stringify(streamedOut)}`);
 
-    // 4. Many concurrent streams through the gateway.
+    // 4. Many concurrent streams: straight to the replica (what the replica itself manages), then through a fresh gateway.
     const tokens = Math.round((streamSeconds * 1000) / ITL_MS);
-    progress(`${streamCount} concurrent streams of ${tokens} tokens (~${streamSeconds} s each), opened over 4 s`);
-    const rssBefore = rssKb(gw.pid!);
-    const cpu0 = cpuSeconds(gw.pid!);
-    const t0 = performance.now();
-    let peakRss = rssBefore;
-    const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssKb(gw.pid!))), 500);
-    const results = await Promise.all(Array.from({ length: streamCount }, async (_, i) => {
-      await sleep((i * 4000) / streamCount);
-      return oneStream(gateway, tokens, performance.now());
-    }));
-    clearInterval(sampler);
-    const wall = (performance.now() - t0) / 1000;
-    const cpu = cpuSeconds(gw.pid!) - cpu0;
-    const expected = tokens + 3; // role chunk, one per token, the finish chunk, [DONE]
-    const concurrentOut = {
-      streams: streamCount, tokensPerStream: tokens, wallSeconds: r1(wall),
-      errors: results.filter((r) => r.failed).length,
-      droppedChunks: results.reduce((s, r) => s + Math.max(0, expected - r.events), 0),
-      gatewayCpuPercent: r1((cpu / wall) * 100),
-      gatewayCpuMsPerStreamSecond: r2((cpu * 1000) / (streamCount * streamSeconds)),
-      gatewayRssMb: { before: r1(rssBefore / 1024), peak: r1(peakRss / 1024) },
-      gatewayKbPerStream: r1((peakRss - rssBefore) / streamCount),
-      gapP99Ms: r1(percentile(results.flatMap((r) => r.gaps), 99)),
+    const manyStreams = async (t: Target, pid: number | null) => {
+      progress(`${streamCount} concurrent streams of ${tokens} tokens (~${streamSeconds} s each) to ${t.name}, opened over 4 s`);
+      const rssBefore = pid ? rssKb(pid) : 0;
+      const cpu0 = pid ? cpuSeconds(pid) : 0;
+      const t0 = performance.now();
+      let peakRss = rssBefore;
+      const sampler = setInterval(() => (peakRss = pid ? Math.max(peakRss, rssKb(pid)) : 0), 500);
+      const results = await Promise.all(Array.from({ length: streamCount }, async (_, i) => {
+        await sleep((i * 4000) / streamCount);
+        return oneStream(t, tokens, performance.now());
+      }));
+      clearInterval(sampler);
+      const wall = (performance.now() - t0) / 1000;
+      const expected = tokens + 3; // role chunk, one per token, the finish chunk, [DONE]
+      const out: Record<string, unknown> = {
+        wallSeconds: r1(wall),
+        errors: results.filter((r) => r.failed).length,
+        errorKinds: [...new Set(results.map((r) => r.failed).filter(Boolean))].slice(0, 5),
+        droppedChunks: results.reduce((s, r) => s + Math.max(0, expected - r.events), 0),
+        gapP50Ms: r1(median(results.flatMap((r) => r.gaps))),
+        gapP99Ms: r1(percentile(results.flatMap((r) => r.gaps), 99)),
+      };
+      if (pid) {
+        const cpu = cpuSeconds(pid) - cpu0;
+        Object.assign(out, {
+          gatewayCpuPercent: r1((cpu / wall) * 100),
+          gatewayCpuMsPerStreamSecond: r2((cpu * 1000) / (streamCount * wall)),
+          gatewayRssMb: { before: r1(rssBefore / 1024), peak: r1(peakRss / 1024) },
+          gatewayKbPerStream: r1((peakRss - rssBefore) / streamCount),
+        });
+      }
+      progress(`  ${JSON.stringify(out)}`);
+      return out;
     };
-    progress(`  ${JSON.stringify(concurrentOut)}`);
+    await gw.stop();
+    gw = await startGateway();
+    gateway = gw.target;
+    await unstreamed([gateway], 200, 1); // the same warm start as every gateway gets
+    const concurrentOut = { streams: streamCount, tokensPerStream: tokens, direct: await manyStreams(direct, null), gateway: await manyStreams(gateway, gw.pid) };
 
     // 5. Aborts, against a probe upstream that records when each connection closes.
     const probe = startProbe();
     const probeUrl = await probe.listen();
     await prisma.replica.update({ where: { id: replica.id }, data: { address: probeUrl } });
     await prisma.$executeRaw`SELECT pg_notify('infercp_routes', ${deploymentId})`;
-    await sleep(500);
+    await gw.stop();
+    gw = await startGateway();
+    gateway = gw.target;
     let seq = 0;
     /** Client abort to upstream close, ms; `afterFirst`: abort once a token arrived, else while the upstream has not answered. */
     const abortOnce = async (afterFirst: boolean): Promise<number> => {
@@ -333,26 +367,30 @@ async function main() {
       before.push(await abortOnce(false));
       after.push(await abortOnce(true));
     }
-    progress(`${abortCycles} abort cycles, 100 at a time`);
-    const fd0 = fds(gw.pid!);
-    const rss0 = rssKb(gw.pid!);
-    let next = 0;
-    await Promise.all(Array.from({ length: 100 }, async () => {
-      while (next < abortCycles) {
-        const i = next++;
-        await abortOnce(i % 2 === 0);
-        if (i % 1000 === 999) progress(`  ${i + 1}/${abortCycles}`);
-      }
-    }));
-    await sleep(1000);
-    const metrics = await (await fetch(`http://127.0.0.1:${gwPort}/metrics`)).text();
+    const cycles = async (n: number) => {
+      let next = 0;
+      await Promise.all(Array.from({ length: 100 }, async () => {
+        while (next < n) {
+          const i = next++;
+          await abortOnce(i % 2 === 0);
+          if (i % 1000 === 999) progress(`  ${i + 1}/${n}`);
+        }
+      }));
+      await sleep(1000);
+    };
+    progress(`${abortCycles} abort cycles, 100 at a time, after 1,000 to warm up`);
+    await cycles(1000);
+    const fd0 = fds(gw.pid);
+    const rss0 = rssKb(gw.pid);
+    await cycles(abortCycles);
+    const metrics = await gw.metrics();
     const inFlight = Number(new RegExp(`infercp_gateway_in_flight\\{deployment="${deploymentId}"\\} (\\d+)`).exec(metrics)?.[1] ?? NaN);
     const abortsOut = {
       beforeFirstTokenP50Ms: r2(median(before)), beforeFirstTokenP99Ms: r2(percentile(before, 99)),
       afterFirstTokenP50Ms: r2(median(after)), afterFirstTokenP99Ms: r2(percentile(after, 99)),
       cycles: abortCycles,
-      gatewayFds: { before: fd0, after: fds(gw.pid!) },
-      gatewayRssMb: { before: r1(rss0 / 1024), after: r1(rssKb(gw.pid!) / 1024) },
+      gatewayFds: { before: fd0, after: fds(gw.pid) },
+      gatewayRssMb: { before: r1(rss0 / 1024), after: r1(rssKb(gw.pid) / 1024) },
       gatewayInFlightAfter: inFlight,
       upstreamOpenAfter: probe.openCount(),
     };
@@ -360,7 +398,8 @@ async function main() {
     probe.server.close();
 
     process.stdout.write(`${JSON.stringify({ phaseSeconds, unstreamed: unstreamedOut, peak: peakOut, streamed: streamedOut, concurrentStreams: concurrentOut, aborts: abortsOut }, null, 2)}\n`);
-    await Promise.all([direct, gateway, passthrough].map((t) => t.pool.close()));
+    await Promise.all([direct, passthrough].map((t) => t.pool.close()));
+    await gw.stop();
   } finally {
     for (const p of procs) p.kill('SIGTERM');
     await stack.close();

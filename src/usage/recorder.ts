@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { sumInto } from '../common/stats';
 import type { PrismaClient } from '../database/prisma';
 
 /** One finished request, as the gateway saw it. */
@@ -145,13 +146,8 @@ export class UsageRecorder {
   }
 }
 
+const SUMMED = ['requests', 'errors', 'promptTokens', 'completionTokens', 'latencyMsSum', 'ttftMsSum', 'ttftCount', 'costUsd'] as const;
+
 function merge(into: Row, r: Row) {
-  into.requests += r.requests;
-  into.errors += r.errors;
-  into.promptTokens += r.promptTokens;
-  into.completionTokens += r.completionTokens;
-  into.latencyMsSum += r.latencyMsSum;
-  into.ttftMsSum += r.ttftMsSum;
-  into.ttftCount += r.ttftCount;
-  into.costUsd += r.costUsd;
+  sumInto(into, r, SUMMED);
 }

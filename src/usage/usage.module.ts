@@ -3,6 +3,7 @@ import { Args, Field, Float, ID, InputType, Int, ObjectType, Query, registerEnum
 import { z } from 'zod';
 import { PRISMA } from '../common/core.module';
 import type { PrismaClient } from '../database/prisma';
+import { sumInto } from '../common/stats';
 import { notFound } from '../domain/errors';
 import { AuthContext, CurrentAuth, ManagementAuthGuard } from '../workspaces/auth';
 
@@ -134,16 +135,7 @@ export class UsageService {
     }
     const buckets = [...byStart.keys()].sort((a, b) => a - b).map((t) => bucket(byStart.get(t)!));
     const total = buckets.reduce<UsageBucket>(
-      (acc, b) => {
-        acc.requests += b.requests;
-        acc.errors += b.errors;
-        acc.promptTokens += b.promptTokens;
-        acc.completionTokens += b.completionTokens;
-        acc.replicaSeconds += b.replicaSeconds;
-        acc.tokenCostUsd += b.tokenCostUsd;
-        acc.capacityCostUsd += b.capacityCostUsd;
-        return acc;
-      },
+      (acc, b) => sumInto(acc, b, ['requests', 'errors', 'promptTokens', 'completionTokens', 'replicaSeconds', 'tokenCostUsd', 'capacityCostUsd']),
       { start: input.from, requests: 0, errors: 0, promptTokens: 0, completionTokens: 0, avgLatencyMs: null, avgTtftMs: null, replicaSeconds: 0, tokenCostUsd: 0, capacityCostUsd: 0, costUsd: 0 },
     );
     const latency = tokens.reduce((s, r) => s + r.latency, 0);
