@@ -167,7 +167,6 @@ function startProbe() {
 
 async function main() {
   const stack = await benchStack('gateway', {
-    ...(process.env.BENCH_CACHE_TTL ? { GATEWAY_CACHE_TTL_MS: process.env.BENCH_CACHE_TTL } : {}),
     LOCAL_REPLICA_COMMAND: [process.execPath, resolve(root, 'dist/src/simulator/main.js'),
       '--host {host} --port {port} --model {model} --task {task} --max-concurrency {maxConcurrency} --cache-dir {cacheDir} --weights-key {weights}',
       `--ttft-ms 2 --itl-ms ${ITL_MS} --slowdown-per-seq 0 --warm-start-ms 100 --cold-start-ms 100`].join(' '),

@@ -72,13 +72,15 @@ export class Lookup<V> {
   }
 
   async get(k: string): Promise<V> {
-    for (let attempt = 0; ; attempt++) {
+    // A read cancelled because the entry was invalidated meanwhile is made again, now that the change
+    // is in; a few times at most, so a row that changes without pause cannot hold a request forever.
+    for (let attempt = 1; ; attempt++) {
       try {
         const e = await this.cache.fetch(k);
         if (e) return e.v;
+        if (attempt >= 3) throw new Error(`lookup of ${k} was invalidated ${attempt} times while it loaded`);
       } catch (err) {
-        // The entry was invalidated while it loaded: load it again, now that the change is in.
-        if (attempt >= 2 || !(err instanceof Error) || !/abort/i.test(`${err.name} ${err.message}`)) throw err;
+        if (attempt >= 3 || !(err instanceof Error) || !/abort/i.test(`${err.name} ${err.message}`)) throw err;
       }
     }
   }
@@ -111,7 +113,7 @@ export class Directory {
   constructor(
     private readonly prisma: PrismaClient,
     private readonly databaseUrl: string,
-    private readonly ttlMs: number,
+    ttlMs: number,
     private readonly log: Logger,
   ) {
     this.keys = new Lookup(100_000, ttlMs, (hash) => this.loadKey(hash), (v) => (v ? ttlMs : Math.min(ttlMs, 1000)));

@@ -548,15 +548,17 @@ export class Gateway {
       this.o.metrics.latency.observe({ route: kind }, Number(process.hrtime.bigint() - started) / 1e9);
     };
 
-    // One timer per response, re-armed only when it fires: no timer work per chunk.
+    // One timer per response, re-armed only when it fires: no timer work per chunk. A stream waits
+    // for its first byte under the TTFB timeout; anything after that, and a JSON body, under the idle one.
     const watch = () => {
+      const phase = sse && firstByteAt === null ? 'ttfb' : 'idle';
+      const deadline = phase === 'ttfb' ? x.sentAt + this.o.ttfbTimeoutMs : lastChunkAt + this.o.idleTimeoutMs;
       const now = Date.now();
-      const deadline = firstByteAt === null && sse ? x.sentAt + this.o.ttfbTimeoutMs : lastChunkAt + this.o.idleTimeoutMs;
       if (now < deadline) {
         watchdog = setTimeout(watch, deadline - now);
         return;
       }
-      silent = firstByteAt === null && sse ? 'ttfb' : 'idle';
+      silent = phase;
       res.body.destroy(new Error(silent === 'ttfb' ? `no first token within ${this.o.ttfbTimeoutMs} ms` : `silent for ${this.o.idleTimeoutMs} ms`));
     };
     let watchdog = setTimeout(watch, sse ? this.o.ttfbTimeoutMs : this.o.idleTimeoutMs);

@@ -20,7 +20,8 @@ const TAIL_BYTES = 4096;
 /** An event longer than this is forwarded without waiting for its end. */
 const MAX_PENDING_BYTES = 1 << 20;
 const EVENT_END = Buffer.from('\n\n');
-const USAGE_OBJECT = [Buffer.from('"usage":{'), Buffer.from('"usage": {')];
+const USAGE_MARKERS = ['"usage":{', '"usage": {'];
+const USAGE_OBJECT = USAGE_MARKERS.map((m) => Buffer.from(m));
 const CONTENT = Buffer.from('"content":"');
 
 export class UsageTap {
@@ -86,7 +87,7 @@ export class UsageTap {
     for (const ev of events.slice(0, -1)) {
       const data = /^data: ?(.*)$/ms.exec(ev)?.[1];
       let dropped = false;
-      if (data && USAGE_OBJECT.some((m) => ev.includes(m.toString()))) {
+      if (data && USAGE_MARKERS.some((m) => ev.includes(m))) {
         try {
           const obj = JSON.parse(data) as { choices?: unknown[]; usage?: { prompt_tokens?: number; completion_tokens?: number } | null };
           if (obj.usage) {
