@@ -16,11 +16,13 @@
  *   npm run build && node dist/bench/gateway.js [phaseSeconds=2] [streams=2000] [streamSeconds=60] [abortCycles=10000]
  * The gateway runs as its own process (`node dist/src/main.js`), so its CPU and
  * memory are its own; the load generator and the abort probe run here.
- * BENCH_GATEWAY_NODE_ARGS adds node flags to the gateway (e.g. --cpu-prof), and
- * BENCH_GATEWAY_ENV (JSON) overrides its configuration, to find what costs what.
+ * BENCH_GATEWAY_NODE_ARGS adds node flags to the gateway (e.g. --cpu-prof, or --trace-gc
+ * with BENCH_GATEWAY_STDOUT naming a file for its output), and
+ * BENCH_GATEWAY_ENV (JSON) overrides its configuration, to find what costs what;
+ * BENCH_PHASES (comma-separated: unstreamed,peak,streamed,concurrent,aborts) runs some of them.
  */
 import { ChildProcess, spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { openSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
@@ -30,6 +32,7 @@ import { waitForPort } from '../src/temporal/dev-server';
 import { benchStack, cpuSeconds, median, percentile, progress } from './harness';
 
 const [phaseSeconds, streamCount, streamSeconds, abortCycles] = [2, 2000, 60, 10_000].map((d, i) => Number(process.argv[2 + i] ?? d));
+const phases = new Set((process.env.BENCH_PHASES ?? 'unstreamed,peak,streamed,concurrent,aborts').split(',').map((p) => p.trim()));
 const ITL_MS = 50; // ~20 tokens/s per stream
 const root = resolve(__dirname, '../..');
 
@@ -198,7 +201,8 @@ async function main() {
       const port = await freePort();
       const proc = spawn(process.execPath, [...nodeArgs, resolve(root, 'dist/src/main.js')], {
         env: { ...process.env, ...env, ...JSON.parse(process.env.BENCH_GATEWAY_ENV ?? '{}'), API_PORT: String(port), PUBLIC_BASE_URL: `http://127.0.0.1:${port}`, LOG_LEVEL: 'error', GRAPHQL_SCHEMA_FILE: '' },
-        stdio: ['ignore', 'ignore', 'inherit'],
+        // BENCH_GATEWAY_STDOUT: a file for the gateway's stdout (where --trace-gc and friends write).
+        stdio: ['ignore', process.env.BENCH_GATEWAY_STDOUT ? openSync(process.env.BENCH_GATEWAY_STDOUT, 'a') : 'ignore', 'inherit'],
       });
       procs.push(proc);
       await waitForPort('127.0.0.1', port, 30_000);
@@ -229,7 +233,7 @@ async function main() {
 
     // 1. Non-streamed, open loop.
     const unstreamedOut: Record<string, unknown> = {};
-    for (const rate of [500, 1000]) {
+    for (const rate of phases.has('unstreamed') ? [500, 1000] : []) {
       progress(`non-streamed at ${rate}/s: ${phaseSeconds} s phases, direct, gateway and bare pass-through alternating`);
       const { lat, errors } = await unstreamed([direct, gateway, passthrough], rate, 6);
       const [dl, gl, pl] = [lat.get('direct')!, lat.get('gateway')!, lat.get('passthrough')!];
@@ -249,153 +253,161 @@ async function main() {
       progress(`  ${JSON.stringify(unstreamedOut[`${rate}rps`])}`);
     }
 
-    // 2. Peak throughput, closed loop, alternating; the best of three each.
-    progress('peak requests/s: gateway vs bare pass-through vs direct');
-    const peak: Record<string, number[]> = { direct: [], passthrough: [], gateway: [] };
-    for (let i = 0; i < 3; i++) for (const t of [passthrough, gateway, direct]) peak[t.name].push(await closedLoop(t, 128, phaseSeconds));
-    const best = (xs: number[]) => Math.round(Math.max(...xs));
-    const peakOut = { directRps: best(peak.direct), passthroughRps: best(peak.passthrough), gatewayRps: best(peak.gateway), gatewayToPassthrough: r2(best(peak.gateway) / best(peak.passthrough)) };
-    progress(`  ${JSON.stringify(peakOut)}`);
-
-    // 3. Streams: time to first token and gaps between chunks, open loop, alternating.
-    progress('streamed: 50 streams/s of 6 tokens, direct and gateway alternating');
-    const ttft: Record<string, number[]> = { direct: [], gateway: [] };
-    const gaps: Record<string, number[]> = { direct: [], gateway: [] };
-    let streamErrors = 0;
-    for (let p = 0; p < 6; p++) {
-      for (const t of p % 2 ? [gateway, direct] : [direct, gateway]) {
-        await openLoop(50, phaseSeconds, async (intended) => {
-          const s = await oneStream(t, 6, intended);
-          if (s.failed) streamErrors++;
-          ttft[t.name].push(s.ttft);
-          gaps[t.name].push(...s.gaps);
-        });
-      }
+    let peakOut: Record<string, unknown> | undefined;
+    if (phases.has('peak')) {
+      // 2. Peak throughput, closed loop, alternating; the best of three each.
+      progress('peak requests/s: gateway vs bare pass-through vs direct');
+      const peak: Record<string, number[]> = { direct: [], passthrough: [], gateway: [] };
+      for (let i = 0; i < 3; i++) for (const t of [passthrough, gateway, direct]) peak[t.name].push(await closedLoop(t, 128, phaseSeconds));
+      const best = (xs: number[]) => Math.round(Math.max(...xs));
+      peakOut = { directRps: best(peak.direct), passthroughRps: best(peak.passthrough), gatewayRps: best(peak.gateway), gatewayToPassthrough: r2(best(peak.gateway) / best(peak.passthrough)) };
+      progress(`  ${JSON.stringify(peakOut)}`);
     }
-    const streamedOut = {
-      streams: ttft.direct.length + ttft.gateway.length, errors: streamErrors,
-      directTtftP50Ms: r2(median(ttft.direct)), addedTtftP50Ms: r2(median(ttft.gateway) - median(ttft.direct)),
-      addedTtftP99Ms: r2(percentile(ttft.gateway, 99) - percentile(ttft.direct, 99)),
-      directGapP50Ms: r2(median(gaps.direct)), addedGapP50Ms: r2(median(gaps.gateway) - median(gaps.direct)),
-      addedGapP99Ms: r2(percentile(gaps.gateway, 99) - percentile(gaps.direct, 99)),
-    };
-    progress(`  ${JSON.stringify(streamedOut)}`);
-
-    // 4. Many concurrent streams: straight to the replica (what the replica itself manages), then through a fresh gateway.
-    const tokens = Math.round((streamSeconds * 1000) / ITL_MS);
-    const manyStreams = async (t: Target, pid: number | null) => {
-      progress(`${streamCount} concurrent streams of ${tokens} tokens (~${streamSeconds} s each) to ${t.name}, opened over 4 s`);
-      const rssBefore = pid ? rssKb(pid) : 0;
-      const cpu0 = pid ? cpuSeconds(pid) : 0;
-      const t0 = performance.now();
-      let peakRss = rssBefore;
-      const sampler = setInterval(() => (peakRss = pid ? Math.max(peakRss, rssKb(pid)) : 0), 500);
-      const results = await Promise.all(Array.from({ length: streamCount }, async (_, i) => {
-        await sleep((i * 4000) / streamCount);
-        return oneStream(t, tokens, performance.now());
-      }));
-      clearInterval(sampler);
-      const wall = (performance.now() - t0) / 1000;
-      const expected = tokens + 3; // role chunk, one per token, the finish chunk, [DONE]
-      const out: Record<string, unknown> = {
-        wallSeconds: r1(wall),
-        errors: results.filter((r) => r.failed).length,
-        errorKinds: [...new Set(results.map((r) => r.failed).filter(Boolean))].slice(0, 5),
-        droppedChunks: results.reduce((s, r) => s + Math.max(0, expected - r.events), 0),
-        gapP50Ms: r1(median(results.flatMap((r) => r.gaps))),
-        gapP99Ms: r1(percentile(results.flatMap((r) => r.gaps), 99)),
-      };
-      if (pid) {
-        const cpu = cpuSeconds(pid) - cpu0;
-        Object.assign(out, {
-          gatewayCpuPercent: r1((cpu / wall) * 100),
-          gatewayCpuMsPerStreamSecond: r2((cpu * 1000) / (streamCount * wall)),
-          gatewayRssMb: { before: r1(rssBefore / 1024), peak: r1(peakRss / 1024) },
-          gatewayKbPerStream: r1((peakRss - rssBefore) / streamCount),
-        });
-      }
-      progress(`  ${JSON.stringify(out)}`);
-      return out;
-    };
-    await gw.stop();
-    gw = await startGateway();
-    gateway = gw.target;
-    await unstreamed([gateway], 200, 1); // the same warm start as every gateway gets
-    const concurrentOut = { streams: streamCount, tokensPerStream: tokens, direct: await manyStreams(direct, null), gateway: await manyStreams(gateway, gw.pid) };
-
-    // 5. Aborts, against a probe upstream that records when each connection closes.
-    const probe = startProbe();
-    const probeUrl = await probe.listen();
-    await prisma.replica.update({ where: { id: replica.id }, data: { address: probeUrl } });
-    await prisma.$executeRaw`SELECT pg_notify('infercp_routes', ${deploymentId})`;
-    await gw.stop();
-    gw = await startGateway();
-    gateway = gw.target;
-    let seq = 0;
-    /** Client abort to upstream close, ms; `afterFirst`: abort once a token arrived, else while the upstream has not answered. */
-    const abortOnce = async (afterFirst: boolean): Promise<number> => {
-      const id = `a${++seq}`;
-      const ac = new AbortController();
-      const opened = new Promise<number>((r) => probe.opened.set(id, r));
-      const body = JSON.stringify({ model: 'default', stream: true, user: id, metadata: { firstTokenAfterMs: afterFirst ? 0 : 60_000 }, messages: [{ role: 'user', content: 'x' }] });
-      const req = gateway.pool.request({ path: '/v1/chat/completions', method: 'POST', headers: gateway.headers, body, signal: ac.signal });
-      let abortAt: number;
-      if (afterFirst) {
-        const res = await req;
-        const it = res.body[Symbol.asyncIterator]();
-        await it.next();
-        abortAt = performance.now();
-        ac.abort();
-        await it.next().catch(() => {});
-      } else {
-        await opened;
-        abortAt = performance.now();
-        ac.abort();
-        await req.catch(() => {});
-      }
-      for (let i = 0; !probe.closed.has(id) && i < 400; i++) await sleep(5);
-      probe.opened.delete(id);
-      const closedAt = probe.closed.get(id);
-      probe.closed.delete(id);
-      return closedAt === undefined ? Infinity : closedAt - abortAt;
-    };
-    progress('aborts: 300 before and 300 after the first token');
-    const before: number[] = [];
-    const after: number[] = [];
-    for (let i = 0; i < 300; i++) {
-      before.push(await abortOnce(false));
-      after.push(await abortOnce(true));
-    }
-    const cycles = async (n: number) => {
-      let next = 0;
-      await Promise.all(Array.from({ length: 100 }, async () => {
-        while (next < n) {
-          const i = next++;
-          await abortOnce(i % 2 === 0);
-          if (i % 1000 === 999) progress(`  ${i + 1}/${n}`);
+    let streamedOut: Record<string, unknown> | undefined;
+    if (phases.has('streamed')) {
+      // 3. Streams: time to first token and gaps between chunks, open loop, alternating.
+      progress('streamed: 50 streams/s of 6 tokens, direct and gateway alternating');
+      const ttft: Record<string, number[]> = { direct: [], gateway: [] };
+      const gaps: Record<string, number[]> = { direct: [], gateway: [] };
+      let streamErrors = 0;
+      for (let p = 0; p < 6; p++) {
+        for (const t of p % 2 ? [gateway, direct] : [direct, gateway]) {
+          await openLoop(50, phaseSeconds, async (intended) => {
+            const s = await oneStream(t, 6, intended);
+            if (s.failed) streamErrors++;
+            ttft[t.name].push(s.ttft);
+            gaps[t.name].push(...s.gaps);
+          });
         }
-      }));
-      await sleep(1000);
-    };
-    progress(`${abortCycles} abort cycles, 100 at a time, after 1,000 to warm up`);
-    await cycles(1000);
-    const fd0 = fds(gw.pid);
-    const rss0 = rssKb(gw.pid);
-    await cycles(abortCycles);
-    const metrics = await gw.metrics();
-    const inFlight = Number(new RegExp(`infercp_gateway_in_flight\\{deployment="${deploymentId}"\\} (\\d+)`).exec(metrics)?.[1] ?? NaN);
-    const abortsOut = {
-      beforeFirstTokenP50Ms: r2(median(before)), beforeFirstTokenP99Ms: r2(percentile(before, 99)),
-      afterFirstTokenP50Ms: r2(median(after)), afterFirstTokenP99Ms: r2(percentile(after, 99)),
-      cycles: abortCycles,
-      gatewayFds: { before: fd0, after: fds(gw.pid) },
-      gatewayRssMb: { before: r1(rss0 / 1024), after: r1(rssKb(gw.pid) / 1024) },
-      gatewayInFlightAfter: inFlight,
-      upstreamOpenAfter: probe.openCount(),
-    };
-    progress(`  ${JSON.stringify(abortsOut)}`);
-    probe.server.close();
-
+      }
+      streamedOut = {
+        streams: ttft.direct.length + ttft.gateway.length, errors: streamErrors,
+        directTtftP50Ms: r2(median(ttft.direct)), addedTtftP50Ms: r2(median(ttft.gateway) - median(ttft.direct)),
+        addedTtftP99Ms: r2(percentile(ttft.gateway, 99) - percentile(ttft.direct, 99)),
+        directGapP50Ms: r2(median(gaps.direct)), addedGapP50Ms: r2(median(gaps.gateway) - median(gaps.direct)),
+        addedGapP99Ms: r2(percentile(gaps.gateway, 99) - percentile(gaps.direct, 99)),
+      };
+      progress(`  ${JSON.stringify(streamedOut)}`);
+    }
+    let concurrentOut: Record<string, unknown> | undefined;
+    if (phases.has('concurrent')) {
+      // 4. Many concurrent streams: straight to the replica (what the replica itself manages), then through a fresh gateway.
+      const tokens = Math.round((streamSeconds * 1000) / ITL_MS);
+      const manyStreams = async (t: Target, pid: number | null) => {
+        progress(`${streamCount} concurrent streams of ${tokens} tokens (~${streamSeconds} s each) to ${t.name}, opened over 4 s`);
+        const rssBefore = pid ? rssKb(pid) : 0;
+        const cpu0 = pid ? cpuSeconds(pid) : 0;
+        const t0 = performance.now();
+        let peakRss = rssBefore;
+        const sampler = setInterval(() => (peakRss = pid ? Math.max(peakRss, rssKb(pid)) : 0), 500);
+        const results = await Promise.all(Array.from({ length: streamCount }, async (_, i) => {
+          await sleep((i * 4000) / streamCount);
+          return oneStream(t, tokens, performance.now());
+        }));
+        clearInterval(sampler);
+        const wall = (performance.now() - t0) / 1000;
+        const expected = tokens + 3; // role chunk, one per token, the finish chunk, [DONE]
+        const out: Record<string, unknown> = {
+          wallSeconds: r1(wall),
+          errors: results.filter((r) => r.failed).length,
+          errorKinds: [...new Set(results.map((r) => r.failed).filter(Boolean))].slice(0, 5),
+          droppedChunks: results.reduce((s, r) => s + Math.max(0, expected - r.events), 0),
+          gapP50Ms: r1(median(results.flatMap((r) => r.gaps))),
+          gapP99Ms: r1(percentile(results.flatMap((r) => r.gaps), 99)),
+        };
+        if (pid) {
+          const cpu = cpuSeconds(pid) - cpu0;
+          Object.assign(out, {
+            gatewayCpuPercent: r1((cpu / wall) * 100),
+            gatewayCpuMsPerStreamSecond: r2((cpu * 1000) / (streamCount * wall)),
+            gatewayRssMb: { before: r1(rssBefore / 1024), peak: r1(peakRss / 1024) },
+            gatewayKbPerStream: r1((peakRss - rssBefore) / streamCount),
+          });
+        }
+        progress(`  ${JSON.stringify(out)}`);
+        return out;
+      };
+      await gw.stop();
+      gw = await startGateway();
+      gateway = gw.target;
+      await unstreamed([gateway], 200, 1); // the same warm start as every gateway gets
+      concurrentOut = { streams: streamCount, tokensPerStream: tokens, direct: await manyStreams(direct, null), gateway: await manyStreams(gateway, gw.pid) };
+    }
+    let abortsOut: Record<string, unknown> | undefined;
+    if (phases.has('aborts')) {
+      // 5. Aborts, against a probe upstream that records when each connection closes.
+      const probe = startProbe();
+      const probeUrl = await probe.listen();
+      await prisma.replica.update({ where: { id: replica.id }, data: { address: probeUrl } });
+      await prisma.$executeRaw`SELECT pg_notify('infercp_routes', ${deploymentId})`;
+      await gw.stop();
+      gw = await startGateway();
+      gateway = gw.target;
+      let seq = 0;
+      /** Client abort to upstream close, ms; `afterFirst`: abort once a token arrived, else while the upstream has not answered. */
+      const abortOnce = async (afterFirst: boolean): Promise<number> => {
+        const id = `a${++seq}`;
+        const ac = new AbortController();
+        const opened = new Promise<number>((r) => probe.opened.set(id, r));
+        const body = JSON.stringify({ model: 'default', stream: true, user: id, metadata: { firstTokenAfterMs: afterFirst ? 0 : 60_000 }, messages: [{ role: 'user', content: 'x' }] });
+        const req = gateway.pool.request({ path: '/v1/chat/completions', method: 'POST', headers: gateway.headers, body, signal: ac.signal });
+        let abortAt: number;
+        if (afterFirst) {
+          const res = await req;
+          const it = res.body[Symbol.asyncIterator]();
+          await it.next();
+          abortAt = performance.now();
+          ac.abort();
+          await it.next().catch(() => {});
+        } else {
+          await opened;
+          abortAt = performance.now();
+          ac.abort();
+          await req.catch(() => {});
+        }
+        for (let i = 0; !probe.closed.has(id) && i < 400; i++) await sleep(5);
+        probe.opened.delete(id);
+        const closedAt = probe.closed.get(id);
+        probe.closed.delete(id);
+        return closedAt === undefined ? Infinity : closedAt - abortAt;
+      };
+      progress('aborts: 300 before and 300 after the first token');
+      const before: number[] = [];
+      const after: number[] = [];
+      for (let i = 0; i < 300; i++) {
+        before.push(await abortOnce(false));
+        after.push(await abortOnce(true));
+      }
+      const cycles = async (n: number) => {
+        let next = 0;
+        await Promise.all(Array.from({ length: 100 }, async () => {
+          while (next < n) {
+            const i = next++;
+            await abortOnce(i % 2 === 0);
+            if (i % 1000 === 999) progress(`  ${i + 1}/${n}`);
+          }
+        }));
+        await sleep(1000);
+      };
+      progress(`${abortCycles} abort cycles, 100 at a time, after 1,000 to warm up`);
+      await cycles(1000);
+      const fd0 = fds(gw.pid);
+      const rss0 = rssKb(gw.pid);
+      await cycles(abortCycles);
+      const metrics = await gw.metrics();
+      const inFlight = Number(new RegExp(`infercp_gateway_in_flight\\{deployment="${deploymentId}"\\} (\\d+)`).exec(metrics)?.[1] ?? NaN);
+      abortsOut = {
+        beforeFirstTokenP50Ms: r2(median(before)), beforeFirstTokenP99Ms: r2(percentile(before, 99)),
+        afterFirstTokenP50Ms: r2(median(after)), afterFirstTokenP99Ms: r2(percentile(after, 99)),
+        cycles: abortCycles,
+        gatewayFds: { before: fd0, after: fds(gw.pid) },
+        gatewayRssMb: { before: r1(rss0 / 1024), after: r1(rssKb(gw.pid) / 1024) },
+        gatewayInFlightAfter: inFlight,
+        upstreamOpenAfter: probe.openCount(),
+      };
+      progress(`  ${JSON.stringify(abortsOut)}`);
+      probe.server.close();
+    }
     process.stdout.write(`${JSON.stringify({ phaseSeconds, unstreamed: unstreamedOut, peak: peakOut, streamed: streamedOut, concurrentStreams: concurrentOut, aborts: abortsOut }, null, 2)}\n`);
     await Promise.all([direct, passthrough].map((t) => t.pool.close()));
     await gw.stop();

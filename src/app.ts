@@ -31,6 +31,10 @@ import { UsageModule } from './usage/usage.module';
 import { UsageRecorder } from './usage/recorder';
 import { CapacityAccountant } from './usage/capacity';
 import { loadPrices } from './usage/prices';
+import { installLeanAsyncResourceBind } from './common/async-resource-bind';
+
+/** Pending connections the listening socket holds before the kernel drops SYNs. */
+const LISTEN_BACKLOG = 4096;
 
 export interface AppHandle {
   app: NestFastifyApplication;
@@ -72,11 +76,14 @@ function rootModule(config: Config, logger: Logger) {
 
 /** Builds the api process: GraphQL at /graphql, the gateway at /v1/*, /metrics, /healthz. */
 export async function createApp(config: Config, logger: Logger): Promise<AppHandle> {
+  // Fastify binds a callback per request body; Node's bind made every request's objects outlive young GCs.
+  if (installLeanAsyncResourceBind()) logger.debug('AsyncResource.prototype.bind replaced by a lean version (src/common/async-resource-bind.ts)');
   const adapter = new FastifyAdapter({ bodyLimit: 16 * 1024 * 1024, logger: false });
   const app = await NestFactory.create<NestFastifyApplication>(rootModule(config, logger), adapter, {
     logger: new PinoNestLogger(logger.child({ component: 'nest' })),
   });
-  app.enableShutdownHooks();
+  // No enableShutdownHooks(): Nest's default list includes SIGUSR2 and SIGHUP, which would shut the api down
+  // on a signal meant for something else; main.ts closes the app on SIGINT/SIGTERM, after the gateway drains.
   const fastify = app.getHttpAdapter().getInstance();
   const prisma = app.get<PrismaClient>(PRISMA);
   const metrics = createMetrics();
@@ -140,7 +147,9 @@ export async function createApp(config: Config, logger: Logger): Promise<AppHand
   if (config.METRICS_ENABLED) {
     fastify.get('/metrics', async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
   }
-  await app.listen(config.API_PORT, config.API_HOST);
+  // A deep accept queue: thousands of clients opening streams at once must wait to be accepted, not have
+  // their SYNs dropped (Node's default is 511; the kernel caps it at net.core.somaxconn).
+  await app.listen({ port: config.API_PORT, host: config.API_HOST, backlog: LISTEN_BACKLOG });
   const address = fastify.server.address();
   const port = typeof address === 'object' && address ? address.port : config.API_PORT;
   return {
