@@ -32,7 +32,9 @@ import { waitForPort } from '../src/temporal/dev-server';
 import { benchStack, cpuSeconds, median, percentile, progress } from './harness';
 
 const [phaseSeconds, streamCount, streamSeconds, abortCycles] = [2, 2000, 60, 10_000].map((d, i) => Number(process.argv[2 + i] ?? d));
-const phases = new Set((process.env.BENCH_PHASES ?? 'unstreamed,peak,streamed,concurrent,aborts').split(',').map((p) => p.trim()));
+const PHASES = ['unstreamed', 'peak', 'streamed', 'concurrent', 'aborts'];
+const phases = new Set((process.env.BENCH_PHASES ?? PHASES.join(',')).split(',').map((p) => p.trim()));
+for (const p of phases) if (!PHASES.includes(p)) throw new Error(`BENCH_PHASES: unknown phase '${p}'; use any of ${PHASES.join(',')}`);
 const ITL_MS = 50; // ~20 tokens/s per stream
 const root = resolve(__dirname, '../..');
 
