@@ -419,8 +419,9 @@ export class Gateway {
     });
   }
 
-  /** Rolls a finished request into usage: tokens, latency, time to first byte and what it cost. */
-  private account(route: Route, key: KeyInfo, ok: boolean, usage: Usage | null, started: bigint, ttftMs: number | null, billable = ok) {
+  /** Rolls a finished request into usage: tokens, latency, time to first byte and what it cost. Returns its latency, ms. */
+  private account(route: Route, key: KeyInfo, ok: boolean, usage: Usage | null, started: bigint, ttftMs: number | null, billable = ok): number {
+    const latencyMs = Number(process.hrtime.bigint() - started) / 1e6;
     const prompt = usage?.promptTokens ?? 0;
     const completion = usage?.completionTokens ?? 0;
     if (prompt) this.o.metrics.tokens.inc({ deployment: route.deploymentId, type: 'prompt' }, prompt);
@@ -432,10 +433,11 @@ export class Gateway {
       ok,
       promptTokens: prompt,
       completionTokens: completion,
-      latencyMs: Number(process.hrtime.bigint() - started) / 1e6,
+      latencyMs,
       ttftMs,
       costUsd: billable ? tokenCostUsd(this.o.prices, route, prompt + completion) : 0,
     });
+    return latencyMs;
   }
 
   private release(load: DeploymentLoad, replicaId: string, completed: boolean) {
@@ -543,9 +545,9 @@ export class Gateway {
       // Tokens of a stream the client cancelled were served; those of a replica's failure are not billed.
       // A client that cancels is not an error of the deployment's.
       const served = ok || outcome === 'client_closed';
-      this.account(x.route, x.key, served && res.statusCode < 400, usage, started, ttftMs, served);
+      const latencyMs = this.account(x.route, x.key, served && res.statusCode < 400, usage, started, ttftMs, served);
       this.o.metrics.requests.inc({ route: kind, status: String(res.statusCode), code: ok ? '' : outcome });
-      this.o.metrics.latency.observe({ route: kind }, Number(process.hrtime.bigint() - started) / 1e9);
+      this.o.metrics.latency.observe({ route: kind }, latencyMs / 1000);
     };
 
     // One timer per response, re-armed only when it fires: no timer work per chunk. A stream waits

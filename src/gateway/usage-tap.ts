@@ -89,9 +89,9 @@ export class UsageTap {
       let dropped = false;
       if (data && USAGE_MARKERS.some((m) => ev.includes(m))) {
         try {
-          const obj = JSON.parse(data) as { choices?: unknown[]; usage?: { prompt_tokens?: number; completion_tokens?: number } | null };
+          const obj = JSON.parse(data) as { choices?: unknown[]; usage?: OpenAIUsage | null };
           if (obj.usage) {
-            this.usage = { prompt: num(obj.usage.prompt_tokens), completion: num(obj.usage.completion_tokens) };
+            this.usage = tokensOf(obj.usage);
             dropped = this.stripUsage && Array.isArray(obj.choices) && obj.choices.length === 0;
           }
         } catch {
@@ -104,7 +104,14 @@ export class UsageTap {
   }
 }
 
+/** The usage object as OpenAI-compatible servers send it. */
+interface OpenAIUsage {
+  prompt_tokens?: unknown;
+  completion_tokens?: unknown;
+}
+
 const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? Math.floor(v) : 0);
+const tokensOf = (u: OpenAIUsage) => ({ prompt: num(u.prompt_tokens), completion: num(u.completion_tokens) });
 
 /** Content deltas with text in them: one per token for the engines we front. */
 function countContent(b: Buffer): number {
@@ -127,8 +134,7 @@ export function parseUsageObject(text: string): { prompt: number; completion: nu
     if (c === '{') depth++;
     else if (c === '}' && --depth === 0) {
       try {
-        const u = JSON.parse(text.slice(open, i + 1)) as { prompt_tokens?: number; completion_tokens?: number };
-        return { prompt: num(u.prompt_tokens), completion: num(u.completion_tokens) };
+        return tokensOf(JSON.parse(text.slice(open, i + 1)) as OpenAIUsage);
       } catch {
         return null;
       }

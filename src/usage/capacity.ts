@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { PrismaClient } from '../database/prisma';
+import { sqlTimestamp, type PrismaClient } from '../database/prisma';
 import { BillingMode, BillingTarget, capacityCostUsd, PriceTable } from '../domain/pricing';
 
 /** Each pass recomputes this much history: a process that was down a few minutes leaves no gap. */
@@ -40,8 +40,6 @@ export class CapacityAccountant {
   async account(now: number): Promise<number> {
     const from = now - (this.first ? START_LOOKBACK_MS : LOOKBACK_MS);
     this.first = false;
-    const nowTs = new Date(now).toISOString().slice(0, 23);
-    const fromTs = new Date(from).toISOString().slice(0, 23);
     // A replica is warm from readyAt until stoppedAt, or until now while READY or DRAINING.
     const rows = await this.prisma.$queryRawUnsafe<Array<{ deploymentId: string; minute: Date; seconds: number; mode: BillingMode; target: BillingTarget; gpu: string }>>(
       `WITH warm AS (
@@ -60,8 +58,8 @@ export class CapacityAccountant {
        JOIN "Deployment" d ON d.id = w."deploymentId"
        GROUP BY w."deploymentId", m.minute, d.mode, d.target, d.gpu
        ORDER BY w."deploymentId", m.minute`,
-      nowTs,
-      fromTs,
+      sqlTimestamp(now),
+      sqlTimestamp(from),
     );
     if (rows.length === 0) return 0;
     await this.prisma.$executeRawUnsafe(
@@ -69,7 +67,7 @@ export class CapacityAccountant {
        SELECT * FROM unnest($1::text[], $2::timestamp(3)[], $3::float8[], $4::numeric[])
        ON CONFLICT ("deploymentId", minute) DO UPDATE SET "replicaSeconds" = EXCLUDED."replicaSeconds", "costUsd" = EXCLUDED."costUsd"`,
       rows.map((r) => r.deploymentId),
-      rows.map((r) => r.minute.toISOString().slice(0, 23)),
+      rows.map((r) => sqlTimestamp(r.minute)),
       rows.map((r) => r.seconds),
       rows.map((r) => capacityCostUsd(this.prices, r, r.seconds).toFixed(9)),
     );

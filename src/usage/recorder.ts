@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { sumInto } from '../common/stats';
-import type { PrismaClient } from '../database/prisma';
+import { sqlTimestamp, type PrismaClient } from '../database/prisma';
 
 /** One finished request, as the gateway saw it. */
 export interface UsageSample {
@@ -115,7 +115,7 @@ export class UsageRecorder {
            "costUsd" = "UsageRollup"."costUsd" + EXCLUDED."costUsd"`,
         rows.map((r) => r.deploymentId),
         rows.map((r) => r.apiKeyId),
-        rows.map((r) => new Date(r.minute).toISOString().slice(0, 23)),
+        rows.map((r) => sqlTimestamp(r.minute)),
         rows.map((r) => r.requests),
         rows.map((r) => r.errors),
         rows.map((r) => String(r.promptTokens)),

@@ -2,7 +2,7 @@ import { Inject, Injectable, Module, UseGuards } from '@nestjs/common';
 import { Args, Field, Float, ID, InputType, Int, ObjectType, Query, registerEnumType, Resolver } from '@nestjs/graphql';
 import { z } from 'zod';
 import { PRISMA } from '../common/core.module';
-import type { PrismaClient } from '../database/prisma';
+import { sqlTimestamp, type PrismaClient } from '../database/prisma';
 import { sumInto } from '../common/stats';
 import { notFound } from '../domain/errors';
 import { AuthContext, CurrentAuth, ManagementAuthGuard } from '../workspaces/auth';
@@ -80,7 +80,6 @@ interface Sums {
   capacityCost: string;
 }
 
-const ts = (d: Date) => d.toISOString().slice(0, 23);
 /** USD to the precision the rollups keep (1e-10): a single token at list price is visible. */
 const usd = (n: number) => Math.round(n * 1e10) / 1e10;
 
@@ -97,7 +96,7 @@ export class UsageService {
       throw notFound('API key', input.apiKeyId);
     }
     const unit = input.granularity.toLowerCase();
-    const params: unknown[] = [unit, workspaceId, ts(input.from), ts(input.to)];
+    const params: unknown[] = [unit, workspaceId, sqlTimestamp(input.from), sqlTimestamp(input.to)];
     let usageFilter = '';
     let capacityFilter = '';
     if (input.deploymentId) {
