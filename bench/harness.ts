@@ -11,7 +11,7 @@ import { Config, loadConfig } from '../src/config/config';
 import { dropDatabase, ensureDatabase, migrate } from '../src/database/migrate';
 import { createPrisma } from '../src/database/prisma';
 import { DevServer, startDevServer } from '../src/temporal/dev-server';
-import { startWorker } from '../src/temporal/worker-runtime';
+import { localProvider, startWorker } from '../src/temporal/worker-runtime';
 import { WorkspacesService } from '../src/workspaces/workspaces.service';
 
 export const progress = (m: string) => process.stderr.write(`${m}\n`);
@@ -67,6 +67,9 @@ export async function benchStack(name: string, env: Record<string, string> = {},
       await temporal.connection.close();
       await prisma.$disconnect();
       await server.stop();
+      // Local replicas are detached (a restarted worker adopts them): a finished benchmark stops its own.
+      const local = localProvider(config);
+      for (const r of await local.listReplicas()) await local.stopReplica(r.replicaId);
       await dropDatabase(databaseUrl);
     },
   };
