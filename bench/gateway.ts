@@ -237,14 +237,18 @@ async function main() {
     const unstreamedOut: Record<string, unknown> = {};
     for (const rate of phases.has('unstreamed') ? [500, 1000] : []) {
       progress(`non-streamed at ${rate}/s: ${phaseSeconds} s phases, direct, gateway and bare pass-through alternating`);
+      const cpu0 = [cpuSeconds(gw.pid), cpuSeconds(pt.pid!)];
       const { lat, errors } = await unstreamed([direct, gateway, passthrough], rate, 6);
       const [dl, gl, pl] = [lat.get('direct')!, lat.get('gateway')!, lat.get('passthrough')!];
+      // CPU per request of each proxy process (in a 10 ms tick, so over thousands of requests): steadier than latency here.
+      const [gwCpuUs, ptCpuUs] = [(cpuSeconds(gw.pid) - cpu0[0]) / gl.length * 1e6, (cpuSeconds(pt.pid!) - cpu0[1]) / pl.length * 1e6];
       unstreamedOut[`${rate}rps`] = {
         requests: dl.length + gl.length + pl.length, errors,
         directP50Ms: r2(median(dl)), gatewayP50Ms: r2(median(gl)), addedP50Ms: r2(median(gl) - median(dl)),
         directP99Ms: r2(percentile(dl, 99)), gatewayP99Ms: r2(percentile(gl, 99)), addedP99Ms: r2(percentile(gl, 99) - percentile(dl, 99)),
         // The same extra hop with nothing in it: what one more process on this machine costs the tail by itself.
         passthroughAddedP50Ms: r2(median(pl) - median(dl)), passthroughAddedP99Ms: r2(percentile(pl, 99) - percentile(dl, 99)),
+        gatewayCpuUsPerRequest: Math.round(gwCpuUs), passthroughCpuUsPerRequest: Math.round(ptCpuUs), cpuRatio: r2(gwCpuUs / ptCpuUs),
       };
       const m = await gw.metrics();
       const gauge = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(m)?.[1] ?? NaN);
