@@ -68,6 +68,17 @@ describe('deploy a pipeline and call it with the official OpenAI client', () => 
     expect(res.choices[0].message.content?.split(' ')).toHaveLength(5);
     expect(res.usage?.completion_tokens).toBe(5);
     expect(res.usage?.total_tokens).toBe((res.usage?.prompt_tokens ?? 0) + 5);
+
+    // The raw wire format: the body's length, as the replica sent it, not chunked framing.
+    const raw = await fetch(`${chat.url}/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${chat.apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'default', max_tokens: 2, messages: [{ role: 'user', content: 'x' }] }),
+    });
+    const body = Buffer.from(await raw.arrayBuffer());
+    expect(raw.headers.get('transfer-encoding')).toBeNull();
+    expect(Number(raw.headers.get('content-length'))).toBe(body.length);
+    expect(JSON.parse(body.toString()).usage.completion_tokens).toBe(2);
   });
 
   it('should stream a chat completion chunk by chunk, ending with [DONE]', async () => {
