@@ -68,8 +68,7 @@ export async function benchStack(name: string, env: Record<string, string> = {},
       await prisma.$disconnect();
       await server.stop();
       // Local replicas are detached (a restarted worker adopts them): a finished benchmark stops its own.
-      const local = localProvider(config);
-      for (const r of await local.listReplicas()) await local.stopReplica(r.replicaId);
+      await localProvider(config).stopAll();
       await dropDatabase(databaseUrl);
     },
   };

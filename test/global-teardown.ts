@@ -12,8 +12,7 @@ export default async function globalTeardown() {
     // Any replica a failed test left behind is stopped, never orphaned.
     const { readdirSync } = await import('node:fs');
     for (const dir of readdirSync(dataDir)) {
-      const p = new LocalProvider({ stateDir: join(dataDir, dir, 'local'), cacheDir: '', command: '', simulatorArgs: [] });
-      for (const r of await p.listReplicas()) await p.stopReplica(r.replicaId);
+      await new LocalProvider({ stateDir: join(dataDir, dir, 'local'), cacheDir: '', command: '', simulatorArgs: [] }).stopAll();
     }
     rmSync(dataDir, { recursive: true, force: true });
   }

@@ -23,8 +23,7 @@ describe('local provider', () => {
     cacheDir = mkdtempSync(join(tmpdir(), 'local-cache-'));
   });
   afterEach(async () => {
-    const p = provider(stateDir, cacheDir);
-    for (const r of await p.listReplicas()) await p.stopReplica(r.replicaId);
+    await provider(stateDir, cacheDir).stopAll();
   });
 
   it('should start a replica once however often it is asked, and serve OpenAI requests', async () => {
@@ -51,6 +50,14 @@ describe('local provider', () => {
     expect(await restarted.health(first)).toBe('gone');
     expect(await restarted.listReplicas()).toEqual([]);
     await restarted.stopReplica('r2'); // idempotent
+  });
+
+  it('should stop every replica of its state directory at once (what a finished benchmark or test run does)', async () => {
+    const p = provider(stateDir, cacheDir);
+    const started = await Promise.all([p.ensureReplica(spec('r5')), p.ensureReplica(spec('r6'))]);
+    expect(await provider(stateDir, cacheDir).stopAll()).toBe(2);
+    for (const r of started) expect(pidAlive(Number(r.providerId))).toBe(false);
+    expect(await p.listReplicas()).toEqual([]);
   });
 
   it('should report a replica whose process exited as gone', async () => {
@@ -104,7 +111,7 @@ describe('worker start-up reconciliation', () => {
       const events = await prisma.deploymentEvent.findMany({ where: { deploymentId: `live_${tag}` } });
       expect(events.map((e) => e.kind)).toEqual(['replica.lost']);
     } finally {
-      for (const r of await p.listReplicas()) await p.stopReplica(r.replicaId);
+      await p.stopAll();
       await prisma.$disconnect();
     }
   });

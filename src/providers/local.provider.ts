@@ -197,6 +197,13 @@ export class LocalProvider implements ProviderAdapter {
     await rm(this.recordPath(replicaId), { force: true });
   }
 
+  /** Stops every replica this state directory knows (a finished test run or benchmark); returns how many. */
+  async stopAll(): Promise<number> {
+    const running = await this.listReplicas();
+    for (const r of running) await this.stopReplica(r.replicaId);
+    return running.length;
+  }
+
   async listReplicas(): Promise<ReplicaHandle[]> {
     let names: string[] = [];
     try {
