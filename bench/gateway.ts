@@ -19,6 +19,8 @@
  * BENCH_GATEWAY_NODE_ARGS adds node flags to the gateway (e.g. --cpu-prof, or --trace-gc
  * with BENCH_GATEWAY_STDOUT naming a file for its output), and
  * BENCH_GATEWAY_ENV (JSON) overrides its configuration, to find what costs what;
+ * BENCH_PROXY_NODE names another node binary for the gateway and the pass-through (the
+ * load generator and the simulator keep this one), to compare Node versions;
  * BENCH_PHASES (comma-separated: unstreamed,peak,streamed,concurrent,aborts) runs some of them.
  */
 import { ChildProcess, spawn } from 'node:child_process';
@@ -197,11 +199,13 @@ async function main() {
     const env = Object.fromEntries(Object.entries(stack.config).filter(([, v]) => typeof v === 'string' || typeof v === 'number').map(([k, v]) => [k, String(v)]));
     // BENCH_GATEWAY_NODE_ARGS: flags for the gateway's node, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile it.
     const nodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    // BENCH_PROXY_NODE: another node binary for both proxies (gateway and pass-through), to compare Node versions.
+    const proxyNode = process.env.BENCH_PROXY_NODE || process.execPath;
     const json = { 'content-type': 'application/json' };
     const pool = (url: string) => new Pool(url, { connections: null, pipelining: 1 });
     const startGateway = async () => {
       const port = await freePort();
-      const proc = spawn(process.execPath, [...nodeArgs, resolve(root, 'dist/src/main.js')], {
+      const proc = spawn(proxyNode, [...nodeArgs, resolve(root, 'dist/src/main.js')], {
         env: { ...process.env, ...env, ...JSON.parse(process.env.BENCH_GATEWAY_ENV ?? '{}'), API_PORT: String(port), PUBLIC_BASE_URL: `http://127.0.0.1:${port}`, LOG_LEVEL: 'error', GRAPHQL_SCHEMA_FILE: '' },
         // BENCH_GATEWAY_STDOUT: a file for the gateway's stdout (where --trace-gc and friends write).
         stdio: ['ignore', process.env.BENCH_GATEWAY_STDOUT ? openSync(process.env.BENCH_GATEWAY_STDOUT, 'a') : 'ignore', 'inherit'],
@@ -221,7 +225,7 @@ async function main() {
     };
     let gw = await startGateway();
     const ptPort = await freePort();
-    const pt = spawn(process.execPath, [resolve(__dirname, 'passthrough.js'), String(ptPort), replica.address!], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const pt = spawn(proxyNode, [resolve(__dirname, 'passthrough.js'), String(ptPort), replica.address!], { stdio: ['ignore', 'ignore', 'inherit'] });
     procs.push(pt);
     await waitForPort('127.0.0.1', ptPort, 30_000);
 
