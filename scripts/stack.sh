@@ -40,6 +40,8 @@ case "$cmd" in
     ;;
   test)
     ensure_node_modules; ensure_temporal; build
+    step "type-checking tests and benchmarks"
+    npx tsc -p tsconfig.json --noEmit
     step "linting"
     npx eslint --max-warnings 0 .
     step "running tests"

@@ -32,7 +32,9 @@ describe('lean AsyncResource.bind', () => {
 
   it('binds thisArg when given, and the static form still works', () => {
     const target = { n: 7 };
-    const bound = new AsyncResource('test').bind(function (this: { n: number }) {
+    // Node documents bind(fn, thisArg); @types/node declares only bind(fn).
+    const resource = new AsyncResource('test') as AsyncResource & { bind<F extends (...args: never[]) => unknown>(fn: F, thisArg: unknown): F };
+    const bound = resource.bind(function (this: { n: number }) {
       return this.n;
     }, target);
     expect(bound.call({ n: 1 })).toBe(7);
