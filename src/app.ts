@@ -7,6 +7,7 @@ import { GraphQLModule } from '@nestjs/graphql';
 import { MercuriusDriver, MercuriusDriverConfig } from '@nestjs/mercurius';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { Logger } from 'pino';
+import { createServer, IncomingMessage, ServerResponse } from 'node:http';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { Client, WorkflowNotFoundError } from '@temporalio/client';
@@ -32,6 +33,9 @@ import { UsageRecorder } from './usage/recorder';
 import { CapacityAccountant } from './usage/capacity';
 import { loadPrices } from './usage/prices';
 import { installLeanAsyncResourceBind } from './common/async-resource-bind';
+
+/** Largest request body, GraphQL or /v1. */
+const BODY_LIMIT_BYTES = 16 * 1024 * 1024;
 
 /** Pending connections the listening socket holds before the kernel drops SYNs. */
 const LISTEN_BACKLOG = 4096;
@@ -76,11 +80,21 @@ function rootModule(config: Config, logger: Logger) {
 
 /** Builds the api process: GraphQL at /graphql, the gateway at /v1/*, /metrics, /healthz. */
 export async function createApp(config: Config, logger: Logger): Promise<AppHandle> {
-  // Fastify binds a callback per request body; Node's bind made every request's objects outlive young GCs.
+  // Fastify binds a callback per request body (GraphQL); Node's bind made every request's objects outlive young GCs.
   if (installLeanAsyncResourceBind()) logger.debug('AsyncResource.prototype.bind replaced by a lean version (src/common/async-resource-bind.ts)');
-  // No Nest middleware is used: without middie, and with Fastify's own JSON parser (Nest's wraps it per request),
-  // a /v1 request runs only the hooks the Nest adapter itself needs.
-  const adapter = new FastifyAdapter({ bodyLimit: 16 * 1024 * 1024, logger: false, skipMiddie: true });
+  // /v1/* is answered by the gateway before Fastify sees it (Gateway.handle); everything else goes on to
+  // Fastify and Nest. The server gets Fastify's own defaults, which it only sets on servers it makes itself.
+  let gateway: Gateway | null = null;
+  const serverFactory = (fastifyHandler: (req: IncomingMessage, res: ServerResponse) => void) => {
+    const server = createServer((req, res) => {
+      if (!gateway?.handle(req, res)) fastifyHandler(req, res);
+    });
+    server.keepAliveTimeout = 72_000;
+    server.requestTimeout = 0;
+    return server;
+  };
+  // No Nest middleware is used: without middie, and with Fastify's own JSON parser (Nest's wraps it per request).
+  const adapter = new FastifyAdapter({ bodyLimit: BODY_LIMIT_BYTES, logger: false, skipMiddie: true, serverFactory });
   const app = await NestFactory.create<NestFastifyApplication>(rootModule(config, logger), adapter, {
     logger: new PinoNestLogger(logger.child({ component: 'nest' })),
     bodyParser: false,
@@ -103,7 +117,6 @@ export async function createApp(config: Config, logger: Logger): Promise<AppHand
   await directory.start();
   const temporal = app.get<Client>(TEMPORAL_CLIENT);
   const gatewayLog = app.get<Logger>(LOGGER).child({ component: 'gateway' });
-  let gateway: Gateway | null = null;
   const gatewayId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   const limits: LimitStore = config.REDIS_URL
     ? new RedisLimitStore(new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false }), gatewayId)
@@ -141,8 +154,8 @@ export async function createApp(config: Config, logger: Logger): Promise<AppHand
     reporter,
     limits,
     rateBurstSeconds: config.GATEWAY_RATE_BURST_SECONDS,
+    bodyLimitBytes: BODY_LIMIT_BYTES,
   });
-  gateway.register(fastify);
   reporter.start();
   usage.start();
   capacity.start();

@@ -133,6 +133,33 @@ describe('gateway admission', () => {
     await check(`{"model":"default","messages":[{"role":"user","content":"${'x'.repeat(17 * 1024 * 1024)}"}]}`);
   });
 
+  it('should answer what is not a JSON request in the envelope: 415 for another Content-Type, 404 for an unknown /v1 path, the key checked before the body is read', async () => {
+    const key = await newKey(1000);
+    const body = JSON.stringify({ model: 'default', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 });
+    const send = (path: string, init: { method?: string; type?: string; auth?: string; body?: string }) =>
+      fetch(`${stack.url}${path}`, {
+        method: init.method ?? 'POST',
+        headers: { ...(init.type ? { 'content-type': init.type } : {}), authorization: `Bearer ${init.auth ?? key}` },
+        body: init.body,
+      });
+    const form = await send('/v1/chat/completions', { type: 'application/x-www-form-urlencoded', body: 'model=default' });
+    expect(form.status).toBe(415);
+    expect(((await form.json()) as { error: object }).error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_body', message: expect.stringContaining('application/json') });
+    const unknown = await send('/v1/completions/legacy', { type: 'application/json', body });
+    expect(unknown.status).toBe(404);
+    expect(((await unknown.json()) as { error: object }).error).toMatchObject({ code: 'unknown_url', message: 'Unknown request URL: POST /v1/completions/legacy' });
+    const wrongMethod = await send('/v1/chat/completions', { method: 'GET' });
+    expect(wrongMethod.status).toBe(404);
+    // A wrong key with a body past the limit: refused for the key (nothing of the body is needed for that).
+    const huge = await send('/v1/chat/completions', { type: 'application/json', auth: 'sk-wrong', body: `{"x":"${'x'.repeat(17 * 1024 * 1024)}"}` });
+    expect(huge.status).toBe(401);
+    expect(((await huge.json()) as { error: object }).error).toMatchObject({ code: 'invalid_api_key' });
+    // A query string does not change the route, and charset parameters are JSON all the same.
+    const ok = await send('/v1/chat/completions?trace=1', { type: 'application/json; charset=utf-8', body });
+    expect(ok.status).toBe(200);
+    expect(((await ok.json()) as { object: string }).object).toBe('chat.completion');
+  });
+
   describe('two gateway processes sharing Redis', () => {
     const procs: ChildProcess[] = [];
     const urls: string[] = [];

@@ -14,8 +14,9 @@ import { AsyncResource } from 'node:async_hooks';
  * 1,000 req/s kept 30 % of its allocations through each young collection, with
  * 8-10 ms pauses; with this patch 0.3 % and 0.7 ms. The gateway's own young
  * collections went from 22 % survival and 5-20 ms pauses to 3 % and about 4 ms
- * (p50), and its added p99 with them (bench/gateway). The same trap is why
- * raw-body stopped using the static bind.
+ * (p50), and its added p99 with them (bench/gateway). /v1 is now served ahead
+ * of Fastify (Gateway.handle), but GraphQL requests still take this path. The
+ * same trap is why raw-body stopped using the static bind.
  *
  * The replacement keeps the documented behaviour: the bound function runs in the
  * resource's async scope with `this` (or `thisArg`), keeps `fn.length`, and has

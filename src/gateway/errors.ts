@@ -1,4 +1,4 @@
-import type { FastifyReply } from 'fastify';
+import type { ServerResponse } from 'node:http';
 
 /** OpenAI's error envelope; the only error shape on /v1/*. */
 export interface OpenAIError {
@@ -14,9 +14,16 @@ export function envelope(e: OpenAIError) {
   return { error: { message: e.message, type: e.type, param: e.param ?? null, code: e.code } };
 }
 
-export function sendError(reply: FastifyReply, e: OpenAIError) {
-  if (e.headers) for (const [k, v] of Object.entries(e.headers)) reply.header(k, v);
-  return reply.code(e.status).type('application/json').send(envelope(e));
+/** Answers with a JSON body and its length (headers set earlier with setHeader are kept). */
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers?: Record<string, string>) {
+  const text = JSON.stringify(body);
+  if (headers) for (const k in headers) res.setHeader(k, headers[k]);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+export function sendError(res: ServerResponse, e: OpenAIError) {
+  sendJson(res, e.status, envelope(e), e.headers);
 }
 
 export const invalidKey = (message = 'Invalid API key. Send Authorization: Bearer <key> with a key issued for this workspace.'): OpenAIError => ({

@@ -1,11 +1,12 @@
 import { EventEmitter } from 'node:events';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { Dispatcher, errors, Pool } from 'undici';
 import { z } from 'zod';
 import { zodMessage } from '../common/graphql-errors';
 import { Directory, KeyInfo, Route, RouteReplica } from './directory';
-import { envelope, invalidKey, OpenAIError, sendError } from './errors';
+import { readJsonBody } from './body';
+import { envelope, invalidKey, OpenAIError, sendError, sendJson } from './errors';
 import { DeploymentLoad, Waiter } from './load';
 import { Metrics } from './metrics';
 import type { LoadReporter } from './reporter';
@@ -63,6 +64,8 @@ export interface GatewayOptions {
   limits: LimitStore;
   /** A key's bucket holds this many seconds of its per-minute rate as a burst. */
   rateBurstSeconds: number;
+  /** Largest request body accepted, bytes (413 past it). */
+  bodyLimitBytes: number;
 }
 
 /** What admission hands the request path: headers for every response, and the slot to give back once. */
@@ -95,8 +98,8 @@ export class ClientGone extends EventEmitter {
 const QUEUE_ROUTE_POLL_MS = 1000;
 
 /**
- * The OpenAI-compatible data path, registered straight on Fastify (no Nest
- * pipeline per request): authenticate -> resolve the deployment -> pick the
+ * The OpenAI-compatible data path, served ahead of Fastify and Nest (see
+ * handle()): authenticate -> resolve the deployment -> pick the
  * ready replica with the most headroom -> stream the upstream response through.
  */
 export class Gateway {
@@ -126,29 +129,32 @@ export class Gateway {
     for (const [id, l] of this.loads) if (!l.idle()) yield id;
   }
 
-  register(app: FastifyInstance) {
-    app.register(
-      async (v1) => {
-        v1.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
-          const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
-          if (status === 500) this.o.log.error({ err }, 'gateway error');
-          const message = status === 500 ? 'internal error' : err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? 'Content-Type must be application/json' : `invalid request body: ${err.message}`;
-          return sendError(reply, {
-            status,
-            type: status === 500 ? 'server_error' : 'invalid_request_error',
-            code: status === 413 ? 'request_too_large' : status === 500 ? 'internal_error' : 'invalid_body',
-            message,
-          });
-        });
-        v1.setNotFoundHandler((req, reply) =>
-          sendError(reply, { status: 404, type: 'invalid_request_error', code: 'unknown_url', message: `Unknown request URL: ${req.method} ${req.url}` }),
-        );
-        v1.get('/models', (req, reply) => this.models(req, reply));
-        v1.post('/chat/completions', (req, reply) => this.proxy(req, reply, 'chat'));
-        v1.post('/embeddings', (req, reply) => this.proxy(req, reply, 'embeddings'));
-      },
-      { prefix: '/v1' },
-    );
+  /**
+   * Serves /v1/* straight from Node's HTTP server, ahead of Fastify and Nest:
+   * the data path needs none of their routing, hooks or reply objects, and the
+   * key and admission are checked before the body is read (Fastify parses it
+   * first, up to the 16 MiB limit, for anyone). Returns false for any other
+   * path, which the caller hands on to Fastify.
+   */
+  handle(req: IncomingMessage, res: ServerResponse): boolean {
+    const url = req.url ?? '';
+    if (!(url.startsWith('/v1/') || url === '/v1' || url.startsWith('/v1?'))) return false;
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    let served: Promise<unknown>;
+    if (req.method === 'POST' && path === '/v1/chat/completions') served = this.proxy(req, res, 'chat');
+    else if (req.method === 'POST' && path === '/v1/embeddings') served = this.proxy(req, res, 'embeddings');
+    else if (req.method === 'GET' && path === '/v1/models') served = this.models(req, res);
+    else {
+      sendError(res, { status: 404, type: 'invalid_request_error', code: 'unknown_url', message: `Unknown request URL: ${req.method} ${url.slice(0, 200)}` });
+      return true;
+    }
+    served.catch((err: unknown) => {
+      this.o.log.error({ err }, 'gateway error');
+      if (!res.headersSent) sendError(res, { status: 500, type: 'server_error', code: 'internal_error', message: 'internal error' });
+      else res.destroy();
+    });
+    return true;
   }
 
   async close() {
@@ -157,7 +163,7 @@ export class Gateway {
     await Promise.all([...this.pools.values()].map((p) => p.close().catch(() => {})));
   }
 
-  private async authenticate(req: FastifyRequest): Promise<KeyInfo | OpenAIError> {
+  private async authenticate(req: IncomingMessage): Promise<KeyInfo | OpenAIError> {
     const header = req.headers.authorization;
     const m = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
     if (!m) return invalidKey('Missing API key. Send Authorization: Bearer <key>.');
@@ -169,9 +175,9 @@ export class Gateway {
     return key;
   }
 
-  private async models(req: FastifyRequest, reply: FastifyReply) {
+  private async models(req: IncomingMessage, res: ServerResponse) {
     const key = await this.authenticate(req);
-    if ('status' in key) return this.fail(reply, 'models', key);
+    if ('status' in key) return this.fail(res, 'models', key);
     const routes = await this.o.directory.reachable(key);
     const data = routes.flatMap((r) => {
       const created = 0;
@@ -181,7 +187,7 @@ export class Gateway {
       return entries;
     });
     this.o.metrics.requests.inc({ route: 'models', status: '200', code: '' });
-    return reply.send({ object: 'list', data });
+    sendJson(res, 200, { object: 'list', data });
   }
 
   private async resolve(key: KeyInfo, model: string): Promise<Route | OpenAIError> {
@@ -215,9 +221,9 @@ export class Gateway {
     return p;
   }
 
-  private fail(reply: FastifyReply, route: string, e: OpenAIError) {
+  private fail(res: ServerResponse, route: string, e: OpenAIError) {
     this.o.metrics.requests.inc({ route, status: String(e.status), code: e.code });
-    return sendError(reply, e);
+    sendError(res, e);
   }
 
   private readonly fallbackLimits = new MemoryLimitStore();
@@ -282,16 +288,19 @@ export class Gateway {
     };
   }
 
-  private async proxy(req: FastifyRequest, reply: FastifyReply, kind: 'chat' | 'embeddings') {
+  /** Key, then admission, then the body: a refused request costs no body read (Node drains what was not read). */
+  private async proxy(req: IncomingMessage, res: ServerResponse, kind: 'chat' | 'embeddings') {
     const started = process.hrtime.bigint();
     const key = await this.authenticate(req);
-    if ('status' in key) return this.fail(reply, kind, key);
+    if ('status' in key) return this.fail(res, kind, key);
     const admitted = await this.admit(key);
-    if ('status' in admitted) return this.fail(reply, kind, admitted);
-    for (const [k, v] of Object.entries(admitted.headers)) reply.header(k, v);
+    if ('status' in admitted) return this.fail(res, kind, admitted);
+    for (const k in admitted.headers) res.setHeader(k, admitted.headers[k]);
     const piped = { yes: false };
     try {
-      return await this.forward(req, reply, kind, key, admitted, started, piped);
+      const body = await readJsonBody(req, this.o.bodyLimitBytes);
+      if ('status' in body) return this.fail(res, kind, body);
+      return await this.forward(res, body.value, kind, key, admitted, started, piped);
     } finally {
       // A request that never reached the streaming stage gives its slot back here; pipe() does it otherwise.
       if (!piped.yes) admitted.release();
@@ -316,27 +325,27 @@ export class Gateway {
     };
   }
 
-  private async forward(req: FastifyRequest, reply: FastifyReply, kind: 'chat' | 'embeddings', key: KeyInfo, admitted: Admission, started: bigint, piped: { yes: boolean }) {
-    if (req.body === undefined || req.body === null) {
-      return this.fail(reply, kind, { status: 400, type: 'invalid_request_error', code: 'invalid_body', message: 'request body must be a JSON object' });
+  private async forward(res: ServerResponse, json: unknown, kind: 'chat' | 'embeddings', key: KeyInfo, admitted: Admission, started: bigint, piped: { yes: boolean }) {
+    if (json === undefined || json === null) {
+      return this.fail(res, kind, { status: 400, type: 'invalid_request_error', code: 'invalid_body', message: 'request body must be a JSON object' });
     }
-    const parsed = (kind === 'chat' ? chatBody : embeddingsBody).safeParse(req.body);
+    const parsed = (kind === 'chat' ? chatBody : embeddingsBody).safeParse(json);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
-      return this.fail(reply, kind, { status: 400, type: 'invalid_request_error', code: 'invalid_body', param: issue?.path.join('.') || null, message: zodMessage(parsed.error) });
+      return this.fail(res, kind, { status: 400, type: 'invalid_request_error', code: 'invalid_body', param: issue?.path.join('.') || null, message: zodMessage(parsed.error) });
     }
     const body = parsed.data as Record<string, unknown> & { model: string; stream?: boolean | null; stream_options?: { include_usage?: boolean } | null; max_tokens?: number | null; max_completion_tokens?: number | null };
     const route = await this.resolve(key, body.model);
-    if ('status' in route) return this.fail(reply, kind, route);
+    if ('status' in route) return this.fail(res, kind, route);
     if ((kind === 'chat' && route.task !== 'CHAT') || (kind === 'embeddings' && route.task !== 'EMBEDDINGS')) {
-      return this.fail(reply, kind, { status: 400, type: 'invalid_request_error', code: 'unsupported_task', param: 'model', message: `Deployment ${route.deploymentId} serves ${route.task.toLowerCase()}, not ${kind}.` });
+      return this.fail(res, kind, { status: 400, type: 'invalid_request_error', code: 'unsupported_task', param: 'model', message: `Deployment ${route.deploymentId} serves ${route.task.toLowerCase()}, not ${kind}.` });
     }
     const load = this.loadOf(route.deploymentId);
     const stream = kind === 'chat' && body.stream === true;
     const maxTokens = body.max_tokens ?? body.max_completion_tokens;
     if (kind === 'chat' && !stream && maxTokens) {
       const refused = this.tooLongUnstreamed(load, maxTokens);
-      if (refused) return this.fail(reply, kind, refused);
+      if (refused) return this.fail(res, kind, refused);
     }
 
     // The upstream always comes from the route table; the request only picks among its replicas.
@@ -350,13 +359,13 @@ export class Gateway {
     const path = kind === 'chat' ? '/v1/chat/completions' : '/v1/embeddings';
     const abort = new ClientGone();
     const onClose = () => {
-      if (!reply.raw.writableFinished) abort.abort();
+      if (!res.writableFinished) abort.abort();
     };
-    reply.raw.on('close', onClose);
+    res.on('close', onClose);
     const refuse = (e: OpenAIError) => {
-      reply.raw.off('close', onClose);
+      res.off('close', onClose);
       this.account(route, key, false, null, started, null);
-      return this.fail(reply, kind, e);
+      return this.fail(res, kind, e);
     };
 
     // FIFO: nobody overtakes a queued request.
@@ -370,7 +379,7 @@ export class Gateway {
       queuedMs = Date.now() - t0;
       if (abort.aborted) {
         if (handed) this.release(load, handed.id, false);
-        return reply.hijack();
+        return;
       }
       if (!handed) {
         const ready = (await this.o.directory.route(route.deploymentId))?.replicas.length ?? 0;
@@ -394,9 +403,9 @@ export class Gateway {
       if (!replica) break;
       tried.add(replica.id);
       const sentAt = Date.now();
-      let res: Dispatcher.ResponseData;
+      let upstream: Dispatcher.ResponseData;
       try {
-        res = await this.pool(replica.address).request({
+        upstream = await this.pool(replica.address).request({
           path,
           method: 'POST',
           headers: { 'content-type': 'application/json' },
@@ -409,7 +418,7 @@ export class Gateway {
         });
       } catch (err) {
         this.release(load, replica.id, false);
-        if (abort.aborted) return reply.hijack();
+        if (abort.aborted) return;
         if (err instanceof errors.HeadersTimeoutError) {
           // Not retried: another replica would make the client wait as long again.
           return refuse({
@@ -423,13 +432,13 @@ export class Gateway {
         this.o.log.warn({ err: (err as Error).message, replica: replica.id }, 'upstream failed before the first byte');
         continue;
       }
-      if (res.statusCode >= 500 && attempt === 0 && route.replicas.length > 1) {
-        await res.body.dump().catch(() => {});
+      if (upstream.statusCode >= 500 && attempt === 0 && route.replicas.length > 1) {
+        await upstream.body.dump().catch(() => {});
         this.release(load, replica.id, false);
         continue;
       }
       piped.yes = true;
-      return this.pipe(reply, res, { kind, replicaId: replica.id, load, started, sentAt, abort, queuedMs, cold, admitted, route, key, stripUsage });
+      return this.pipe(res, upstream, { kind, replicaId: replica.id, load, started, sentAt, abort, queuedMs, cold, admitted, route, key, stripUsage });
     }
     return refuse({
       status: 503,
@@ -517,7 +526,7 @@ export class Gateway {
    * (time to first byte, then between chunks); gives every slot back exactly once.
    */
   private pipe(
-    reply: FastifyReply,
+    raw: ServerResponse,
     res: Dispatcher.ResponseData,
     x: {
       kind: string; replicaId: string; load: DeploymentLoad; started: bigint; sentAt: number; abort: ClientGone;
@@ -525,8 +534,6 @@ export class Gateway {
     },
   ) {
     const { kind, replicaId, started, abort } = x;
-    reply.hijack();
-    const raw = reply.raw;
     const contentType = String(res.headers['content-type'] ?? 'application/json');
     const sse = contentType.startsWith('text/event-stream');
     const headers: Record<string, string> = {

@@ -1,0 +1,40 @@
+import type { IncomingMessage } from 'node:http';
+import getRawBody from 'raw-body';
+import { parse as secureJsonParse } from 'secure-json-parse';
+import type { OpenAIError } from './errors';
+
+const JSON_TYPE = /^application\/json\s*(?:;|$)/i;
+
+const bad = (status: number, code: string, message: string): OpenAIError => ({ status, type: 'invalid_request_error', code, message });
+
+/**
+ * Reads a /v1 request's JSON body, at most `limitBytes` (raw-body: the
+ * Content-Length is checked before anything is read, then the bytes as they
+ * come). Resolves to the parsed value (undefined when the request has no body)
+ * or the error to answer with: 415 for a body that is not application/json, 413
+ * past the limit, 400 for an empty, cut short or malformed body, or JSON that
+ * carries `__proto__` or `constructor.prototype` keys. Never rejects. A body
+ * refused part-way is read to its end and dropped, so the connection stays
+ * usable for the client's next request.
+ */
+export async function readJsonBody(req: IncomingMessage, limitBytes: number): Promise<{ value: unknown } | OpenAIError> {
+  const length = req.headers['content-length'];
+  if (req.headers['transfer-encoding'] === undefined && (length === undefined || length === '0')) return { value: undefined };
+  const type = req.headers['content-type'];
+  if (!type || !JSON_TYPE.test(type)) return bad(415, 'invalid_body', `Content-Type must be application/json${type ? `, not ${type.slice(0, 100)}` : ''}`);
+  let text: string;
+  try {
+    text = await getRawBody(req, { length, limit: limitBytes, encoding: 'utf-8' });
+  } catch (err) {
+    req.resume();
+    const e = err as getRawBody.RawBodyError;
+    if (e.type === 'entity.too.large') return bad(413, 'request_too_large', `request body is larger than ${limitBytes} bytes`);
+    return bad(400, 'invalid_body', `request body could not be read: ${e.message}`);
+  }
+  if (text.trim() === '') return bad(400, 'invalid_body', 'request body is empty; send a JSON object');
+  try {
+    return { value: secureJsonParse(text, undefined, { protoAction: 'error', constructorAction: 'error' }) };
+  } catch (err) {
+    return bad(400, 'invalid_body', `invalid request body: ${(err as Error).message}`);
+  }
+}
