@@ -44,6 +44,37 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const rssKb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
 const fds = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
 const r1 = (n: number) => Math.round(n * 10) / 10;
+
+/**
+ * The q-quantile of what a Prometheus histogram gained between two scrapes, for
+ * one route, interpolated inside its bucket as histogram_quantile does.
+ */
+function histogramQuantile(before: string, after: string, name: string, route: string, q: number): number {
+  const buckets = (text: string) => {
+    const out = new Map<number, number>();
+    for (const line of text.split('\n')) {
+      if (!line.startsWith(`${name}_bucket{`) || !line.includes(`route="${route}"`)) continue;
+      const le = /le="([^"]+)"/.exec(line)?.[1];
+      if (le) out.set(le === '+Inf' ? Infinity : Number(le), Number(line.split(' ').pop()));
+    }
+    return out;
+  };
+  const [b0, b1] = [buckets(before), buckets(after)];
+  const les = [...b1.keys()].sort((a, b) => a - b);
+  const total = (b1.get(Infinity) ?? 0) - (b0.get(Infinity) ?? 0);
+  if (!total) return NaN;
+  let prevLe = 0;
+  let prevCount = 0;
+  for (const le of les) {
+    const count = b1.get(le)! - (b0.get(le) ?? 0);
+    if (count >= q * total) {
+      if (le === Infinity) return prevLe;
+      return prevLe + ((le - prevLe) * (q * total - prevCount)) / Math.max(1, count - prevCount);
+    }
+    [prevLe, prevCount] = [le, count];
+  }
+  return prevLe;
+}
 const r2 = (n: number) => Math.round(n * 100) / 100;
 
 interface Target {
@@ -242,6 +273,7 @@ async function main() {
     for (const rate of phases.has('unstreamed') ? [500, 1000] : []) {
       progress(`non-streamed at ${rate}/s: ${phaseSeconds} s phases, direct, gateway and bare pass-through alternating`);
       const cpu0 = [cpuSeconds(gw.pid), cpuSeconds(pt.pid!)];
+      const metrics0 = await gw.metrics();
       const { lat, errors } = await unstreamed([direct, gateway, passthrough], rate, 6);
       const [dl, gl, pl] = [lat.get('direct')!, lat.get('gateway')!, lat.get('passthrough')!];
       // CPU per request of each proxy process (in a 10 ms tick, so over thousands of requests): steadier than latency here.
@@ -255,6 +287,12 @@ async function main() {
         gatewayCpuUsPerRequest: Math.round(gwCpuUs), passthroughCpuUsPerRequest: Math.round(ptCpuUs), cpuRatio: r2(gwCpuUs / ptCpuUs),
       };
       const m = await gw.metrics();
+      // The gateway's own account of what it added (its metric infercp_gateway_overhead_seconds): free of the load
+      // generator's and the kernel's share, but blind to delays before its request handler ran.
+      Object.assign(unstreamedOut[`${rate}rps`] as Record<string, unknown>, {
+        gatewayOwnOverheadP50Ms: r2(histogramQuantile(metrics0, m, 'infercp_gateway_overhead_seconds', 'chat', 0.5) * 1000),
+        gatewayOwnOverheadP99Ms: r2(histogramQuantile(metrics0, m, 'infercp_gateway_overhead_seconds', 'chat', 0.99) * 1000),
+      });
       const gauge = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(m)?.[1] ?? NaN);
       // Since the gateway started: what its event loop and garbage collector cost the tail.
       (unstreamedOut[`${rate}rps`] as Record<string, unknown>).gatewayEventLoopLagMs = {

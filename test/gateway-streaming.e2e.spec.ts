@@ -116,6 +116,11 @@ describe('gateway streaming, timeouts and usage', () => {
     // Prometheus sees the same tokens, and the replicas by state.
     expect(await metric(new RegExp(`^infercp_gateway_tokens_total\\{deployment="${deploymentId}",type="completion"\\}`))).toBe(320);
     expect(await metric(new RegExp(`^infercp_replicas\\{deployment="${deploymentId}",state="READY"\\}`))).toBe(2);
+    // Every served request is in the gateway's own-overhead histogram too, and that overhead is a part of its duration.
+    const overheadCount = await metric(/^infercp_gateway_overhead_seconds_count\{route="chat"\}/);
+    expect(overheadCount).toBeGreaterThanOrEqual(3);
+    expect(overheadCount).toBe(await metric(/^infercp_gateway_request_duration_seconds_count\{route="chat"\}/));
+    expect(await metric(/^infercp_gateway_overhead_seconds_sum\{route="chat"\}/)).toBeLessThan((await metric(/^infercp_gateway_request_duration_seconds_sum\{route="chat"\}/))!);
   });
 
   it('should refuse a usage range that is backwards or too fine, naming the field', async () => {

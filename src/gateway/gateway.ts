@@ -403,6 +403,7 @@ export class Gateway {
       if (!replica) break;
       tried.add(replica.id);
       const sentAt = Date.now();
+      const sentHr = process.hrtime.bigint();
       let upstream: Dispatcher.ResponseData;
       try {
         upstream = await this.pool(replica.address).request({
@@ -438,7 +439,7 @@ export class Gateway {
         continue;
       }
       piped.yes = true;
-      return this.pipe(res, upstream, { kind, replicaId: replica.id, load, started, sentAt, abort, queuedMs, cold, admitted, route, key, stripUsage });
+      return this.pipe(res, upstream, { kind, replicaId: replica.id, load, started, sentAt, sentHr, abort, queuedMs, cold, admitted, route, key, stripUsage });
     }
     return refuse({
       status: 503,
@@ -529,7 +530,7 @@ export class Gateway {
     raw: ServerResponse,
     res: Dispatcher.ResponseData,
     x: {
-      kind: string; replicaId: string; load: DeploymentLoad; started: bigint; sentAt: number; abort: ClientGone;
+      kind: string; replicaId: string; load: DeploymentLoad; started: bigint; sentAt: number; sentHr: bigint; abort: ClientGone;
       queuedMs: number; cold: boolean; admitted: Admission; route: Route; key: KeyInfo; stripUsage: boolean;
     },
   ) {
@@ -578,9 +579,13 @@ export class Gateway {
       // Tokens of a stream the client cancelled were served; those of a replica's failure are not billed.
       // A client that cancels is not an error of the deployment's.
       const served = ok || outcome === 'client_closed';
+      const upstreamMs = Number(process.hrtime.bigint() - x.sentHr) / 1e6;
       const latencyMs = this.account(x.route, x.key, served && res.statusCode < 400, usage, started, ttftMs, served);
       this.o.metrics.requests.inc({ route: kind, status: String(res.statusCode), code: ok ? '' : outcome });
       this.o.metrics.latency.observe({ route: kind }, latencyMs / 1000);
+      // What the gateway itself added (Kong's "latency" beside its upstream latency): auth, admission, body, routing, and
+      // the last write. Time the event loop was busy elsewhere while the replica's bytes waited is counted as the replica's.
+      this.o.metrics.overhead.observe({ route: kind }, Math.max(0, latencyMs - upstreamMs - x.queuedMs) / 1000);
     };
 
     // One timer per response, re-armed only when it fires: no timer work per chunk. A stream waits

@@ -42,6 +42,13 @@ export function createMetrics() {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],
     }),
+    overhead: new Histogram({
+      name: 'infercp_gateway_overhead_seconds',
+      help: 'Time a served request spent in the gateway itself: its whole duration less its wait for a replica and the upstream time (from handing the request to the upstream client to the last byte back)',
+      labelNames: ['route'] as const,
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1],
+      registers: [registry],
+    }),
     inFlight: new Gauge({
       name: 'infercp_gateway_in_flight',
       help: 'Requests in flight through this gateway process, by deployment',
