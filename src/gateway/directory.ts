@@ -264,7 +264,7 @@ export class Directory {
       where: {
         workspaceId,
         status: 'ACTIVE',
-        ...(pipelineId ? { pipelineId } : {}),
+        pipelineId: pipelineId ?? undefined, // undefined: any pipeline
         OR: pipelineId && model === 'default' ? undefined : [{ id: model }, { pipeline: { name: model } }],
       },
       orderBy: { createdAt: 'desc' },
@@ -279,7 +279,7 @@ export class Directory {
       ? [k.deploymentId]
       : (
           await this.prisma.deployment.findMany({
-            where: { workspaceId: k.workspaceId, status: 'ACTIVE', ...(k.pipelineId ? { pipelineId: k.pipelineId } : {}) },
+            where: { workspaceId: k.workspaceId, status: 'ACTIVE', pipelineId: k.pipelineId ?? undefined },
             select: { id: true },
           })
         ).map((d) => d.id);
