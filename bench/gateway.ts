@@ -11,7 +11,7 @@
  * - 2,000 concurrent SSE streams at ~20 tokens/s: errors, dropped chunks, gateway
  *   CPU and memory per stream;
  * - aborts: client abort to upstream close p99 before and after the first token,
- *   and the gateway's file handles and memory after 10,000 abort cycles.
+ *   and the gateway's file handles, RSS and live heap (after a full collection) after 10,000 abort cycles.
  *
  *   npm run build && node dist/bench/gateway.js [phaseSeconds=2] [streams=2000] [streamSeconds=60] [abortCycles=10000]
  * The gateway runs as its own process (`node dist/src/main.js`), so its CPU and
@@ -24,10 +24,11 @@
  * BENCH_PHASES (comma-separated: unstreamed,peak,streamed,concurrent,aborts) runs some of them.
  */
 import { ChildProcess, spawn } from 'node:child_process';
-import { openSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { AddressInfo } from 'node:net';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Pool } from 'undici';
 import { freePort } from '../src/common/net';
 import { waitForPort } from '../src/temporal/dev-server';
@@ -44,6 +45,37 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const rssKb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
 const fds = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
 const r1 = (n: number) => Math.round(n * 10) / 10;
+
+/**
+ * The live JS heap of a process started with --heapsnapshot-signal=SIGUSR2 in `dir`, in MB: a heap snapshot
+ * collects garbage first, so the sum of its objects' sizes is what is still reachable. RSS cannot tell a leak
+ * from a heap that has grown and not been handed back.
+ */
+async function liveHeapMb(pid: number, dir: string): Promise<number> {
+  const snapshots = () => readdirSync(dir).filter((f) => f.endsWith('.heapsnapshot'));
+  for (const f of snapshots()) rmSync(join(dir, f));
+  process.kill(pid, 'SIGUSR2');
+  for (let i = 0; i < 600; i++) {
+    await sleep(100);
+    const [f] = snapshots();
+    if (!f) continue;
+    const size = statSync(join(dir, f)).size;
+    await sleep(200);
+    if (statSync(join(dir, f)).size !== size) continue;
+    try {
+      const snap = JSON.parse(readFileSync(join(dir, f), 'utf8')) as { snapshot: { meta: { node_fields: string[] } }; nodes: number[] };
+      const fields = snap.snapshot.meta.node_fields;
+      const at = fields.indexOf('self_size');
+      let bytes = 0;
+      for (let n = at; n < snap.nodes.length; n += fields.length) bytes += snap.nodes[n];
+      rmSync(join(dir, f));
+      return bytes / 1024 / 1024;
+    } catch {
+      // still being written
+    }
+  }
+  throw new Error(`no heap snapshot from ${pid} in ${dir}`);
+}
 
 /**
  * The q-quantile of what a Prometheus histogram gained between two scrapes, for
@@ -211,6 +243,8 @@ async function main() {
   });
   const { prisma, gql } = stack;
   const procs: ChildProcess[] = [];
+  // Where the gateway writes a heap snapshot when sent SIGUSR2 (liveHeapMb).
+  const diagnosticDir = mkdtempSync(join(tmpdir(), 'infercp-bench-heap-'));
   try {
     // A workspace and key whose limits are far above the load: limits are checked on every request, never hit.
     const ws = await prisma.workspace.findFirstOrThrow();
@@ -236,7 +270,8 @@ async function main() {
     const pool = (url: string) => new Pool(url, { connections: null, pipelining: 1 });
     const startGateway = async () => {
       const port = await freePort();
-      const proc = spawn(proxyNode, [...nodeArgs, resolve(root, 'dist/src/main.js')], {
+      const snapshotArgs = ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${diagnosticDir}`];
+      const proc = spawn(proxyNode, [...snapshotArgs, ...nodeArgs, resolve(root, 'dist/src/main.js')], {
         env: { ...process.env, ...env, ...JSON.parse(process.env.BENCH_GATEWAY_ENV ?? '{}'), API_PORT: String(port), PUBLIC_BASE_URL: `http://127.0.0.1:${port}`, LOG_LEVEL: 'error', GRAPHQL_SCHEMA_FILE: '' },
         // BENCH_GATEWAY_STDOUT: a file for the gateway's stdout (where --trace-gc and friends write).
         stdio: ['ignore', process.env.BENCH_GATEWAY_STDOUT ? openSync(process.env.BENCH_GATEWAY_STDOUT, 'a') : 'ignore', 'inherit'],
@@ -441,7 +476,9 @@ async function main() {
       await cycles(1000);
       const fd0 = fds(gw.pid);
       const rss0 = rssKb(gw.pid);
+      const heap0 = await liveHeapMb(gw.pid, diagnosticDir);
       await cycles(abortCycles);
+      const heap1 = await liveHeapMb(gw.pid, diagnosticDir);
       const metrics = await gw.metrics();
       const inFlight = Number(new RegExp(`infercp_gateway_in_flight\\{deployment="${deploymentId}"\\} (\\d+)`).exec(metrics)?.[1] ?? NaN);
       abortsOut = {
@@ -450,6 +487,8 @@ async function main() {
         cycles: abortCycles,
         gatewayFds: { before: fd0, after: fds(gw.pid) },
         gatewayRssMb: { before: r1(rss0 / 1024), after: r1(rssKb(gw.pid) / 1024) },
+        // What is still reachable, after a full collection: a leak shows here, not in RSS.
+        gatewayLiveHeapMb: { before: r1(heap0), after: r1(heap1) },
         gatewayInFlightAfter: inFlight,
         upstreamOpenAfter: probe.openCount(),
       };
@@ -461,6 +500,7 @@ async function main() {
     await gw.stop();
   } finally {
     for (const p of procs) p.kill('SIGTERM');
+    rmSync(diagnosticDir, { recursive: true, force: true });
     await stack.close();
   }
 }
