@@ -45,6 +45,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const rssKb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
 const fds = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
 const r1 = (n: number) => Math.round(n * 10) / 10;
+const r2 = (n: number) => Math.round(n * 100) / 100;
 
 /**
  * The live JS heap of a process started with --heapsnapshot-signal=SIGUSR2 in `dir`, in MB: a heap snapshot
@@ -107,7 +108,6 @@ function histogramQuantile(before: string, after: string, name: string, route: s
   }
   return prevLe;
 }
-const r2 = (n: number) => Math.round(n * 100) / 100;
 
 interface Target {
   name: string;
@@ -474,10 +474,13 @@ async function main() {
       };
       progress(`${abortCycles} abort cycles, 100 at a time, after 1,000 to warm up`);
       await cycles(1000);
+      // Handles are counted straight after cycles (the snapshot's pause lets idle client connections close). Writing a
+      // snapshot grows RSS, so both RSS readings come after exactly one: the first's.
       const fd0 = fds(gw.pid);
-      const rss0 = rssKb(gw.pid);
       const heap0 = await liveHeapMb(gw.pid, diagnosticDir);
+      const rss0 = rssKb(gw.pid);
       await cycles(abortCycles);
+      const [fd1, rss1] = [fds(gw.pid), rssKb(gw.pid)];
       const heap1 = await liveHeapMb(gw.pid, diagnosticDir);
       const metrics = await gw.metrics();
       const inFlight = Number(new RegExp(`infercp_gateway_in_flight\\{deployment="${deploymentId}"\\} (\\d+)`).exec(metrics)?.[1] ?? NaN);
@@ -485,8 +488,8 @@ async function main() {
         beforeFirstTokenP50Ms: r2(median(before)), beforeFirstTokenP99Ms: r2(percentile(before, 99)),
         afterFirstTokenP50Ms: r2(median(after)), afterFirstTokenP99Ms: r2(percentile(after, 99)),
         cycles: abortCycles,
-        gatewayFds: { before: fd0, after: fds(gw.pid) },
-        gatewayRssMb: { before: r1(rss0 / 1024), after: r1(rssKb(gw.pid) / 1024) },
+        gatewayFds: { before: fd0, after: fd1 },
+        gatewayRssMb: { before: r1(rss0 / 1024), after: r1(rss1 / 1024) },
         // What is still reachable, after a full collection: a leak shows here, not in RSS.
         gatewayLiveHeapMb: { before: r1(heap0), after: r1(heap1) },
         gatewayInFlightAfter: inFlight,
