@@ -8,6 +8,13 @@ const forbidden = [
   '@nestjs/*', '@prisma/*', 'pg', 'undici', 'pino', 'fastify', 'zod', '@temporalio/client', '@temporalio/worker', '@temporalio/activity',
 ];
 
+const apiPatterns = [
+  { group: ['**/activities', '**/activities/*', '@temporalio/activity', '@temporalio/worker'], message: 'api code may not load worker code (activities/, @temporalio/activity, @temporalio/worker)' },
+];
+const gatewayPatterns = [
+  { group: ['@nestjs/*', 'graphql', 'mercurius', '**/graphql/*', '**/common/graphql-errors', '**/common/core.module'], message: 'src/gateway/ runs ahead of Nest: no Nest or GraphQL imports' },
+];
+
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'src/generated/**', 'coverage/**', '.data/**', 'scripts/*.js', 'test/*.js', '*.config.js', '*.config.mjs', 'prisma.config.ts'] },
   js.configs.recommended,
@@ -34,6 +41,17 @@ export default tseslint.config(
       }],
       'no-restricted-globals': ['error', 'setTimeout', 'setInterval', 'fetch'],
     },
+  },
+  {
+    // The api process loads no worker code: activities and the worker SDK stay on the worker's side.
+    files: ['src/**/*.ts'],
+    ignores: ['src/worker.ts', 'src/temporal/worker-runtime.ts', 'src/temporal/bundle.ts', 'src/**/*.spec.ts', 'src/domain/**', 'src/gateway/**'],
+    rules: { 'no-restricted-imports': ['error', { patterns: apiPatterns }] },
+  },
+  {
+    // The data path runs ahead of Nest: no Nest, GraphQL or GraphQL error module on it.
+    files: ['src/gateway/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [...apiPatterns, ...gatewayPatterns] }] },
   },
   {
     // The request path: Node 20's V8 gives an object literal that spreads another and adds keys a new hidden

@@ -9,7 +9,7 @@
  * scripts/temporal-cli.sh); starts its own dev server and a scratch database.
  */
 import { join, resolve } from 'node:path';
-import { LocalProvider } from '../src/providers/local.provider';
+import { LocalProvider } from '../src/providers/local';
 import { benchStack, median, progress } from './harness';
 
 const runs = Number(process.argv[2] ?? 7);
@@ -41,7 +41,7 @@ async function main() {
     const replica = await prisma.replica.findFirstOrThrow({ where: { deploymentId: id } });
     rows.push({ total, replica: replica.coldStartMs ?? 0, orchestration: total - (replica.coldStartMs ?? 0), cold: i === 0 });
     progress(`deploy ${i + 1}/${runs}: ${status} in ${total.toFixed(0)} ms (replica start ${replica.coldStartMs} ms)`);
-    await worker.providers.LOCAL.stopReplica(replica.id);
+    await worker.providers.LOCAL!.stopReplica(replica.id);
 
     const b0 = performance.now();
     const h = await local.ensureReplica({ replicaId: `base-${i}`, deploymentId: 'base', pipelineId: 'pl_base', variantId: 'var', model: 'sim/tiny-chat', task: 'CHAT', gpu: 'sim', maxConcurrency: 30 });

@@ -11,7 +11,8 @@ import { Config, loadConfig } from '../src/config/config';
 import { dropDatabase, ensureDatabase, migrate } from '../src/database/migrate';
 import { createPrisma } from '../src/database/prisma';
 import { DevServer, startDevServer } from '../src/temporal/dev-server';
-import { localProvider, startWorker } from '../src/temporal/worker-runtime';
+import { localProvider } from '../src/providers/local';
+import { startWorker } from '../src/temporal/worker-runtime';
 import { WorkspacesService } from '../src/workspaces/workspaces.service';
 
 export const progress = (m: string) => process.stderr.write(`${m}\n`);

@@ -81,7 +81,7 @@ async function main() {
   };
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   await scaler.terminate('bench done');
-  for (const r of await s.prisma.replica.findMany({ where: { deploymentId: id, state: { not: 'STOPPED' } } })) await s.worker.providers.LOCAL.stopReplica(r.id);
+  for (const r of await s.prisma.replica.findMany({ where: { deploymentId: id, state: { not: 'STOPPED' } } })) await s.worker.providers.LOCAL!.stopReplica(r.id);
   await s.close();
 }
 

@@ -56,7 +56,7 @@ async function main() {
     if (i > 0) rows.push(row);
     progress(`trial ${i}${i === 0 ? ' (warming the weight cache, not counted)' : ''}: ${JSON.stringify(row)}`);
     await scaler.terminate('bench trial done');
-    for (const r of await s.prisma.replica.findMany({ where: { deploymentId: id, state: { not: 'STOPPED' } } })) await s.worker.providers.LOCAL.stopReplica(r.id);
+    for (const r of await s.prisma.replica.findMany({ where: { deploymentId: id, state: { not: 'STOPPED' } } })) await s.worker.providers.LOCAL!.stopReplica(r.id);
   }
   const out = {
     trials: rows.length,

@@ -284,7 +284,7 @@ describe('a deploy whose replica never becomes healthy', () => {
       expect(replicas).toHaveLength(1);
       expect(replicas[0].state).toBe('STOPPED');
       expect(pidAlive(Number(replicas[0].providerId))).toBe(false);
-      expect(await stack.worker.providers.LOCAL.listReplicas()).toEqual([]);
+      expect(await stack.worker.providers.LOCAL!.listReplicas()).toEqual([]);
       const key = await stack.prisma.apiKey.findFirstOrThrow({ where: { deploymentId: d.deploymentId } });
       expect(key.issuedAt).toBeNull();
       const res = await fetch(`${stack.url}/v1/models`, { headers: { authorization: `Bearer ${d.apiKey}` } });

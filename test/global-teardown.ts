@@ -1,7 +1,7 @@
 import { rmSync } from 'node:fs';
 import { dropDatabase } from '../src/database/migrate';
 import type { DevServer } from '../src/temporal/dev-server';
-import { LocalProvider } from '../src/providers/local.provider';
+import { LocalProvider } from '../src/providers/local';
 import { join } from 'node:path';
 
 export default async function globalTeardown() {

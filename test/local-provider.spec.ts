@@ -3,9 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { createPrisma } from '../src/database/prisma';
-import { LocalProvider } from '../src/providers/local.provider';
+import { LocalProvider, reconcileReplicas } from '../src/providers/local';
 import { ReplicaSpec } from '../src/providers/provider';
-import { reconcileLocal } from '../src/temporal/worker-runtime';
 import { eventually, pidAlive } from './helpers';
 
 const provider = (stateDir: string, cacheDir: string) =>
@@ -101,7 +100,7 @@ describe('worker start-up reconciliation', () => {
         ],
       });
 
-      const result = await reconcileLocal(prisma, provider(stateDir, cacheDir), pino({ level: 'silent' }));
+      const result = await reconcileReplicas(prisma, provider(stateDir, cacheDir), pino({ level: 'silent' }));
       expect(result).toEqual({ adopted: 1, reaped: 2, lost: 1 });
       expect(pidAlive(Number(wanted.providerId))).toBe(true);
       expect(pidAlive(Number(unwanted.providerId))).toBe(false);

@@ -1,12 +1,17 @@
-import { ApplicationFailure, log, ParentClosePolicy, patched, proxyActivities, setHandler, startChild, WorkflowIdReusePolicy } from '@temporalio/workflow';
+import { ApplicationFailure, ParentClosePolicy, patched, proxyActivities, setHandler, startChild, WorkflowIdReusePolicy } from '@temporalio/workflow';
 import type { Activities } from '../activities';
+import { PERMANENT_FAILURES } from '../src/domain/errors';
 import { DeployInput, DeployProgress, deployProgressQuery, scalerWorkflowId } from './messages';
+import { failureMessage, Saga } from './saga';
 import { scalerWorkflow } from './scaler';
+
+/** DeployInput.drainTimeoutMs is absent in histories recorded before the scaler: the config default then. */
+const REPLAY_DRAIN_TIMEOUT_MS = 300_000;
 
 // Short activities: database writes and provider calls.
 const act = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '200ms', maximumInterval: '5s', maximumAttempts: 5, nonRetryableErrorTypes: ['PlanError', 'ProviderPermanentError', 'NotFoundError'] },
+  retry: { initialInterval: '200ms', maximumInterval: '5s', maximumAttempts: 5, nonRetryableErrorTypes: [...PERMANENT_FAILURES] },
 });
 
 /**
@@ -24,22 +29,22 @@ export async function deployWorkflow(input: DeployInput): Promise<{ url: string 
   const waitAct = proxyActivities<Activities>({
     startToCloseTimeout: `${input.healthTimeoutSeconds + 30} seconds`,
     heartbeatTimeout: '15 seconds',
-    retry: { initialInterval: '1s', maximumAttempts: 3, nonRetryableErrorTypes: ['ReplicaUnhealthyError'] },
+    retry: { initialInterval: '1s', maximumAttempts: 3, nonRetryableErrorTypes: [...PERMANENT_FAILURES] },
   });
 
-  const compensations: Array<{ name: string; run: () => Promise<void> }> = [];
+  const saga = new Saga();
   try {
     const plan = await act.checkPlan({ deploymentId });
 
     progress.step = 'provisioning';
-    compensations.push({ name: 'release replicas', run: () => act.releaseReplicas({ deploymentId, reason: 'deploy failed' }) });
+    saga.add('release replicas', () => act.releaseReplicas({ deploymentId, reason: 'deploy failed' }));
     await act.provisionReplicas({ deploymentId, count: plan.initialReplicas });
 
     progress.step = 'waiting-healthy';
     await waitAct.waitReplicasReady({ deploymentId, timeoutSeconds: input.healthTimeoutSeconds });
 
     progress.step = 'issuing-key';
-    compensations.push({ name: 'revoke key', run: () => act.revokeDeploymentKeys({ deploymentId }) });
+    saga.add('revoke key', () => act.revokeDeploymentKeys({ deploymentId }));
     await act.issueDeploymentKeys({ deploymentId });
 
     progress.step = 'publishing-routes';
@@ -58,31 +63,19 @@ export async function deployWorkflow(input: DeployInput): Promise<{ url: string 
           policy: plan.policy,
           initialReplicas: plan.initialReplicas,
           planMaxReplicas: plan.planMaxReplicas,
-          drainTimeoutMs: input.drainTimeoutMs ?? 300_000,
+          drainTimeoutMs: input.drainTimeoutMs ?? REPLAY_DRAIN_TIMEOUT_MS,
         }],
       });
     }
     return { url };
   } catch (err) {
-    const reason = describe(err);
+    const reason = failureMessage(err);
     progress.step = 'compensating';
     progress.error = reason;
-    for (const c of compensations.reverse()) {
-      try {
-        await c.run();
-      } catch (compErr) {
-        log.error('compensation failed', { step: c.name, error: describe(compErr) });
-      }
-    }
+    await saga.compensate();
     await act.markFailed({ deploymentId, operationId, reason });
     progress.step = 'failed';
     throw ApplicationFailure.nonRetryable(`deploy failed: ${reason}`, 'DeployFailed');
   }
 }
 
-/** The innermost message of a Temporal failure chain (ActivityFailure -> ApplicationFailure). */
-function describe(err: unknown): string {
-  let e = err as { message?: string; cause?: unknown } | undefined;
-  while (e?.cause) e = e.cause as typeof e;
-  return e?.message ?? String(err);
-}

@@ -3,7 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { loadConfigOrExit } from '../config/config';
 import { DevServer, startDevServer, waitForPort } from '../temporal/dev-server';
-import { localProvider } from '../temporal/worker-runtime';
+import { localProvider } from '../providers/local';
 import { bootstrap } from './bootstrap';
 
 /**

@@ -5,11 +5,7 @@ import type { Logger } from 'pino';
 import { ZodError } from 'zod';
 import { DomainError, ErrorCode } from '../domain/errors';
 import { LOGGER } from './core.module';
-
-/** A zod issue path and message as one line: "maxReplicas: must be at most 8". */
-export function zodMessage(err: ZodError): string {
-  return err.issues.map((i) => `${i.path.length ? `${i.path.join('.')}: ` : ''}${i.message}`).join('; ');
-}
+import { zodMessage } from './zod';
 
 /** The one mapping from our errors to GraphQL errors with extensions.code. */
 export function toGraphQLError(err: unknown, log?: Logger): GraphQLError {

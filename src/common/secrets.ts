@@ -29,6 +29,13 @@ export function secretFromPlaintext(plaintext: string): IssuedSecret {
   return { plaintext, prefix: plaintext.slice(0, kind.length + 1 + 12), hash: hashSecret(plaintext) };
 }
 
+/** The token of an `Authorization: Bearer <token>` header, or null when it is missing or malformed. */
+export function bearer(header: string | string[] | undefined): string | null {
+  const value = Array.isArray(header) ? header[0] : header;
+  const m = value ? /^Bearer\s+(\S+)$/i.exec(value) : null;
+  return m ? m[1] : null;
+}
+
 export function hashSecret(plaintext: string): string {
   return createHash('sha256').update(plaintext, 'utf8').digest('hex');
 }

@@ -1,8 +1,10 @@
 // Plan rules from the reference documents. Pure: imported by services and workflows.
 
 export type PlanName = 'STARTER' | 'PRO' | 'TEAM' | 'ENTERPRISE';
-export type ModeName = 'FLEX' | 'ACTIVE';
-export type TaskName = 'CHAT' | 'EMBEDDINGS' | 'IMAGE';
+import type { Mode, Task } from './targets';
+
+export type ModeName = Mode;
+export type TaskName = Task;
 
 export interface PlanLimits {
   canDeploy: boolean;

@@ -1,3 +1,4 @@
+import type { Mode, Target } from './targets';
 // What serving costs, from the reference's billing rules. Pure: the gateway prices
 // each request's tokens, the capacity accountant prices warm replica time.
 
@@ -31,8 +32,8 @@ export const DEFAULT_PRICES: PriceTable = {
   },
 };
 
-export type BillingTarget = 'LOCAL' | 'RUNPOD' | 'MODAL' | 'CUSTOM';
-export type BillingMode = 'FLEX' | 'ACTIVE';
+export type BillingTarget = Target;
+export type BillingMode = Mode;
 
 export function gpuRates(table: PriceTable, gpu: string): GpuRates {
   return table.gpus[gpu] ?? table.gpus.default;

@@ -1,11 +1,12 @@
 import { MODE_DEFAULTS } from './plans';
+import type { Mode } from './targets';
 
 // The scaling decision: pure, time an input, no I/O. Used by the scaler
 // workflow and by the what-if simulator, so both decide exactly alike.
 // State is plain JSON (it is carried across continue-as-new).
 
 export interface ScalingPolicy {
-  mode: 'FLEX' | 'ACTIVE';
+  mode: Mode;
   minReplicas: number;
   maxReplicas: number;
   /** In-flight requests per replica the scaler aims for. */
@@ -56,7 +57,7 @@ export const DEFAULT_QUEUE_THRESHOLD_MS = 2000;
 export const DEFAULT_REPORT_TTL_MS = 5000;
 
 export interface PolicyKnobs {
-  mode: 'FLEX' | 'ACTIVE';
+  mode: Mode;
   minReplicas?: number | null;
   maxReplicas: number;
   targetConcurrency: number;

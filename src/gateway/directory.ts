@@ -3,8 +3,9 @@ import { Client as PgClient } from 'pg';
 import type { Logger } from 'pino';
 import { hashSecret } from '../common/secrets';
 import type { PrismaClient } from '../database/prisma';
-import { CHANNEL_KEYS, CHANNEL_ROUTES } from '../../activities';
+import { CHANNEL_KEYS, CHANNEL_ROUTES } from '../database/notify';
 import { PLANS, planMaxConcurrency } from '../domain/plans';
+import type { Mode, Target, Task } from '../domain/targets';
 
 export interface KeyInfo {
   id: string;
@@ -38,10 +39,10 @@ export interface Route {
   pipelineName: string;
   /** Model name the replicas serve (what the upstream expects in `model`). */
   model: string;
-  task: 'CHAT' | 'EMBEDDINGS' | 'IMAGE';
+  task: Task;
   /** What prices its usage. */
-  target: 'LOCAL' | 'RUNPOD' | 'MODAL' | 'CUSTOM';
-  mode: 'FLEX' | 'ACTIVE';
+  target: Target;
+  mode: Mode;
   gpu: string;
   replicas: RouteReplica[];
 }

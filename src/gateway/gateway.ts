@@ -3,7 +3,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { Dispatcher, errors, Pool } from 'undici';
 import { z } from 'zod';
-import { zodMessage } from '../common/graphql-errors';
+import { bearer } from '../common/secrets';
+import { zodMessage } from '../common/zod';
 import { Directory, KeyInfo, Route, RouteReplica } from './directory';
 import { readJsonBody } from './body';
 import { envelope, invalidKey, OpenAIError, sendError, sendJson } from './errors';
@@ -164,10 +165,9 @@ export class Gateway {
   }
 
   private async authenticate(req: IncomingMessage): Promise<KeyInfo | OpenAIError> {
-    const header = req.headers.authorization;
-    const m = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
-    if (!m) return invalidKey('Missing API key. Send Authorization: Bearer <key>.');
-    const key = await this.o.directory.key(m[1]);
+    const token = bearer(req.headers.authorization);
+    if (!token) return invalidKey('Missing API key. Send Authorization: Bearer <key>.');
+    const key = await this.o.directory.key(token);
     const now = Date.now();
     if (!key || key.issuedAt === null) return invalidKey();
     if (key.revokedAt !== null) return invalidKey('This API key has been revoked.');

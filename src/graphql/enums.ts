@@ -1,5 +1,6 @@
 import { registerEnumType } from '@nestjs/graphql';
 import { DeploymentMode, DeploymentStatus, KeyScope, OperationKind, OperationStatus, Plan, ReplicaState, Target, Task } from '../generated/prisma/enums';
+import type * as domain from '../domain/targets';
 
 // Prisma's enums are the GraphQL enums: one definition, no drift.
 registerEnumType(Plan, { name: 'Plan' });
@@ -13,3 +14,9 @@ registerEnumType(OperationStatus, { name: 'OperationStatus' });
 registerEnumType(KeyScope, { name: 'KeyScope' });
 
 export { DeploymentMode, DeploymentStatus, KeyScope, OperationKind, OperationStatus, Plan, ReplicaState, Target, Task };
+
+// The pure unions of src/domain/targets.ts are the Prisma enums: a value added to one and not the
+// other fails to compile here.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const sameEnums: [Same<domain.Target, Target>, Same<domain.Mode, DeploymentMode>, Same<domain.Task, Task>] = [true, true, true];
+void sameEnums;

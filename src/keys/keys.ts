@@ -9,7 +9,7 @@ import { PLANS, PlanName } from '../domain/plans';
 import { KeyScope } from '../graphql/enums';
 import { ApiKey, CreatedApiKey } from '../graphql/models';
 import { AuthContext, CurrentAuth, ManagementAuthGuard } from '../workspaces/auth';
-import { CHANNEL_KEYS } from '../../activities';
+import { CHANNEL_KEYS, notify } from '../database/notify';
 
 @InputType()
 export class CreateApiKeyInput {
@@ -89,7 +89,7 @@ export class KeysService {
     if (!key) throw notFound('API key', id);
     const updated = key.revokedAt ? key : await this.prisma.apiKey.update({ where: { id }, data: { revokedAt: new Date() } });
     // Every gateway process drops the key from its cache on this notification.
-    await this.prisma.$executeRaw`SELECT pg_notify(${CHANNEL_KEYS}, ${key.hash})`;
+    await notify(this.prisma, CHANNEL_KEYS, key.hash);
     return updated;
   }
 }

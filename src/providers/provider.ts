@@ -1,3 +1,5 @@
+import type { Target, Task } from '../domain/targets';
+
 /**
  * One interface, one adapter per target. Every call is idempotent on replicaId:
  * a retried or replayed activity never provisions twice.
@@ -8,7 +10,7 @@ export interface ReplicaSpec {
   pipelineId: string;
   variantId: string;
   model: string;
-  task: 'CHAT' | 'EMBEDDINGS' | 'IMAGE';
+  task: Task;
   gpu: string;
   maxConcurrency: number;
 }
@@ -25,7 +27,7 @@ export interface ReplicaHandle {
 export type ReplicaHealth = 'starting' | 'ready' | 'gone';
 
 export interface ProviderAdapter {
-  readonly target: 'LOCAL' | 'RUNPOD' | 'MODAL' | 'CUSTOM';
+  readonly target: Target;
   /** Starts the replica unless it is already running; returns its handle either way. */
   ensureReplica(spec: ReplicaSpec): Promise<ReplicaHandle>;
   /** Whether the replica serves traffic yet, or has died. */
@@ -38,9 +40,5 @@ export interface ProviderAdapter {
   listReplicas(): Promise<ReplicaHandle[]>;
 }
 
-export class ProviderError extends Error {
-  constructor(message: string, readonly retryable: boolean) {
-    super(message);
-    this.name = retryable ? 'ProviderError' : 'ProviderPermanentError';
-  }
-}
+/** The adapters a worker runs, by target; a target absent here is refused by the deploy's plan check. */
+export type Providers = Partial<Record<Target, ProviderAdapter>>;

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { z } from 'zod';
-import { zodMessage } from '../common/graphql-errors';
+import { zodMessage } from '../common/zod';
 import { DEFAULT_PRICES, PriceTable } from '../domain/pricing';
 
 const rates = z.object({

@@ -1,7 +1,7 @@
 import { CanActivate, createParamDecorator, ExecutionContext, Inject, Injectable } from '@nestjs/common';
 import { GqlExecutionContext } from '@nestjs/graphql';
 import { PRISMA } from '../common/core.module';
-import { hashSecret } from '../common/secrets';
+import { bearer, hashSecret } from '../common/secrets';
 import type { PrismaClient, Workspace } from '../database/prisma';
 import { DomainError, ErrorCode } from '../domain/errors';
 
@@ -23,14 +23,12 @@ export class ManagementAuthGuard implements CanActivate {
   async canActivate(context: ExecutionContext): Promise<boolean> {
     const ctx = GqlExecutionContext.create(context).getContext<GqlCtx>();
     if (ctx.auth) return true;
-    const header = ctx.req.headers.authorization;
-    const value = Array.isArray(header) ? header[0] : header;
-    const m = /^Bearer\s+(\S+)$/i.exec(value ?? '');
-    if (!m) {
+    const secret = bearer(ctx.req.headers.authorization);
+    if (!secret) {
       throw new DomainError(ErrorCode.UNAUTHENTICATED, 'missing management token: send Authorization: Bearer <token>');
     }
     const token = await this.prisma.managementToken.findUnique({
-      where: { hash: hashSecret(m[1]) },
+      where: { hash: hashSecret(secret) },
       include: { workspace: true },
     });
     if (!token || token.revokedAt) throw new DomainError(ErrorCode.UNAUTHENTICATED, 'invalid or revoked management token');

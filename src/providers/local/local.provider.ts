@@ -2,9 +2,10 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { freePort } from '../common/net';
+import { freePort } from '../../common/net';
 import { request } from 'undici';
-import { ProviderAdapter, ProviderError, ReplicaHandle, ReplicaHealth, ReplicaSpec } from './provider';
+import { ProviderError, ProviderPermanentError } from '../errors';
+import type { ProviderAdapter, ReplicaHandle, ReplicaHealth, ReplicaSpec } from '../provider';
 
 export interface LocalProviderOptions {
   /** Where pid files and logs live: <stateDir>/replicas/<id>.json, <stateDir>/logs/<id>.log. */
@@ -29,11 +30,11 @@ interface ReplicaRecord extends ReplicaHandle {
 
 /** Resolves the compiled simulator entry (dist/src/simulator/main.js) from src or dist. */
 export function simulatorEntry(): string {
-  const sibling = resolve(__dirname, '../simulator/main.js');
+  const sibling = resolve(__dirname, '../../simulator/main.js');
   if (existsSync(sibling)) return sibling;
-  const fromRoot = resolve(__dirname, '../../dist/src/simulator/main.js');
+  const fromRoot = resolve(__dirname, '../../../dist/src/simulator/main.js');
   if (existsSync(fromRoot)) return fromRoot;
-  throw new ProviderError('simulator entry not found: run `npm run build` first', false);
+  throw new ProviderPermanentError('simulator entry not found: run `npm run build` first');
 }
 
 function alive(pid: number): boolean {
@@ -124,7 +125,7 @@ export class LocalProvider implements ProviderAdapter {
     });
     await log.close();
     const pid = child.pid;
-    if (pid === undefined) throw new ProviderError(`could not start replica ${spec.replicaId}: ${command}`, true);
+    if (pid === undefined) throw new ProviderError(`could not start replica ${spec.replicaId}: ${command}`);
     child.unref();
     const record: ReplicaRecord = {
       replicaId: spec.replicaId,
