@@ -68,6 +68,7 @@ export default tseslint.config(
   {
     // Pure decision logic shared with workflows: no I/O, no imports of app modules.
     files: ['src/domain/**/*.ts'],
+    ignores: ['src/domain/**/*.spec.ts'],
     rules: {
       'no-restricted-imports': ['error', { paths: forbidden.filter((m) => !m.includes('*')), patterns: [{ group: ['../*', '@*/*'], message: 'src/domain is pure' }] }],
     },

@@ -11,6 +11,7 @@
 import { join, resolve } from 'node:path';
 import { LocalProvider } from '../src/providers/local';
 import { benchStack, median, progress } from './harness';
+import { CREATE_PIPELINE, DEPLOY } from '../test/support/graphql';
 
 const runs = Number(process.argv[2] ?? 7);
 
@@ -24,12 +25,12 @@ async function main() {
   });
   const baseline: number[] = [];
   const rows: Array<{ total: number; replica: number; orchestration: number; cold: boolean }> = [];
-  const pipeline = (await gql(`mutation($i: CreatePipelineInput!) { createPipeline(input: $i) { id } }`, { i: { name: 'bench', task: 'CHAT', model: 'sim/tiny-chat' } })).createPipeline.id;
+  const pipeline = (await gql(CREATE_PIPELINE, { input: { name: 'bench', task: 'CHAT', model: 'sim/tiny-chat' } })).createPipeline.id;
 
   for (let i = 0; i < runs; i++) {
     const t0 = performance.now();
-    const r = await gql(`mutation($i: DeployPipelineInput!) { deployPipeline(input: $i) { deployment { id } } }`, {
-      i: { pipelineId: pipeline, target: 'LOCAL', gpu: 'sim', mode: 'FLEX', minReplicas: 1, maxReplicas: 1 },
+    const r = await gql(DEPLOY, {
+      input: { pipelineId: pipeline, target: 'LOCAL', gpu: 'sim', mode: 'FLEX', minReplicas: 1, maxReplicas: 1 },
     });
     const id = r.deployPipeline.deployment!.id;
     let status = '';

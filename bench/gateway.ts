@@ -33,6 +33,7 @@ import { Pool } from 'undici';
 import { freePort } from '../src/common/net';
 import { waitForPort } from '../src/temporal/dev-server';
 import { benchStack, cpuSeconds, median, percentile, progress } from './harness';
+import { CREATE_PIPELINE, DEPLOY } from '../test/support/graphql';
 
 const [phaseSeconds, streamCount, streamSeconds, abortCycles] = [2, 2000, 60, 10_000].map((d, i) => Number(process.argv[2 + i] ?? d));
 const PHASES = ['unstreamed', 'peak', 'streamed', 'concurrent', 'aborts'];
@@ -249,10 +250,10 @@ async function main() {
     // A workspace and key whose limits are far above the load: limits are checked on every request, never hit.
     const ws = await prisma.workspace.findFirstOrThrow();
     await prisma.workspace.update({ where: { id: ws.id }, data: { plan: 'ENTERPRISE', maxConcurrency: 1_000_000, maxReplicas: 4 } });
-    const pipelineId = (await gql(`mutation($i: CreatePipelineInput!) { createPipeline(input: $i) { id } }`, { i: { name: 'bench', task: 'CHAT', model: 'sim/tiny-chat' } })).createPipeline.id;
+    const pipelineId = (await gql(CREATE_PIPELINE, { input: { name: 'bench', task: 'CHAT', model: 'sim/tiny-chat' } })).createPipeline.id;
     await prisma.variant.updateMany({ where: { pipelineId }, data: { maxConcurrency: streamCount + 100 } });
-    const d = await gql(`mutation($i: DeployPipelineInput!) { deployPipeline(input: $i) { deployment { id } apiKey } }`, {
-      i: { pipelineId, target: 'LOCAL', gpu: 'sim', mode: 'FLEX', minReplicas: 1, maxReplicas: 1 },
+    const d = await gql(DEPLOY, {
+      input: { pipelineId, target: 'LOCAL', gpu: 'sim', mode: 'FLEX', minReplicas: 1, maxReplicas: 1 },
     });
     const deploymentId = d.deployPipeline.deployment!.id;
     await stack.temporal.workflow.getHandle(`deploy:${deploymentId}`).result();

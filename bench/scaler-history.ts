@@ -12,6 +12,7 @@
  */
 import { temporal as proto } from '@temporalio/proto';
 import { benchStack, progress } from './harness';
+import { CREATE_PIPELINE, DEPLOY } from '../test/support/graphql';
 import { loadReportSignal, scalerStatusQuery, scalerWorkflowId } from '../workflows/messages';
 
 const reports = Number(process.argv[2] ?? 3600);
@@ -20,9 +21,9 @@ const SUGGEST_CAN_EVENTS = 4096;
 
 async function main() {
   const s = await benchStack('history');
-  const pipeline = (await s.gql(`mutation($i: CreatePipelineInput!) { createPipeline(input: $i) { id } }`, { i: { name: 'bench', task: 'CHAT', model: 'sim/tiny-chat' } })).createPipeline.id;
-  const d = await s.gql(`mutation($i: DeployPipelineInput!) { deployPipeline(input: $i) { deployment { id } } }`, {
-    i: { pipelineId: pipeline, target: 'LOCAL', gpu: 'sim', mode: 'FLEX', minReplicas: 1, maxReplicas: 4, scaleDownWindowSeconds: 1 },
+  const pipeline = (await s.gql(CREATE_PIPELINE, { input: { name: 'bench', task: 'CHAT', model: 'sim/tiny-chat' } })).createPipeline.id;
+  const d = await s.gql(DEPLOY, {
+    input: { pipelineId: pipeline, target: 'LOCAL', gpu: 'sim', mode: 'FLEX', minReplicas: 1, maxReplicas: 4, scaleDownWindowSeconds: 1 },
   });
   const id = d.deployPipeline.deployment!.id;
   await s.temporal.workflow.getHandle(`deploy:${id}`).result();

@@ -7,6 +7,7 @@
  *   npm run build && node dist/bench/scaler-reaction.js [trials=5] [burst=90]
  */
 import { benchStack, median, progress } from './harness';
+import { CREATE_PIPELINE, DEPLOY } from '../test/support/graphql';
 import { scalerStatusQuery, scalerWorkflowId } from '../workflows/messages';
 
 const trials = Number(process.argv[2] ?? 5);
@@ -14,11 +15,11 @@ const burst = Number(process.argv[3] ?? 90);
 
 async function main() {
   const s = await benchStack('reaction', { GATEWAY_QUEUE_TIMEOUT_MS: '60000', SIM_ITL_MS: '20' });
-  const pipeline = (await s.gql(`mutation($i: CreatePipelineInput!) { createPipeline(input: $i) { id } }`, { i: { name: 'bench', task: 'CHAT', model: 'sim/tiny-chat' } })).createPipeline.id;
+  const pipeline = (await s.gql(CREATE_PIPELINE, { input: { name: 'bench', task: 'CHAT', model: 'sim/tiny-chat' } })).createPipeline.id;
   const rows: Array<{ decideMs: number; firstReadyMs: number; allReadyMs: number; replicaStartMs: number; to: number }> = [];
   for (let i = 0; i <= trials; i++) {
-    const d = await s.gql(`mutation($i: DeployPipelineInput!) { deployPipeline(input: $i) { deployment { id } apiKey } }`, {
-      i: { pipelineId: pipeline, target: 'LOCAL', gpu: 'sim', mode: 'FLEX', minReplicas: 1, maxReplicas: 4 },
+    const d = await s.gql(DEPLOY, {
+      input: { pipelineId: pipeline, target: 'LOCAL', gpu: 'sim', mode: 'FLEX', minReplicas: 1, maxReplicas: 4 },
     });
     const id = d.deployPipeline.deployment!.id;
     await s.temporal.workflow.getHandle(`deploy:${id}`).result();

@@ -7,6 +7,16 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
+# Node 24 LTS runs everything (npm and npx included); an older system Node is bypassed, said once.
+ensure_node() {
+  local dir
+  dir="$(bash scripts/node.sh)"
+  if [ "$(command -v node 2>/dev/null || true)" != "$dir/node" ]; then
+    step "using Node $("$dir/node" --version) from $dir (the system's is $(node --version 2>/dev/null || echo 'absent'))"
+    export PATH="$dir:$PATH"
+  fi
+}
+
 ensure_node_modules() {
   if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     step "installing node modules"
@@ -33,6 +43,7 @@ ensure_temporal() {
 }
 
 cmd="${1:-up}"; shift || true
+ensure_node
 case "$cmd" in
   up)
     ensure_node_modules; ensure_temporal; build

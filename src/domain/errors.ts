@@ -60,10 +60,10 @@ export class ProviderPermanentError extends PermanentError {
   override readonly name = 'ProviderPermanentError';
 }
 
-type ErrorClass = new (message: string) => Error;
+type ErrorClass = abstract new (message: string) => Error;
 
-/** The ApplicationFailure type an error class produces. */
-export const failureType = (c: ErrorClass): string => new c('').name;
+/** The ApplicationFailure type an error class produces: the SDK takes the constructor's name. */
+export const failureType = (c: ErrorClass): string => c.name;
 
 /** Every permanent activity error's type, for nonRetryableErrorTypes. */
 export const PERMANENT_FAILURES: readonly string[] = [PlanError, NotFoundError, ReplicaUnhealthyError, ProviderPermanentError].map(failureType);

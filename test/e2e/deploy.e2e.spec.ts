@@ -1,8 +1,8 @@
 import OpenAI from 'openai';
-import { eventually, pidAlive, Stack, startStack } from './helpers';
+import { CREATE_PIPELINE, deploy, DEPLOY } from '../support/graphql';
+import { Stack, startStack } from '../support/stack';
+import { eventually, pidAlive } from '../support/wait';
 
-const DEPLOY = `mutation($input: DeployPipelineInput!) { deployPipeline(input: $input) { deployment { id status url } apiKey } }`;
-const CREATE_PIPELINE = `mutation($input: CreatePipelineInput!) { createPipeline(input: $input) { id variants { id isDefault } } }`;
 const DEPLOYMENT = `query($id: ID!) { deployment(id: $id) { id status statusReason url replicas { id state } events { kind message } operations { kind status workflowId } } }`;
 
 interface Deployed {
@@ -17,9 +17,7 @@ async function createPipeline(stack: Stack, token: string, name: string, task: '
 }
 
 async function deployAndWait(stack: Stack, token: string, pipelineId: string, extra: Record<string, unknown> = {}): Promise<Deployed & { status: string; url: string }> {
-  const r = await stack.gql<{ deployPipeline: { deployment: { id: string; status: string }; apiKey: string } }>(DEPLOY, token, {
-    input: { pipelineId, target: 'LOCAL', gpu: 'sim', mode: 'FLEX', minReplicas: 1, maxReplicas: 2, ...extra },
-  });
+  const r = await deploy(stack.as(token), { pipelineId, mode: 'FLEX', minReplicas: 1, maxReplicas: 2, ...extra });
   expect(r.errors).toBeUndefined();
   const { deployment, apiKey } = r.data.deployPipeline;
   expect(deployment.status).toBe('PENDING');
@@ -266,8 +264,7 @@ describe('a deploy whose replica never becomes healthy', () => {
   it('should end FAILED with the reason, the key revoked and no process left running', async () => {
     // A replica that starts but never answers /health.
     const stack = await startStack({
-      LOCAL_REPLICA_COMMAND: `${process.execPath} -e "setInterval(() => {}, 1000)" -- {port}`,
-      DEPLOY_HEALTH_TIMEOUT_SECONDS: '2',
+      env: { LOCAL_REPLICA_COMMAND: `${process.execPath} -e "setInterval(() => {}, 1000)" -- {port}`, DEPLOY_HEALTH_TIMEOUT_SECONDS: '2' },
     });
     try {
       const team = await stack.workspace('TEAM');
@@ -297,7 +294,7 @@ describe('a deploy whose replica never becomes healthy', () => {
   });
 
   it('should end FAILED when the replica process exits at start', async () => {
-    const stack = await startStack({ LOCAL_REPLICA_COMMAND: '/bin/false {port}', DEPLOY_HEALTH_TIMEOUT_SECONDS: '30' });
+    const stack = await startStack({ env: { LOCAL_REPLICA_COMMAND: '/bin/false {port}', DEPLOY_HEALTH_TIMEOUT_SECONDS: '30' } });
     try {
       const team = await stack.workspace('TEAM');
       const pipelineId = await createPipeline(stack, team.token, 'crashy', 'CHAT', 'sim/tiny-chat');
@@ -319,10 +316,10 @@ describe('the GraphQL contract', () => {
     const { join, resolve } = await import('node:path');
     const { tmpdir } = await import('node:os');
     const file = join(mkdtempSync(join(tmpdir(), 'schema-')), 'schema.gql');
-    const stack = await startStack({ GRAPHQL_SCHEMA_FILE: file });
+    const stack = await startStack({ env: { GRAPHQL_SCHEMA_FILE: file } });
     await stack.close();
     const emitted = readFileSync(file, 'utf8');
-    const committedPath = resolve(__dirname, '../schema.gql');
+    const committedPath = resolve(__dirname, '../../schema.gql');
     if (process.env.UPDATE_SCHEMA === '1') writeFileSync(committedPath, emitted);
     expect(emitted).toBe(readFileSync(committedPath, 'utf8'));
     expect(emitted).toContain('deployPipeline(input: DeployPipelineInput!): DeployPayload!');

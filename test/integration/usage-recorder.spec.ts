@@ -1,10 +1,10 @@
 import { resolve } from 'node:path';
 import pino from 'pino';
-import { createPrisma, PrismaClient } from '../src/database/prisma';
-import { dropDatabase, ensureDatabase, migrate } from '../src/database/migrate';
-import { CapacityAccountant } from '../src/usage/capacity';
-import { UsageRecorder, UsageSample } from '../src/usage/recorder';
-import { DEFAULT_PRICES } from '../src/domain/pricing';
+import { createPrisma, PrismaClient } from '../../src/database/prisma';
+import { dropDatabase, ensureDatabase, migrate } from '../../src/database/migrate';
+import { CapacityAccountant } from '../../src/usage/capacity';
+import { UsageRecorder, UsageSample } from '../../src/usage/recorder';
+import { DEFAULT_PRICES } from '../../src/domain/pricing';
 
 /**
  * The usage rollups on a database of their own: several gateways adding into
@@ -22,7 +22,7 @@ describe('usage rollups in Postgres', () => {
 
   beforeAll(async () => {
     await ensureDatabase(url);
-    await migrate(url, resolve(__dirname, '../prisma/migrations'));
+    await migrate(url, resolve(__dirname, '../../prisma/migrations'));
     prisma = createPrisma(url, 4);
     await prisma.workspace.create({ data: { id: 'ws', name: 'ws', plan: 'TEAM' } });
     await prisma.pipeline.create({ data: { id: 'p', workspaceId: 'ws', name: 'p', task: 'CHAT', model: 'm' } });

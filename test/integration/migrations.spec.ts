@@ -3,9 +3,9 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync, cpSyn
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Client } from 'pg';
-import { dropDatabase, ensureDatabase, migrate, MigrationError } from '../src/database/migrate';
+import { dropDatabase, ensureDatabase, migrate, MigrationError } from '../../src/database/migrate';
 
-const MIGRATIONS = resolve(__dirname, '../prisma/migrations');
+const MIGRATIONS = resolve(__dirname, '../../prisma/migrations');
 
 function freshUrl(tag: string) {
   const u = new URL(process.env.DATABASE_URL!);
@@ -65,7 +65,7 @@ describe('migrations (applied without the Prisma schema engine)', () => {
     urls.push(url);
     await ensureDatabase(url);
     await migrate(url, MIGRATIONS);
-    const { enums, models } = readSchema(readFileSync(resolve(__dirname, '../prisma/schema.prisma'), 'utf8'));
+    const { enums, models } = readSchema(readFileSync(resolve(__dirname, '../../prisma/schema.prisma'), 'utf8'));
     const tables = await query<{ table_name: string }>(url,
       `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_name <> '_prisma_migrations'`);
     expect(tables.map((t) => t.table_name).sort()).toEqual([...models.keys()].sort());

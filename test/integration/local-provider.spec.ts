@@ -2,10 +2,10 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { createPrisma } from '../src/database/prisma';
-import { LocalProvider, reconcileReplicas } from '../src/providers/local';
-import { ReplicaSpec } from '../src/providers/provider';
-import { eventually, pidAlive } from './helpers';
+import { createPrisma } from '../../src/database/prisma';
+import { LocalProvider, reconcileReplicas } from '../../src/providers/local';
+import { ReplicaSpec } from '../../src/providers/provider';
+import { eventually, pidAlive } from '../support/wait';
 
 const provider = (stateDir: string, cacheDir: string) =>
   new LocalProvider({ stateDir, cacheDir, command: '', simulatorArgs: ['--cold-start-ms 50', '--warm-start-ms 10'] });

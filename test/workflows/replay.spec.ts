@@ -2,16 +2,18 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { temporal } from '@temporalio/proto';
 import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
-import { loadReportSignal, scalerStatusQuery, setPolicyUpdate } from '../workflows/messages';
-import { eventually, startStack } from './helpers';
+import { loadReportSignal, scalerStatusQuery, setPolicyUpdate } from '../../workflows/messages';
+import { createPipeline, deploy, must } from '../support/graphql';
+import { startStack } from '../support/stack';
+import { eventually } from '../support/wait';
 
 /**
  * Saved histories of finished workflows, replayed against today's workflow
  * code: a change that would break running workflows (non-determinism) fails
  * here. RECORD_HISTORIES=1 npm test records fresh ones from a real run.
  */
-const dir = resolve(__dirname, 'histories');
-const bundlePath = resolve(__dirname, '../dist/workflow-bundle.js');
+const dir = resolve(__dirname, '../histories');
+const bundlePath = resolve(__dirname, '../../dist/workflow-bundle.js');
 
 describe('workflow determinism', () => {
   beforeAll(() => {
@@ -25,13 +27,12 @@ describe('workflow determinism', () => {
   // Recording needs a live deploy; every other run replays what was recorded.
   if (process.env.RECORD_HISTORIES === '1') it('records histories of a successful and a failed deploy', async () => {
     for (const [name, env] of [['deploy-succeeded', {}], ['deploy-failed', { LOCAL_REPLICA_COMMAND: '/bin/false {port}' }]] as const) {
-      const stack = await startStack(env);
+      const stack = await startStack({ env });
       try {
         const ws = await stack.workspace('TEAM');
-        const p = await stack.gql<{ createPipeline: { id: string } }>(`mutation { createPipeline(input: { name: "r", task: CHAT, model: "sim/tiny-chat" }) { id } }`, ws.token);
-        const d = await stack.gql<{ deployPipeline: { deployment: { id: string } } }>(
-          `mutation($id: ID!) { deployPipeline(input: { pipelineId: $id, target: LOCAL, gpu: "sim", mode: FLEX, minReplicas: 1, maxReplicas: 1 }) { deployment { id } } }`, ws.token, { id: p.data.createPipeline.id });
-        const handle = stack.temporal.workflow.getHandle(`deploy:${d.data.deployPipeline.deployment.id}`);
+        const pipelineId = await createPipeline(stack.as(ws.token), { name: 'r' });
+        const d = await must(deploy(stack.as(ws.token), { pipelineId, mode: 'FLEX', minReplicas: 1, maxReplicas: 1 }));
+        const handle = stack.temporal.workflow.getHandle(`deploy:${d.deployPipeline.deployment.id}`);
         await eventually(async () => (await handle.describe()).status.name !== 'RUNNING');
         const history = await handle.fetchHistory();
         const bytes = Buffer.from(temporal.api.history.v1.History.encode(history).finish());

@@ -1,7 +1,8 @@
 import OpenAI from 'openai';
-import { ScalingPolicy } from '../src/domain/scaling';
-import { loadReportSignal, scalerStatusQuery, scalerWorkflowId, setPolicyUpdate } from '../workflows/messages';
-import { eventually, pidAlive, Stack, startStack } from './helpers';
+import { ScalingPolicy } from '../../src/domain/scaling';
+import { loadReportSignal, scalerStatusQuery, scalerWorkflowId, setPolicyUpdate } from '../../workflows/messages';
+import { Stack, startStack } from '../support/stack';
+import { eventually, pidAlive } from '../support/wait';
 
 
 describe('the scaler workflow on a real Temporal server', () => {
@@ -9,7 +10,7 @@ describe('the scaler workflow on a real Temporal server', () => {
   let token: string;
   beforeAll(async () => {
     // A long queue timeout: this test is about scaling, not about 503s.
-    stack = await startStack({ SCALER_DRAIN_TIMEOUT_SECONDS: '20', SIM_ITL_MS: '20', GATEWAY_QUEUE_TIMEOUT_MS: '20000' });
+    stack = await startStack({ env: { SCALER_DRAIN_TIMEOUT_SECONDS: '20', SIM_ITL_MS: '20', GATEWAY_QUEUE_TIMEOUT_MS: '20000' } });
     token = (await stack.workspace('TEAM')).token;
   });
   afterAll(async () => {
@@ -17,15 +18,12 @@ describe('the scaler workflow on a real Temporal server', () => {
   });
 
   it('should scale up on a burst of real traffic, drain without cutting a stream, idle to zero, and serve through a cold start', async () => {
-    const p = await stack.gql<{ createPipeline: { id: string } }>(`mutation { createPipeline(input: { name: "scaled", task: CHAT, model: "sim/tiny-chat" }) { id } }`, token);
-    const dep = await stack.gql<{ deployPipeline: { deployment: { id: string }; apiKey: string } }>(
-      `mutation($id: ID!) { deployPipeline(input: { pipelineId: $id, target: LOCAL, gpu: "sim", mode: FLEX, minReplicas: 0, maxReplicas: 3,
-        scaleDownWindowSeconds: 1, idleTimeoutSeconds: 3 }) { deployment { id } apiKey } }`, token, { id: p.data.createPipeline.id });
-    const id = dep.data.deployPipeline.deployment.id;
-    await stack.temporal.workflow.getHandle(`deploy:${id}`).result();
+    const { deploymentId: id, apiKey } = await stack.deployed(token, { name: 'scaled' }, {
+      mode: 'FLEX', minReplicas: 0, maxReplicas: 3, scaleDownWindowSeconds: 1, idleTimeoutSeconds: 3,
+    });
     const scaler = stack.temporal.workflow.getHandle(scalerWorkflowId(id));
     expect((await scaler.describe()).status.name).toBe('RUNNING');
-    const client = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: dep.data.deployPipeline.apiKey, maxRetries: 0 });
+    const client = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey, maxRetries: 0 });
     const stream = async (maxTokens: number) => {
       const { data, response } = await client.chat.completions
         .create({ model: 'default', stream: true, max_tokens: maxTokens, messages: [{ role: 'user', content: 'hi' }] })

@@ -1,5 +1,6 @@
-import { DEFAULT_PRICES } from '../src/domain/pricing';
-import { eventually, Stack, startStack } from './helpers';
+import { DEFAULT_PRICES } from '../../src/domain/pricing';
+import { Stack, startStack } from '../support/stack';
+import { eventually } from '../support/wait';
 
 /**
  * The gateway's streaming path on real replicas: usage read from the upstream
@@ -13,22 +14,16 @@ describe('gateway streaming, timeouts and usage', () => {
   let key: string;
 
   beforeAll(async () => {
-    stack = await startStack({
+    stack = await startStack({ env: {
       SIM_ITL_MS: '10',
       GATEWAY_REQUEST_TIMEOUT_MS: '3000',
       GATEWAY_ASSUMED_MS_PER_TOKEN: '40',
       GATEWAY_IDLE_TIMEOUT_MS: '500',
       USAGE_FLUSH_INTERVAL_MS: '100',
       USAGE_CAPACITY_INTERVAL_MS: '300',
-    });
+    } });
     ws = await stack.workspace('TEAM');
-    const p = await stack.gql<{ createPipeline: { id: string } }>(`mutation { createPipeline(input: { name: "streams", task: CHAT, model: "sim/tiny-chat" }) { id } }`, ws.token);
-    const d = await stack.gql<{ deployPipeline: { deployment: { id: string }; apiKey: string } }>(
-      `mutation($id: ID!) { deployPipeline(input: { pipelineId: $id, target: LOCAL, gpu: "sim", mode: ACTIVE, minReplicas: 2, maxReplicas: 2 }) { deployment { id } apiKey } }`,
-      ws.token, { id: p.data.createPipeline.id });
-    deploymentId = d.data.deployPipeline.deployment.id;
-    key = d.data.deployPipeline.apiKey;
-    await stack.temporal.workflow.getHandle(`deploy:${deploymentId}`).result();
+    ({ deploymentId, apiKey: key } = await stack.deployed(ws.token, { name: 'streams' }, { mode: 'ACTIVE', minReplicas: 2, maxReplicas: 2 }));
   });
   afterAll(async () => {
     await stack?.close();

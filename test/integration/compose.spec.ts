@@ -12,7 +12,7 @@ interface Service {
   depends_on?: Record<string, { condition: string }> | string[];
 }
 
-const root = resolve(__dirname, '..');
+const root = resolve(__dirname, '../..');
 const compose = parse(readFileSync(resolve(root, 'docker-compose.yaml'), 'utf8'), { merge: true }) as { services: Record<string, Service> };
 
 describe('docker-compose.yaml', () => {

@@ -1,9 +1,9 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import fc from 'fast-check';
 import { resolve } from 'node:path';
-import { freePort } from '../src/common/net';
-import { waitForPort } from '../src/temporal/dev-server';
-import { Stack, startStack } from './helpers';
+import { freePort } from '../../src/common/net';
+import { waitForPort } from '../../src/temporal/dev-server';
+import { Stack, startStack } from '../support/stack';
 
 /**
  * Admission on the real gateway: each rule with its status, code and headers,
@@ -16,13 +16,9 @@ describe('gateway admission', () => {
   let deploymentId: string;
 
   beforeAll(async () => {
-    stack = await startStack({ GATEWAY_QUEUE_TIMEOUT_MS: '300', SIM_ITL_MS: '20' });
+    stack = await startStack({ env: { GATEWAY_QUEUE_TIMEOUT_MS: '300', SIM_ITL_MS: '20' } });
     ws = await stack.workspace('PRO');
-    const p = await stack.gql<{ createPipeline: { id: string } }>(`mutation { createPipeline(input: { name: "adm", task: CHAT, model: "sim/tiny-chat" }) { id } }`, ws.token);
-    const d = await stack.gql<{ deployPipeline: { deployment: { id: string } } }>(
-      `mutation($id: ID!) { deployPipeline(input: { pipelineId: $id, target: LOCAL, gpu: "sim", mode: FLEX, minReplicas: 1, maxReplicas: 1 }) { deployment { id } } }`, ws.token, { id: p.data.createPipeline.id });
-    deploymentId = d.data.deployPipeline.deployment.id;
-    await stack.temporal.workflow.getHandle(`deploy:${deploymentId}`).result();
+    ({ deploymentId } = await stack.deployed(ws.token, { name: 'adm' }, { mode: 'FLEX', minReplicas: 1, maxReplicas: 1 }));
   });
   afterAll(async () => {
     await stack?.close();
@@ -59,15 +55,11 @@ describe('gateway admission', () => {
 
   it('should refuse a workspace over its monthly spend cap with 403 plan_limit_exceeded, before any rate is spent', async () => {
     const other = await stack.workspace('PRO');
-    const p = await stack.gql<{ createPipeline: { id: string } }>(`mutation { createPipeline(input: { name: "spend", task: CHAT, model: "sim/tiny-chat" }) { id } }`, other.token);
-    const d = await stack.gql<{ deployPipeline: { deployment: { id: string }; apiKey: string } }>(
-      `mutation($id: ID!) { deployPipeline(input: { pipelineId: $id, target: LOCAL, gpu: "sim", mode: FLEX, minReplicas: 1, maxReplicas: 1 }) { deployment { id } apiKey } }`, other.token, { id: p.data.createPipeline.id });
-    const id = d.data.deployPipeline.deployment.id;
-    await stack.temporal.workflow.getHandle(`deploy:${id}`).result();
+    const { deploymentId: id, apiKey } = await stack.deployed(other.token, { name: 'spend' }, { mode: 'FLEX', minReplicas: 1, maxReplicas: 1 });
     await stack.prisma.workspace.update({ where: { id: other.id }, data: { monthlySpendCapUsd: 5 } });
     const key = await stack.prisma.apiKey.findFirstOrThrow({ where: { deploymentId: id } });
     await stack.prisma.usageRollup.create({ data: { deploymentId: id, apiKeyId: key.id, minute: new Date(), requests: 1000, costUsd: 5.5 } });
-    const r = await chat(stack.url, d.data.deployPipeline.apiKey);
+    const r = await chat(stack.url, apiKey);
     expect(r.status).toBe(403);
     expect(((await r.json()) as { error: object }).error).toMatchObject({ type: 'permission_error', code: 'plan_limit_exceeded', message: expect.stringContaining('$5.50 of its $5.00') });
     expect(r.headers.get('x-ratelimit-remaining')).toBeNull();
@@ -166,7 +158,7 @@ describe('gateway admission', () => {
     beforeAll(async () => {
       for (let i = 0; i < 2; i++) {
         const port = await freePort();
-        const child = spawn(process.execPath, [resolve(__dirname, '../dist/src/main.js')], {
+        const child = spawn(process.execPath, [resolve(__dirname, '../../dist/src/main.js')], {
           env: {
             ...process.env, ...Object.fromEntries(Object.entries(stack.config).filter(([, v]) => typeof v === 'string' || typeof v === 'number').map(([k, v]) => [k, String(v)])),
             API_PORT: String(port), REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', LOG_LEVEL: 'error',

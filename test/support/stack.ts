@@ -1,0 +1,183 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
+import pino from 'pino';
+import { createApp } from '../../src/app';
+import { freePort } from '../../src/common/net';
+import { Config, loadConfig } from '../../src/config/config';
+import { dropDatabase, ensureDatabase, migrate } from '../../src/database/migrate';
+import { createPrisma, PrismaClient } from '../../src/database/prisma';
+import type { PlanName } from '../../src/domain/plans';
+import { localProvider } from '../../src/providers/local';
+import { DevServer, startDevServer } from '../../src/temporal/dev-server';
+import { startWorker, WorkerRuntime } from '../../src/temporal/worker-runtime';
+import { WorkspacesService } from '../../src/workspaces/workspaces.service';
+import { createPipeline, deploy, DeployInput, Gql, GqlResult, must, PipelineInput } from './graphql';
+
+/** The repository root, from the source tree (tests) or from dist/ (benchmarks). */
+export function repoRoot(): string {
+  let dir = __dirname;
+  while (!existsSync(join(dir, 'package.json')) || dir.endsWith('dist')) dir = dirname(dir);
+  return dir;
+}
+
+/** A fast simulator, so that tests spend their time on behaviour rather than on model loading. */
+const FAST_SIMULATOR = { SIM_COLD_START_MS: '300', SIM_WARM_START_MS: '100', SIM_TTFT_MS: '5', SIM_ITL_MS: '2', GATEWAY_CACHE_TTL_MS: '60000' };
+
+export interface StackOptions {
+  /** Environment for this stack's config, over the process's. */
+  env?: Record<string, string>;
+  /**
+   * Own scratch database and Temporal dev server, dropped and stopped on close (benchmarks). Without
+   * it the stack uses the run's (test/global-setup.ts) with its own task queue and data directory.
+   */
+  isolated?: boolean;
+  /** Start the api process in this process too (default true). */
+  app?: boolean;
+  /** Name used in the task queue, data directory and database. */
+  name?: string;
+}
+
+export interface Stack {
+  config: Config;
+  /** The api's base URL ('' when started without it). */
+  url: string;
+  dataDir: string;
+  prisma: PrismaClient;
+  temporal: Client;
+  worker: WorkerRuntime;
+  app: Awaited<ReturnType<typeof createApp>> | null;
+  server: DevServer | null;
+  gql: <T = Record<string, unknown>>(query: string, token: string, variables?: Record<string, unknown>) => Promise<GqlResult<T>>;
+  /** GraphQL calls with one management token. */
+  as: (token: string) => Gql;
+  workspace: (plan: PlanName, name?: string) => Promise<{ id: string; token: string }>;
+  /** Creates a pipeline, deploys it and waits until it is ACTIVE (throws when the deploy fails). */
+  deployed: (token: string, pipeline: PipelineInput, deployment: Omit<DeployInput, 'pipelineId'>) => Promise<{ pipelineId: string; deploymentId: string; apiKey: string }>;
+  close: () => Promise<void>;
+}
+
+let runtimeInstalled = false;
+function quietRuntime() {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  try {
+    Runtime.install({ logger: new DefaultLogger('WARN') });
+  } catch {
+    /* already installed in this process */
+  }
+}
+
+/** The workflow bundle the build shipped (dist/workflow-bundle.js): tests run what users run. */
+function bundle(root: string): { code: string } | undefined {
+  // RECORD_WORKFLOW_BUNDLE: an older build's bundle, to record histories the current code must replay.
+  const p = process.env.RECORD_WORKFLOW_BUNDLE ?? resolve(root, 'dist/workflow-bundle.js');
+  return existsSync(p) ? { code: readFileSync(p, 'utf8') } : undefined;
+}
+
+let seq = 0;
+
+/**
+ * The real api and worker in this process, over real Postgres and a real Temporal server, with
+ * their own task queue and data directory. One builder for the tests and the benchmarks.
+ */
+export async function startStack(opts: StackOptions = {}): Promise<Stack> {
+  quietRuntime();
+  const root = repoRoot();
+  const name = opts.name ?? `t${process.pid}-${++seq}-${Date.now().toString(36)}`;
+  let server: DevServer | null = null;
+  let databaseUrl = process.env.DATABASE_URL;
+  let dataDir: string;
+  if (opts.isolated) {
+    dataDir = mkdtempSync(join(tmpdir(), `infercp-${name}-`));
+    const base = new URL(process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres');
+    base.pathname = `/infercp_${name.replace(/\W/g, '_')}_${Date.now().toString(36)}`;
+    databaseUrl = base.toString();
+    await ensureDatabase(databaseUrl);
+    await migrate(databaseUrl, resolve(root, 'prisma/migrations'));
+    const cliPath = process.env.TEMPORAL_CLI_PATH ?? execFileSync('bash', [resolve(root, 'scripts/temporal-cli.sh')], { encoding: 'utf8' }).trim();
+    server = await startDevServer({ cliPath, port: await freePort() });
+  } else {
+    dataDir = join(process.env.DATA_DIR!, name);
+    mkdirSync(dataDir, { recursive: true });
+  }
+  const config = loadConfig({
+    ...process.env,
+    ...(opts.isolated ? { LOG_LEVEL: 'error' } : FAST_SIMULATOR),
+    DATABASE_URL: databaseUrl,
+    ...(server ? { TEMPORAL_ADDRESS: server.address } : {}),
+    API_PORT: String(await freePort()),
+    TEMPORAL_TASK_QUEUE: `deployments-${name}`,
+    DATA_DIR: dataDir,
+    ...opts.env,
+  });
+  const log = pino({ level: config.LOG_LEVEL });
+  const worker = await startWorker(config, log, { healthPollMs: 50, workflowBundle: bundle(root) });
+  let app: Stack['app'] = null;
+  try {
+    if (opts.app !== false) app = await createApp(config, log);
+  } catch (err) {
+    await worker.shutdown();
+    throw err;
+  }
+  const prisma = createPrisma(config.DATABASE_URL, 4);
+  const temporal = new Client({ connection: await Connection.connect({ address: config.TEMPORAL_ADDRESS }) });
+  const workspaces = new WorkspacesService(prisma);
+  const created: string[] = [];
+  const gql: Stack['gql'] = async (query, token, variables) => {
+    const res = await fetch(`${app!.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ query, variables }),
+    });
+    return (await res.json()) as never;
+  };
+  const as = (token: string): Gql => (query, variables) => gql(query, token, variables);
+  return {
+    config,
+    url: app?.url ?? '',
+    dataDir,
+    prisma,
+    temporal,
+    worker,
+    app,
+    server,
+    gql,
+    as,
+    deployed: async (token, pipeline, deployment) => {
+      const pipelineId = await createPipeline(as(token), pipeline);
+      const { deployPipeline } = await must(deploy(as(token), { pipelineId, ...deployment }));
+      const deploymentId = deployPipeline.deployment.id;
+      await temporal.workflow.getHandle(`deploy:${deploymentId}`).result();
+      return { pipelineId, deploymentId, apiKey: deployPipeline.apiKey };
+    },
+    workspace: async (plan, wsName = `${plan.toLowerCase()}-${name}`) => {
+      const { workspace, token } = await workspaces.create(wsName, plan);
+      created.push(workspace.id);
+      return { id: workspace.id, token };
+    },
+    close: async () => {
+      // Replicas this stack started do not outlive it (nor linger in the shared database as READY).
+      const local = localProvider(config);
+      const left = await local.listReplicas();
+      await local.stopAll();
+      await prisma.replica.updateMany({ where: { id: { in: left.map((h) => h.replicaId) } }, data: { state: 'STOPPED', stoppedAt: new Date() } });
+      // Replicas a test killed are gone already; the shared database must not keep them as live.
+      await prisma.replica.updateMany({
+        where: { state: { in: ['STARTING', 'READY', 'DRAINING'] }, deployment: { workspaceId: { in: created } } },
+        data: { state: 'STOPPED', stoppedAt: new Date() },
+      });
+      await worker.shutdown();
+      await app?.close();
+      await temporal.connection.close();
+      await prisma.$disconnect();
+      if (server) {
+        await server.stop();
+        await dropDatabase(config.DATABASE_URL);
+      }
+    },
+  };
+}
