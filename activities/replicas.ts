@@ -1,5 +1,6 @@
 import { heartbeat, sleep } from '@temporalio/activity';
 import { CHANNEL_ROUTES, notify } from '../src/database/notify';
+import { planActuation } from '../src/domain/actuation';
 import { ReplicaUnhealthyError } from '../src/domain/errors';
 import type { ProviderAdapter } from '../src/providers/provider';
 import { ActivityContext, handleOf, LoadedDeployment } from './context';
@@ -59,7 +60,110 @@ export function replicaActivities(ctx: ActivityContext) {
     await prisma.replica.update({ where: { id }, data: { providerId: h.providerId, address: h.address } });
   }
 
+  /** Moves a replica from one state to another only if it is still in the first; true when it was. */
+  const transition = async (id: string, from: 'STARTING' | 'READY' | 'DRAINING', data: Parameters<typeof prisma.replica.updateMany>[0]['data']) =>
+    (await prisma.replica.updateMany({ where: { id, state: from }, data })).count === 1;
+
   return {
+    /**
+     * The scaler's actuation, step one of two: brings the live replicas (starting or ready) to
+     * `desired` and returns at once. Up: draining replicas go back to serving first, then every
+     * missing replica is started in parallel. Down: the chosen replicas are marked DRAINING (the
+     * gateways stop sending them work on the NOTIFY). The caller then watches each started replica
+     * (awaitReplicaReady) and each draining one (drainReplica): the lists name every replica now
+     * starting or draining, so a scaler that restarts finds the ones it must watch. Idempotent: a
+     * retry recounts.
+     */
+    async reconcileReplicaCount(input: { deploymentId: string; desired: number; reason: string }): Promise<{ started: string[]; reused: string[]; starting: string[]; draining: string[] }> {
+      const { deploymentId, desired } = input;
+      const d = await loadDeployment(deploymentId);
+      const p = provider(d.target);
+      const rows = await prisma.replica.findMany({ where: { deploymentId, state: { in: ['STARTING', 'READY', 'DRAINING'] } } });
+      const plan = planActuation(desired, rows.map((r) => ({ id: r.id, state: r.state as 'STARTING' | 'READY' | 'DRAINING', startedAt: r.startedAt.getTime() })));
+      const live = rows.length - rows.filter((r) => r.state === 'DRAINING').length;
+      const reused: string[] = [];
+      for (const id of plan.reuse) {
+        const r = rows.find((x) => x.id === id)!;
+        if (await transition(id, 'DRAINING', { state: r.readyAt ? 'READY' : 'STARTING' })) reused.push(id);
+      }
+      // Ordinals continue after every replica this deployment ever had; a retry sees the rows it made.
+      const first = await prisma.replica.count({ where: { deploymentId } });
+      const started = Array.from({ length: plan.start + plan.reuse.length - reused.length }, (_, i) => replicaId(deploymentId, first + i));
+      await Promise.all(started.map((id) => startReplica(d, p, id)));
+      if (plan.drain.length) await prisma.replica.updateMany({ where: { id: { in: plan.drain } }, data: { state: 'DRAINING' } });
+      if (reused.length || started.length || plan.drain.length) await notify(prisma, CHANNEL_ROUTES, deploymentId);
+      if (reused.length) await event(deploymentId, 'scale.reused', `scale-down cancelled: ${reused.length} draining replica(s) back to serving`, { replicaIds: reused });
+      if (started.length) await event(deploymentId, 'scale.up', `${live} -> ${desired}: ${input.reason}`, { replicaIds: started });
+      if (plan.drain.length) await event(deploymentId, 'scale.down', `${live} -> ${desired}: ${input.reason}`, { replicaIds: plan.drain });
+      const now = await prisma.replica.findMany({ where: { deploymentId, state: { in: ['STARTING', 'DRAINING'] } }, orderBy: { startedAt: 'asc' } });
+      const ids = (state: string) => now.filter((r) => r.state === state).map((r) => r.id);
+      return { started, reused, starting: ids('STARTING'), draining: ids('DRAINING') };
+    },
+
+    /**
+     * Waits until one started replica serves, then marks it READY and publishes it at once (capacity
+     * arrives replica by replica). 'cancelled' when a scale-down took it first. A replica that exits
+     * or stays unhealthy past the timeout is stopped and marked FAILED: ReplicaUnhealthyError.
+     */
+    async awaitReplicaReady(input: { deploymentId: string; replicaId: string; timeoutSeconds?: number }): Promise<'ready' | 'cancelled'> {
+      const d = await loadDeployment(input.deploymentId);
+      const p = provider(d.target);
+      const timeoutSeconds = input.timeoutSeconds ?? healthTimeoutSeconds;
+      for (;;) {
+        const r = await prisma.replica.findUnique({ where: { id: input.replicaId } });
+        if (!r || r.state !== 'STARTING') return r?.state === 'READY' ? 'ready' : 'cancelled';
+        const h = await p.health(handleOf(r));
+        if (h === 'ready') {
+          const now = new Date();
+          const coldStartMs = now.getTime() - r.startedAt.getTime();
+          if (!(await transition(r.id, 'STARTING', { state: 'READY', readyAt: now, coldStartMs }))) continue;
+          await notify(prisma, CHANNEL_ROUTES, input.deploymentId);
+          await event(input.deploymentId, 'replica.ready', `replica ${r.id} is ready after ${coldStartMs} ms`);
+          return 'ready';
+        }
+        const late = Date.now() - r.startedAt.getTime() > timeoutSeconds * 1000;
+        if (h === 'gone' || late) {
+          await p.stopReplica(r.id);
+          await transition(r.id, 'STARTING', { state: 'FAILED', stoppedAt: new Date() });
+          const why = h === 'gone' ? 'exited before it became healthy' : `not healthy after ${timeoutSeconds} s`;
+          await event(input.deploymentId, 'replica.failed', `replica ${r.id} ${why}`);
+          throw new ReplicaUnhealthyError(`replica ${r.id} ${why}`);
+        }
+        heartbeat();
+        await sleep(pollMs);
+      }
+    },
+
+    /**
+     * Drains one replica: waits until what it serves has finished (or drainTimeoutMs), then stops
+     * it. 'reused' when a scale-up took it back to serving meanwhile; a replica that never served
+     * is stopped at once.
+     */
+    async drainReplica(input: { deploymentId: string; replicaId: string; drainTimeoutMs: number }): Promise<'stopped' | 'reused'> {
+      const d = await loadDeployment(input.deploymentId);
+      const p = provider(d.target);
+      const deadline = Date.now() + input.drainTimeoutMs;
+      for (;;) {
+        const r = await prisma.replica.findUnique({ where: { id: input.replicaId } });
+        if (!r || r.state === 'READY' || r.state === 'STARTING') return 'reused';
+        if (r.state !== 'DRAINING') {
+          // Stopped by an earlier attempt of this activity: make sure the process is gone too.
+          await p.stopReplica(r.id);
+          return 'stopped';
+        }
+        const n = r.readyAt && p.inFlight ? await p.inFlight(handleOf(r)) : 0;
+        if (n === 0 || !r.readyAt || Date.now() > deadline) {
+          // Compare-and-set: a scale-up that reuses this replica at the same moment wins or loses cleanly.
+          if (!(await transition(r.id, 'DRAINING', { state: 'STOPPED', stoppedAt: new Date() }))) continue;
+          await p.stopReplica(r.id);
+          await event(input.deploymentId, 'replica.drained', `replica ${r.id} stopped after draining${n ? ` (${n} request(s) still running at the drain timeout)` : ''}`);
+          return 'stopped';
+        }
+        heartbeat();
+        await sleep(pollMs);
+      }
+    },
+
     async provisionReplicas({ deploymentId, count }: { deploymentId: string; count: number }): Promise<{ replicaIds: string[] }> {
       const d = await loadDeployment(deploymentId);
       const p = provider(d.target);
@@ -79,7 +183,8 @@ export function replicaActivities(ctx: ActivityContext) {
     },
 
     /**
-     * Brings the deployment to `desired` replicas. Up: start new replicas and
+     * Scalers recorded before asynchronous actuation (patch 'scaler-async-actuation') apply a count
+     * through this one blocking activity. Brings the deployment to `desired` replicas. Up: start new replicas and
      * wait until they serve, then publish them. Down: mark the newest DRAINING
      * (gateways stop sending them work at once), wait until what they run has
      * finished or drainTimeoutMs passed, then stop them. No stream is cut.

@@ -56,8 +56,19 @@ export interface ScalerInput {
   state?: ScalerState;
   decisions?: ScalingDecisionRecord[];
   paused?: boolean;
+  /** What the actuator was doing when the last run continued as new: it watches these again. */
+  actuation?: ActuationSnapshot;
   /** Test hook: continue as new after this many loop turns. */
   forceContinueAsNewAfterTurns?: number;
+}
+
+export interface ActuationSnapshot {
+  starting: string[];
+  draining: string[];
+  /** The decided count was not yet applied. */
+  pending: boolean;
+  /** Replicas in a row that failed to start (the backoff's exponent). */
+  failures: number;
 }
 
 export interface ScalerStatus {
@@ -67,6 +78,10 @@ export interface ScalerStatus {
   noData: boolean;
   policy: ScalingPolicy;
   decisions: ScalingDecisionRecord[];
+  /** Replicas started and not yet serving (absent from scalers that apply counts in one blocking step). */
+  starting?: number;
+  /** Replicas draining before they stop. */
+  draining?: number;
 }
 
 export type PolicyPatch = Partial<Pick<ScalingPolicy, 'minReplicas' | 'maxReplicas' | 'targetConcurrency' | 'scaleDownWindowSeconds' | 'idleTimeoutSeconds'>>;

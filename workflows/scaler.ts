@@ -3,9 +3,9 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { PERMANENT_FAILURES } from '../src/domain/errors';
-import { decide, Decision, initialScalerState, LoadReport, nextDecisionAt, policyProblems, ScalerState, ScalingPolicy } from '../src/domain/scaling';
+import { decide, Decision, initialScalerState, LoadReport, nextDecisionAt, policyProblems, ScalerState, ScalingPolicy, startBackoffMs } from '../src/domain/scaling';
 import {
-  loadReportSignal, pauseScalerSignal, PolicyPatch, resumeScalerSignal, ScalerInput, ScalerStatus, scalerStatusQuery, ScalingDecisionRecord,
+  ActuationSnapshot, loadReportSignal, pauseScalerSignal, PolicyPatch, resumeScalerSignal, ScalerInput, ScalerStatus, scalerStatusQuery, ScalingDecisionRecord,
   setPolicyUpdate,
 } from './messages';
 import { failureMessage } from './saga';
@@ -67,11 +67,11 @@ export class ScalerRun {
     return this.policy;
   }
 
-  /** Runs the decision over the reports that arrived since the last one. */
-  decide(now: number): Decision {
+  /** Runs the decision over the reports that arrived since the last one; `starting` replicas are on the way. */
+  decide(now: number, starting = 0): Decision {
     const reports = Object.values(this.pending);
     this.pending = {};
-    const d = decide(this.policy, this.state, { now, reports });
+    const d = decide(this.policy, this.state, starting ? { now, reports, starting } : { now, reports });
     this.noData = d.noData;
     this.desired = d.desired;
     return d;
@@ -82,14 +82,17 @@ export class ScalerRun {
     this.decisions.splice(0, Math.max(0, this.decisions.length - DECISIONS_KEPT));
   }
 
-  status(): ScalerStatus {
-    return { desired: this.desired, current: this.state.current, paused: this.paused, noData: this.noData, policy: this.policy, decisions: [...this.decisions] };
+  status(actuation?: { starting: number; draining: number }): ScalerStatus {
+    return {
+      desired: this.desired, current: this.state.current, paused: this.paused, noData: this.noData, policy: this.policy, decisions: [...this.decisions],
+      ...actuation,
+    };
   }
 
   /** The next run's input: reports that arrived while handlers finished are carried in the state. */
-  snapshot(): ScalerInput {
+  snapshot(actuation?: ActuationSnapshot): ScalerInput {
     const state = { ...this.state, reports: { ...this.state.reports, ...this.pending } };
-    return { ...this.input, policy: this.policy, state, decisions: this.decisions, paused: this.paused, forceContinueAsNewAfterTurns: undefined };
+    return { ...this.input, policy: this.policy, state, decisions: this.decisions, paused: this.paused, actuation, forceContinueAsNewAfterTurns: undefined };
   }
 }
 
@@ -121,6 +124,125 @@ class DeadlineTimer {
   }
 }
 
+type Acts = Pick<Activities, 'reconcileReplicaCount' | 'awaitReplicaReady' | 'drainReplica'>;
+
+/**
+ * Applies the decided count without ever blocking the decisions: one short activity brings the
+ * replicas to the count (starting all missing ones in parallel, reusing draining ones first), and
+ * every starting or draining replica is watched by its own activity, whose end wakes the loop. A
+ * newer count simply reconciles again, overtaking whatever is still starting or draining. A replica
+ * that fails to start is replaced after startBackoffMs(failures in a row).
+ */
+class Actuator {
+  private target: number;
+  private reason = 'scaler continued';
+  private dirty: boolean;
+  private failures: number;
+  private retryAt = 0;
+  private targetAtFailure = 0;
+  readonly starting = new Set<string>();
+  readonly draining = new Set<string>();
+
+  constructor(
+    private readonly run: ScalerRun,
+    private readonly input: ScalerInput,
+    private readonly short: Acts,
+    private readonly long: Acts,
+  ) {
+    this.target = run.state.current;
+    const carried = input.actuation;
+    this.dirty = carried?.pending ?? false;
+    this.failures = carried?.failures ?? 0;
+    for (const id of carried?.starting ?? []) this.watchStart(id);
+    for (const id of carried?.draining ?? []) this.watchDrain(id);
+  }
+
+  snapshot(): ActuationSnapshot {
+    return { starting: [...this.starting], draining: [...this.draining], pending: this.dirty, failures: this.failures };
+  }
+
+  /** The count the loop decided; reconciled at once unless a failed start is backing off. */
+  want(target: number, reason: string): void {
+    if (target === this.target) return;
+    this.target = target;
+    this.reason = reason;
+    this.dirty = true;
+  }
+
+  counts() {
+    return { starting: this.starting.size, draining: this.draining.size };
+  }
+
+  private note(reason: string): void {
+    const n = this.run.state.current;
+    this.run.record({ at: Date.now(), from: n, to: n, reason });
+    this.run.wake = true;
+  }
+
+  private failed(what: string, err: unknown): void {
+    this.failures++;
+    const backoff = startBackoffMs(this.failures);
+    this.retryAt = Date.now() + backoff;
+    this.targetAtFailure = this.target;
+    this.dirty = true;
+    this.note(`${what}: ${failureMessage(err)}; trying again in ${Math.round(backoff / 1000)} s`);
+  }
+
+  async loop(): Promise<never> {
+    for (;;) {
+      await condition(() => this.dirty);
+      // After a failed start, wait out the backoff unless the count went down meanwhile.
+      const wait = this.retryAt - Date.now();
+      if (wait > 0) await condition(() => this.target < this.targetAtFailure, wait);
+      this.dirty = false;
+      const target = this.target;
+      try {
+        const r = await this.short.reconcileReplicaCount({ deploymentId: this.input.deploymentId, desired: target, reason: this.reason });
+        if (r.reused.length) this.note(`scale-down cancelled: ${r.reused.length} draining replica(s) back to serving, ${r.started.length} new`);
+        for (const id of r.starting) this.watchStart(id);
+        for (const id of r.draining) this.watchDrain(id);
+      } catch (err) {
+        if (isCancellation(err)) throw err;
+        this.failed(`could not apply ${target} replica(s)`, err);
+      }
+    }
+  }
+
+  private watchStart(id: string): void {
+    if (this.starting.has(id)) return;
+    this.starting.add(id);
+    this.long.awaitReplicaReady({ deploymentId: this.input.deploymentId, replicaId: id }).then(
+      (r) => {
+        this.starting.delete(id);
+        if (r === 'ready') this.failures = 0;
+        this.run.wake = true;
+      },
+      (err) => {
+        this.starting.delete(id);
+        if (isCancellation(err)) return;
+        this.failed(`replica ${id} failed to start, replacing it`, err);
+      },
+    );
+  }
+
+  private watchDrain(id: string): void {
+    if (this.draining.has(id)) return;
+    this.draining.add(id);
+    this.long.drainReplica({ deploymentId: this.input.deploymentId, replicaId: id, drainTimeoutMs: this.input.drainTimeoutMs }).then(
+      () => {
+        this.draining.delete(id);
+        this.run.wake = true;
+      },
+      (err) => {
+        this.draining.delete(id);
+        if (isCancellation(err)) return;
+        // Still DRAINING in the database: the next reconcile hands it back to be watched again.
+        this.failed(`replica ${id} could not be drained`, err);
+      },
+    );
+  }
+}
+
 /**
  * scaler:<deploymentId> — one per deployment, for its whole life. Gateways
  * signal load reports; the loop runs decide() on each report, and once more
@@ -134,6 +256,9 @@ export async function scalerWorkflow(input: ScalerInput): Promise<void> {
   // Histories from before the deadline timer replay with the fixed tick
   // (patch 'scaler-deadline-timer'; deprecate it once no pre-patch scaler runs, and drop scaler-running-v1.pb).
   const deadlineTimer = patched('scaler-deadline-timer');
+  // Scalers started before asynchronous actuation keep applying counts through one blocking activity
+  // (patch 'scaler-async-actuation'; deprecate it once none of them runs).
+  const asyncActuation = patched('scaler-async-actuation');
   const timer = new DeadlineTimer();
 
   const act = proxyActivities<Activities>({
@@ -153,14 +278,36 @@ export async function scalerWorkflow(input: ScalerInput): Promise<void> {
       if (problems.length) throw new Error(problems.join('; '));
     },
   });
-  setHandler(scalerStatusQuery, () => run.status());
+  const bounded = { maximumInterval: '10s', maximumAttempts: 5, nonRetryableErrorTypes: [...PERMANENT_FAILURES] };
+  const actuator = asyncActuation
+    ? new Actuator(
+        run,
+        input,
+        proxyActivities<Activities>({ startToCloseTimeout: '1 minute', retry: { ...bounded, initialInterval: '200ms' } }),
+        // The replica's own health deadline (DEPLOY_HEALTH_TIMEOUT_SECONDS) and the drain timeout bound these; the heartbeat finds a dead worker.
+        proxyActivities<Activities>({
+          startToCloseTimeout: `${Math.ceil(input.drainTimeoutMs / 1000) + 3600} seconds`,
+          heartbeatTimeout: '30 seconds',
+          retry: { ...bounded, maximumAttempts: 3 },
+        }),
+      )
+    : null;
+  if (actuator) void actuator.loop();
+
+  setHandler(scalerStatusQuery, () => run.status(actuator?.counts()));
 
   for (let turn = 1; ; turn++) {
     if (deadlineTimer) await condition(() => run.wake || timer.fired);
     else await condition(() => run.wake, input.tickMs ?? 1000);
     run.wake = false;
     timer.fired = false;
-    if (!run.paused) {
+    if (!run.paused && actuator) {
+      const from = run.state.current;
+      const d = run.decide(Date.now(), actuator.starting.size);
+      if (d.desired !== from) run.record({ at: Date.now(), from, to: d.desired, reason: d.reason });
+      run.state = d.nextState;
+      actuator.want(d.desired, d.reason);
+    } else if (!run.paused) {
       const d = run.decide(Date.now());
       const from = run.state.current;
       let next = d.nextState;
@@ -181,7 +328,7 @@ export async function scalerWorkflow(input: ScalerInput): Promise<void> {
     if (deadlineTimer) timer.arm(run.paused ? null : nextDecisionAt(run.policy, run.state, Date.now()));
     if (workflowInfo().continueAsNewSuggested || (input.forceContinueAsNewAfterTurns !== undefined && turn >= input.forceContinueAsNewAfterTurns)) {
       await condition(allHandlersFinished);
-      await continueAsNew<typeof scalerWorkflow>(run.snapshot());
+      await continueAsNew<typeof scalerWorkflow>(run.snapshot(actuator?.snapshot()));
     }
   }
 }

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { decide, initialScalerState, LoadReport, nextDecisionAt, ScalerState, ScalingPolicy } from './scaling';
+import { decide, initialScalerState, LoadReport, nextDecisionAt, ScalerState, ScalingPolicy, startBackoffMs } from './scaling';
 
 const flex: ScalingPolicy = {
   mode: 'FLEX', minReplicas: 0, maxReplicas: 8, targetConcurrency: 32,
@@ -39,8 +39,13 @@ describe('decide: one row per rule', () => {
     ['a report older than the TTL is dropped', flex, 1, [report(T0 - 6000, 500, 0, 0, 'silent'), report(T0, 10, 0, 0, 'live')], 1],
     ['Active never goes below max(1, min), even with no load', active, 1, [report(T0, 0)], 2],
     ['queue pressure at max holds max', flex, 8, [report(T0, 100, 50, 5000)], 8],
-  ] as const)('%s', (_what, policy, current, reports, expected) => {
-    expect(decide(policy, state(current), { now: T0, reports: [...reports] }).desired).toBe(expected);
+    // [..., replicas still starting]: capacity on the way is not started twice.
+    ['a stuck queue while a replica is still starting waits for it', flex, 2, [report(T0, 20, 1, 2500)], 2, 1],
+    ['a stuck queue with nothing starting adds one', flex, 2, [report(T0, 20, 1, 2500)], 3, 0],
+    ['load over target still scales to what it needs while replicas start', flex, 2, [report(T0, 200)], 7, 3],
+    ['a cold start with a replica already starting does not start another', flex, 1, [report(T0, 0, 5, 2500)], 1, 1],
+  ] as const)('%s', (_what, policy, current, reports, expected, starting = 0) => {
+    expect(decide(policy, state(current), { now: T0, reports: [...reports], starting }).desired).toBe(expected);
   });
 
   it('should say there is no data, and hold, when no live report exists', () => {
@@ -168,5 +173,19 @@ describe('nextDecisionAt: the scaler sleeps until then instead of ticking', () =
       }),
       { numRuns: 2000 },
     );
+  });
+});
+
+describe('startBackoffMs: a crash-looping image cannot start replicas in a tight loop', () => {
+  it.each([
+    [0, 0],
+    [1, 1000],
+    [2, 2000],
+    [3, 4000],
+    [6, 32_000],
+    [7, 60_000],
+    [1000, 60_000],
+  ])('after %i failed start(s) in a row the next waits %i ms', (failures, ms) => {
+    expect(startBackoffMs(failures)).toBe(ms);
   });
 });

@@ -99,18 +99,26 @@ export function scaleDownFloor(policy: ScalingPolicy, idleMs: number): number {
   return policy.mode === 'FLEX' && idleMs < policy.idleTimeoutSeconds * 1000 ? Math.max(1, floor) : floor;
 }
 
+export interface Observation {
+  now: number;
+  reports: LoadReport[];
+  /** Replicas decided and still starting: capacity on the way, so a stuck queue waits for them. */
+  starting?: number;
+}
+
 /**
  * decide(policy, state, observation) -> desired replica count with its reason.
  *
  * needed = ceil((in flight + queued) / targetConcurrency), clamped to [floor, max].
  * Up at once when the average in flight (queued included) per replica exceeds the target, when a
- * request has queued past the threshold, or when requests wait on zero replicas.
+ * request has queued past the threshold (unless replicas are still starting), or when requests wait
+ * on zero replicas.
  * Down only after demand has fit in fewer replicas for the whole window, and
  * then to the highest need seen in that window. Example with target 32, window
  * 30 s: 100 in flight on 2 replicas (avg 50 > 32) -> up to ceil(100/32) = 4 now;
  * load falls to 40 (needs 2) at t=0 -> still 4 until t=30 s, then 2.
  */
-export function decide(policy: ScalingPolicy, state: ScalerState, obs: { now: number; reports: LoadReport[] }): Decision {
+export function decide(policy: ScalingPolicy, state: ScalerState, obs: Observation): Decision {
   const { now } = obs;
   const reports: Record<string, LoadReport> = {};
   for (const r of [...Object.values(state.reports), ...obs.reports]) {
@@ -149,7 +157,8 @@ export function decide(policy: ScalingPolicy, state: ScalerState, obs: { now: nu
   // balancer, and a replica capped at the target could never exceed it otherwise.
   const avg = current > 0 ? demand / current : Infinity;
   const overTarget = current > 0 && avg > policy.targetConcurrency;
-  const queueStuck = queued > 0 && oldestQueuedMs > policy.queueThresholdMs;
+  // A queue stuck while replicas are still starting waits for them rather than adding one per report.
+  const queueStuck = queued > 0 && oldestQueuedMs > policy.queueThresholdMs && !(obs.starting ?? 0);
   const coldStart = current === 0 && demand > 0;
   if (overTarget || queueStuck || coldStart) {
     const want = Math.max(needed, queueStuck ? current + 1 : 0, coldStart ? 1 : 0);
@@ -239,4 +248,19 @@ export function nextDecisionAt(policy: ScalingPolicy, state: ScalerState, now: n
   }
   const due = candidates.filter((t) => t > now);
   return due.length ? Math.min(...due) : null;
+}
+
+/** First wait before replacing a replica that failed to start, ms; doubles with each failure in a row. */
+export const START_BACKOFF_INITIAL_MS = 1000;
+/** Longest wait between start attempts of a crash-looping image, ms. */
+export const START_BACKOFF_MAX_MS = 60_000;
+
+/**
+ * How long the actuator waits before starting a replacement after `failures` replicas in a row
+ * failed to start: 0 with no failure, then 1 s, 2 s, 4 s ... up to 60 s. A replica that turns ready
+ * resets the count. A crash-looping image therefore starts at most one replica a minute.
+ */
+export function startBackoffMs(failures: number): number {
+  if (failures <= 0) return 0;
+  return Math.min(START_BACKOFF_MAX_MS, START_BACKOFF_INITIAL_MS * 2 ** Math.min(failures - 1, 30));
 }

@@ -81,7 +81,7 @@ describe('workflow determinism', () => {
 
   it('should have recorded histories to replay', () => {
     expect(files.sort()).toEqual([
-      'deploy-failed-v1.pb', 'deploy-failed.pb', 'deploy-succeeded-v1.pb', 'deploy-succeeded.pb', 'scaler-running-v1.pb', 'scaler-running.pb',
+      'deploy-failed-v1.pb', 'deploy-failed.pb', 'deploy-succeeded-v1.pb', 'deploy-succeeded.pb', 'scaler-running-v1.pb', 'scaler-running-v2.pb', 'scaler-running.pb',
     ]);
   });
 });
