@@ -10,8 +10,9 @@ import type { PrismaClient, Workspace } from '../database/prisma';
 import { DomainError, ErrorCode, notFound } from '../domain/errors';
 import { MODE_DEFAULTS, ModeName, PlanName, planViolation, targetConcurrency } from '../domain/plans';
 import { DeploymentMode, Target } from '../graphql/enums';
-import { Deployment, DeploymentEvent, DeployPayload, Operation, Pipeline, Replica, ScalingStatus, Variant } from '../graphql/models';
-import { AuthContext, CurrentAuth, ManagementAuthGuard } from '../workspaces/auth';
+import { Deployment, DeploymentEvent, DeployPayload, Operation, Replica, ScalingStatus } from '../graphql/models';
+import { Pipeline, Variant } from '../pipelines/pipelines.types';
+import { AuthContext, CurrentAuth, ManagementAuthGuard } from '../workspaces/auth.guard';
 import { deployWorkflowId, DeployInput, PolicyPatch, ScalerStatus, scalerStatusQuery, scalerWorkflowId, setPolicyUpdate } from '../../workflows/messages';
 
 @InputType()

@@ -1,39 +1,5 @@
-import { Field, ID, Int, ObjectType, Float } from '@nestjs/graphql';
-import { DeploymentMode, DeploymentStatus, KeyScope, OperationKind, OperationStatus, Plan, ReplicaState, Target, Task } from './enums';
-
-@ObjectType()
-export class Workspace {
-  @Field(() => ID) id!: string;
-  @Field() name!: string;
-  @Field(() => Plan) plan!: Plan;
-  @Field(() => Int, { description: 'Replica ceiling per deployment on this plan.' }) maxReplicas!: number;
-  @Field(() => Int, { description: 'Concurrent requests across the workspace on this plan.' }) maxConcurrency!: number;
-}
-
-@ObjectType()
-export class Variant {
-  @Field(() => ID) id!: string;
-  @Field() name!: string;
-  @Field({ description: 'GPU the variant was optimized for ("any" when not GPU-specific).' }) gpu!: string;
-  @Field() engine!: string;
-  @Field(() => String, { nullable: true }) quantization!: string | null;
-  @Field(() => Int, { description: 'Concurrent requests one replica serves at most.' }) maxConcurrency!: number;
-  @Field(() => Int, { nullable: true, description: 'Measured scaler target; null means the task default.' }) targetConcurrency!: number | null;
-  @Field(() => Float, { nullable: true }) throughputTps!: number | null;
-  @Field(() => Float, { nullable: true }) latencyP50Ms!: number | null;
-  @Field() isDefault!: boolean;
-  @Field() createdAt!: Date;
-}
-
-@ObjectType()
-export class Pipeline {
-  @Field(() => ID) id!: string;
-  @Field() name!: string;
-  @Field(() => Task) task!: Task;
-  @Field() model!: string;
-  @Field(() => ID, { nullable: true }) selectedVariantId!: string | null;
-  @Field() createdAt!: Date;
-}
+import { Field, ID, Int, ObjectType } from '@nestjs/graphql';
+import { DeploymentMode, DeploymentStatus, OperationKind, OperationStatus, ReplicaState, Target } from './enums';
 
 @ObjectType()
 export class Replica {
@@ -86,47 +52,9 @@ export class Deployment {
 }
 
 @ObjectType()
-export class ApiKey {
-  @Field(() => ID) id!: string;
-  @Field() name!: string;
-  @Field({ description: 'First characters of the key; the key itself is shown only once.' }) prefix!: string;
-  @Field(() => KeyScope) scope!: KeyScope;
-  @Field(() => ID, { nullable: true }) pipelineId!: string | null;
-  @Field(() => ID, { nullable: true }) deploymentId!: string | null;
-  @Field(() => Int, { nullable: true }) rateLimitPerMinute!: number | null;
-  @Field(() => Date, { nullable: true, description: 'Null until the deploy workflow issues a deployment key.' }) issuedAt!: Date | null;
-  @Field(() => Date, { nullable: true }) expiresAt!: Date | null;
-  @Field(() => Date, { nullable: true }) revokedAt!: Date | null;
-  @Field(() => Date, { nullable: true }) lastUsedAt!: Date | null;
-  @Field() createdAt!: Date;
-}
-
-@ObjectType()
-export class CreatedApiKey {
-  @Field(() => ApiKey) apiKey!: ApiKey;
-  @Field({ description: 'The whole key. Shown once; store it now.' }) key!: string;
-}
-
-@ObjectType()
 export class DeployPayload {
   @Field(() => Deployment) deployment!: Deployment;
   @Field({ description: 'A deployment-scoped API key, usable once the deployment is ACTIVE. Shown once.' }) apiKey!: string;
-}
-
-@ObjectType()
-export class CreatedManagementToken {
-  @Field(() => ID) id!: string;
-  @Field() prefix!: string;
-  @Field({ description: 'The whole token. Shown once.' }) token!: string;
-}
-
-@ObjectType()
-export class ManagementToken {
-  @Field(() => ID) id!: string;
-  @Field() name!: string;
-  @Field({ description: 'First characters of the token; the token itself is shown only once.' }) prefix!: string;
-  @Field() createdAt!: Date;
-  @Field(() => Date, { nullable: true }) revokedAt!: Date | null;
 }
 
 @ObjectType()

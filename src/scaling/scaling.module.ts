@@ -5,7 +5,7 @@ import { DomainError, ErrorCode } from '../domain/errors';
 import { planMaxReplicas, PlanName } from '../domain/plans';
 import { hardFloor, scalingPolicy } from '../domain/scaling';
 import { DeploymentMode } from '../graphql/enums';
-import { AuthContext, CurrentAuth, ManagementAuthGuard } from '../workspaces/auth';
+import { AuthContext, CurrentAuth, ManagementAuthGuard } from '../workspaces/auth.guard';
 import { chartSvg, generateTrace, REFERENCE_REPLICA, simulate } from './whatif';
 
 @InputType()
