@@ -16,7 +16,7 @@ import { GraphQLErrorFilter } from './common/graphql-errors';
 import { PinoNestLogger } from './common/logger';
 import { Config } from './config/config';
 import type { PrismaClient } from './database/prisma';
-import { DeploymentsModule } from './deployments/deployments';
+import { DeploymentsModule } from './deployments/deployments.module';
 import { Directory } from './gateway/directory';
 import { Gateway } from './gateway/gateway';
 import { createMetrics } from './gateway/metrics';

@@ -1,5 +1,4 @@
-import { Inject, Injectable, Module, UseGuards } from '@nestjs/common';
-import { Args, Field, ID, InputType, Int, Mutation, Parent, Query, ResolveField, Resolver } from '@nestjs/graphql';
+import { Inject, Injectable } from '@nestjs/common';
 import { Client, WorkflowIdReusePolicy, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -9,25 +8,9 @@ import { issueSecret, newId } from '../common/secrets';
 import type { PrismaClient, Workspace } from '../database/prisma';
 import { DomainError, ErrorCode, notFound } from '../domain/errors';
 import { MODE_DEFAULTS, ModeName, PlanName, planViolation, targetConcurrency } from '../domain/plans';
-import { DeploymentMode, Target } from '../graphql/enums';
-import { Deployment, DeploymentEvent, DeployPayload, Operation, Replica, ScalingStatus } from '../graphql/models';
-import { Pipeline, Variant } from '../pipelines/pipelines.types';
-import { AuthContext, CurrentAuth, ManagementAuthGuard } from '../workspaces/auth.guard';
+import type { ScalingPolicyInput, ScalingStatus } from '../graphql/models';
+import type { DeployPipelineInput } from './deployments.types';
 import { deployWorkflowId, DeployInput, PolicyPatch, ScalerStatus, scalerStatusQuery, scalerWorkflowId, setPolicyUpdate } from '../../workflows/messages';
-
-@InputType()
-export class DeployPipelineInput {
-  @Field(() => ID) pipelineId!: string;
-  @Field(() => ID, { nullable: true, description: "Variant to serve; the pipeline's selected variant when omitted." }) variantId?: string;
-  @Field(() => Target, { defaultValue: 'LOCAL' }) target!: Target;
-  @Field({ description: 'GPU type id on the target (e.g. NVIDIA L40S); "sim" for the local simulator.' }) gpu!: string;
-  @Field(() => DeploymentMode, { defaultValue: 'FLEX' }) mode!: DeploymentMode;
-  @Field(() => Int, { nullable: true, description: 'Floor. Flex default 0, Active default 1.' }) minReplicas?: number;
-  @Field(() => Int, { nullable: true, description: 'Ceiling and spend cap; requests past it queue, then get 503. Default max(1, minReplicas).' }) maxReplicas?: number;
-  @Field(() => Int, { nullable: true, description: 'Per-replica in-flight target; default from the optimization run or the task.' }) targetConcurrency?: number;
-  @Field(() => Int, { nullable: true, description: 'Below-target time before scaling down. Flex 30, Active 120.' }) scaleDownWindowSeconds?: number;
-  @Field(() => Int, { nullable: true, description: 'Flex: no traffic for this long scales to zero. Default 300.' }) idleTimeoutSeconds?: number;
-}
 
 const deploySchema = z
   .object({
@@ -50,16 +33,6 @@ const deploySchema = z
       ctx.addIssue({ code: 'custom', path: ['minReplicas'], message: `must not exceed maxReplicas (${v.maxReplicas})` });
     }
   });
-
-@InputType()
-export class ScalingPolicyInput {
-  @Field(() => ID) deploymentId!: string;
-  @Field(() => Int, { nullable: true }) minReplicas?: number;
-  @Field(() => Int, { nullable: true }) maxReplicas?: number;
-  @Field(() => Int, { nullable: true }) targetConcurrency?: number;
-  @Field(() => Int, { nullable: true }) scaleDownWindowSeconds?: number;
-  @Field(() => Int, { nullable: true }) idleTimeoutSeconds?: number;
-}
 
 const toStatus = (s: ScalerStatus): ScalingStatus => ({
   desired: s.desired,
@@ -212,69 +185,32 @@ export class DeploymentsService {
     await this.prisma.deployment.update({ where: { id: d.id }, data: patch });
     return toStatus(await handle.query(scalerStatusQuery));
   }
-}
 
-@Resolver(() => Deployment)
-@UseGuards(ManagementAuthGuard)
-export class DeploymentsResolver {
-  constructor(
-    private readonly svc: DeploymentsService,
-    @Inject(PRISMA) private readonly prisma: PrismaClient,
-  ) {}
+  // The Deployment type's fields that are rows of their own.
 
-  @Mutation(() => DeployPayload, { description: 'Starts deploy:<deploymentId>; returns at once with a PENDING deployment and its key.' })
-  deployPipeline(@CurrentAuth() auth: AuthContext, @Args('input') input: DeployPipelineInput) {
-    return this.svc.deploy(auth.workspace, input);
-  }
-
-  @Query(() => Deployment)
-  deployment(@CurrentAuth() auth: AuthContext, @Args('id', { type: () => ID }) id: string) {
-    return this.svc.get(auth.workspace.id, id);
-  }
-
-  @Query(() => [Deployment])
-  deployments(@CurrentAuth() auth: AuthContext) {
-    return this.svc.list(auth.workspace.id);
-  }
-
-  @ResolveField(() => ScalingStatus, { nullable: true, description: "The scaler's view: desired and current replicas and its recent decisions." })
-  scaling(@Parent() d: Deployment) {
-    return this.svc.scaling(d.id);
-  }
-
-  @Mutation(() => ScalingStatus, { description: 'Changes autoscaling knobs; bad values are refused with the knob, the value and the rule.' })
-  setScalingPolicy(@CurrentAuth() auth: AuthContext, @Args('input') input: ScalingPolicyInput) {
-    return this.svc.setPolicy(auth.workspace.id, input);
-  }
-
-  @ResolveField(() => [Replica], { description: 'Replicas not yet stopped, oldest first.' })
-  replicas(@Parent() d: Deployment, @Args('includeStopped', { defaultValue: false }) includeStopped: boolean) {
+  /** Replicas not yet stopped (or all of them), oldest first. */
+  replicas(deploymentId: string, includeStopped: boolean) {
     return this.prisma.replica.findMany({
-      where: { deploymentId: d.id, ...(includeStopped ? {} : { state: { notIn: ['STOPPED'] } }) },
+      where: { deploymentId, ...(includeStopped ? {} : { state: { notIn: ['STOPPED'] } }) },
       orderBy: { startedAt: 'asc' },
     });
   }
 
-  @ResolveField(() => [DeploymentEvent], { description: 'Audit trail, oldest first.' })
-  events(@Parent() d: Deployment) {
-    return this.prisma.deploymentEvent.findMany({ where: { deploymentId: d.id }, orderBy: { id: 'asc' } });
+  /** The audit trail, oldest first. */
+  events(deploymentId: string) {
+    return this.prisma.deploymentEvent.findMany({ where: { deploymentId }, orderBy: { id: 'asc' } });
   }
 
-  @ResolveField(() => [Operation])
-  operations(@Parent() d: Deployment) {
-    return this.prisma.operation.findMany({ where: { deploymentId: d.id }, orderBy: { startedAt: 'desc' } });
+  /** Operations, newest first. */
+  operations(deploymentId: string) {
+    return this.prisma.operation.findMany({ where: { deploymentId }, orderBy: { startedAt: 'desc' } });
   }
 
-  @ResolveField(() => Pipeline)
-  pipeline(@Parent() d: Deployment) {
-    return this.prisma.pipeline.findUniqueOrThrow({ where: { id: d.pipelineId } });
+  pipeline(pipelineId: string) {
+    return this.prisma.pipeline.findUniqueOrThrow({ where: { id: pipelineId } });
   }
 
-  @ResolveField(() => Variant)
-  variant(@Parent() d: Deployment) {
-    return this.prisma.variant.findUniqueOrThrow({ where: { id: d.variantId } });
+  variant(variantId: string) {
+    return this.prisma.variant.findUniqueOrThrow({ where: { id: variantId } });
   }
 }
-
-@Module({ providers: [DeploymentsService, DeploymentsResolver], exports: [DeploymentsService] })
-export class DeploymentsModule {}
