@@ -1,6 +1,5 @@
 import { UseGuards } from '@nestjs/common';
 import { Args, ID, Mutation, Parent, Query, ResolveField, Resolver } from '@nestjs/graphql';
-import { ScalingPolicyInput, ScalingStatus } from '../graphql/models';
 import { Pipeline, Variant } from '../pipelines/pipelines.types';
 import { AuthContext, CurrentAuth, ManagementAuthGuard } from '../workspaces/auth.guard';
 import { DeploymentsService } from './deployments.service';
@@ -24,16 +23,6 @@ export class DeploymentsResolver {
   @Query(() => [Deployment])
   deployments(@CurrentAuth() auth: AuthContext) {
     return this.svc.list(auth.workspace.id);
-  }
-
-  @ResolveField(() => ScalingStatus, { nullable: true, description: "The scaler's view: desired and current replicas and its recent decisions." })
-  scaling(@Parent() d: Deployment) {
-    return this.svc.scaling(d.id);
-  }
-
-  @Mutation(() => ScalingStatus, { description: 'Changes autoscaling knobs; bad values are refused with the knob, the value and the rule.' })
-  setScalingPolicy(@CurrentAuth() auth: AuthContext, @Args('input') input: ScalingPolicyInput) {
-    return this.svc.setPolicy(auth.workspace.id, input);
   }
 
   @ResolveField(() => [Replica], { description: 'Replicas not yet stopped, oldest first.' })

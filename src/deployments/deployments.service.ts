@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { Client, WorkflowIdReusePolicy, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import { Client, WorkflowIdReusePolicy } from '@temporalio/client';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { Config, CONFIG } from '../config/config';
@@ -8,9 +8,8 @@ import { issueSecret, newId } from '../common/secrets';
 import type { PrismaClient, Workspace } from '../database/prisma';
 import { DomainError, ErrorCode, notFound } from '../domain/errors';
 import { MODE_DEFAULTS, ModeName, PlanName, planViolation, targetConcurrency } from '../domain/plans';
-import type { ScalingPolicyInput, ScalingStatus } from '../graphql/models';
 import type { DeployPipelineInput } from './deployments.types';
-import { deployWorkflowId, DeployInput, PolicyPatch, ScalerStatus, scalerStatusQuery, scalerWorkflowId, setPolicyUpdate } from '../../workflows/messages';
+import { deployWorkflowId, DeployInput } from '../../workflows/messages';
 
 const deploySchema = z
   .object({
@@ -33,19 +32,6 @@ const deploySchema = z
       ctx.addIssue({ code: 'custom', path: ['minReplicas'], message: `must not exceed maxReplicas (${v.maxReplicas})` });
     }
   });
-
-const toStatus = (s: ScalerStatus): ScalingStatus => ({
-  desired: s.desired,
-  current: s.current,
-  paused: s.paused,
-  noData: s.noData,
-  minReplicas: s.policy.minReplicas,
-  maxReplicas: s.policy.maxReplicas,
-  targetConcurrency: s.policy.targetConcurrency,
-  scaleDownWindowSeconds: s.policy.scaleDownWindowSeconds,
-  idleTimeoutSeconds: s.policy.idleTimeoutSeconds,
-  decisions: s.decisions.map((d) => ({ ...d, at: new Date(d.at) })),
-});
 
 @Injectable()
 export class DeploymentsService {
@@ -149,41 +135,6 @@ export class DeploymentsService {
 
   list(workspaceId: string) {
     return this.prisma.deployment.findMany({ where: { workspaceId }, orderBy: { createdAt: 'desc' } });
-  }
-
-  /** The scaler's status query; null while the deployment has no scaler (not yet ACTIVE, or failed). */
-  async scaling(deploymentId: string): Promise<ScalingStatus | null> {
-    try {
-      return toStatus(await this.temporal.workflow.getHandle(scalerWorkflowId(deploymentId)).query(scalerStatusQuery));
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError) return null;
-      throw err;
-    }
-  }
-
-  /** Changes knobs through the scaler's validated update; the row follows once the scaler accepted it. */
-  async setPolicy(workspaceId: string, input: ScalingPolicyInput): Promise<ScalingStatus> {
-    const d = await this.get(workspaceId, input.deploymentId);
-    const patch: PolicyPatch = {};
-    for (const k of ['minReplicas', 'maxReplicas', 'targetConcurrency', 'scaleDownWindowSeconds', 'idleTimeoutSeconds'] as const) {
-      const v = input[k];
-      if (v !== undefined && v !== null) patch[k] = v;
-    }
-    const handle = this.temporal.workflow.getHandle(scalerWorkflowId(d.id));
-    try {
-      await handle.executeUpdate(setPolicyUpdate, { args: [patch] });
-    } catch (err) {
-      if (err instanceof WorkflowUpdateFailedError) {
-        const cause = (err.cause as Error | undefined)?.message ?? err.message;
-        throw new DomainError(ErrorCode.BAD_USER_INPUT, cause, { deploymentId: d.id });
-      }
-      if (err instanceof WorkflowNotFoundError) {
-        throw new DomainError(ErrorCode.CONFLICT, `deployment ${d.id} has no running scaler (status ${d.status})`);
-      }
-      throw err;
-    }
-    await this.prisma.deployment.update({ where: { id: d.id }, data: patch });
-    return toStatus(await handle.query(scalerStatusQuery));
   }
 
   // The Deployment type's fields that are rows of their own.

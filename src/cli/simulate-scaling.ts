@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { DEFAULT_QUEUE_THRESHOLD_MS, hardFloor, ScalingPolicy, scalingPolicy } from '../domain/scaling';
 import {
   chartSvg, generateTrace, REFERENCE_CONFIGS, REFERENCE_PATTERN, REFERENCE_REPLICA, simulate, SUMMARY_HEADER, summaryRow, TraceRequest,
-} from './whatif';
+} from '../scaling/whatif';
 
 /**
  * npm run simulate -- --trace trace.json --policy policy.json [--svg out/]

@@ -1,0 +1,106 @@
+// The scaling rule itself is src/domain/scaling.ts (pure, shared with the scaler workflow); this feature is the API around it:
+// the scaler's status, policy changes through the scaler's validated update, and the what-if simulation (whatif.ts).
+import { Inject, Injectable } from '@nestjs/common';
+import { Client, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import { z } from 'zod';
+import { PRISMA, TEMPORAL_CLIENT } from '../common/core.module';
+import type { PrismaClient, Workspace } from '../database/prisma';
+import { DeploymentsService } from '../deployments/deployments.service';
+import { DomainError, ErrorCode } from '../domain/errors';
+import { planMaxReplicas, PlanName } from '../domain/plans';
+import { hardFloor, scalingPolicy } from '../domain/scaling';
+import { PolicyPatch, ScalerStatus, scalerStatusQuery, scalerWorkflowId, setPolicyUpdate } from '../../workflows/messages';
+import type { ScalingPolicyInput, ScalingSimulation, ScalingStatus, SimulateScalingInput } from './scaling.types';
+import { chartSvg, generateTrace, simulate } from './whatif';
+
+const MAX_SIMULATED_REQUESTS = 500_000;
+const simulationSchema = z
+  .object({
+    avgRps: z.number().min(0), burstRps: z.number().min(0), burstEverySeconds: z.number().int().min(0), burstSeconds: z.number().int().min(0),
+    durationSeconds: z.number().int().min(1).max(86_400, 'must be at most 86400 (one day)'), meanDurationMs: z.number().int().min(1),
+    seed: z.number().int(), mode: z.enum(['FLEX', 'ACTIVE']), minReplicas: z.number().int().min(0).nullish(), maxReplicas: z.number().int().min(1),
+    targetConcurrency: z.number().int().min(1), scaleDownWindowSeconds: z.number().int().min(1).nullish(), idleTimeoutSeconds: z.number().int().min(1).nullish(),
+    coldStartMs: z.number().int().min(0), replicaConcurrency: z.number().int().min(1), gpuHourlyUsd: z.number().min(0), queueTimeoutMs: z.number().int().min(0),
+  })
+  .superRefine((v, ctx) => {
+    if (Math.max(v.avgRps, v.burstRps) * v.durationSeconds > MAX_SIMULATED_REQUESTS) {
+      ctx.addIssue({ code: 'custom', path: ['durationSeconds'], message: `the trace would exceed ${MAX_SIMULATED_REQUESTS} requests; shorten it or lower the rates` });
+    }
+    if (v.minReplicas != null && v.minReplicas > v.maxReplicas) ctx.addIssue({ code: 'custom', path: ['minReplicas'], message: `must not exceed maxReplicas (${v.maxReplicas})` });
+  });
+
+const toStatus = (s: ScalerStatus): ScalingStatus => ({
+  desired: s.desired,
+  current: s.current,
+  paused: s.paused,
+  noData: s.noData,
+  minReplicas: s.policy.minReplicas,
+  maxReplicas: s.policy.maxReplicas,
+  targetConcurrency: s.policy.targetConcurrency,
+  scaleDownWindowSeconds: s.policy.scaleDownWindowSeconds,
+  idleTimeoutSeconds: s.policy.idleTimeoutSeconds,
+  decisions: s.decisions.map((d) => ({ ...d, at: new Date(d.at) })),
+});
+
+@Injectable()
+export class ScalingService {
+  constructor(
+    @Inject(PRISMA) private readonly prisma: PrismaClient,
+    @Inject(TEMPORAL_CLIENT) private readonly temporal: Client,
+    private readonly deployments: DeploymentsService,
+  ) {}
+
+  /** The scaler's status query; null while the deployment has no scaler (not yet ACTIVE, or failed). */
+  async status(deploymentId: string): Promise<ScalingStatus | null> {
+    try {
+      return toStatus(await this.temporal.workflow.getHandle(scalerWorkflowId(deploymentId)).query(scalerStatusQuery));
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return null;
+      throw err;
+    }
+  }
+
+  /** Changes knobs through the scaler's validated update; the row follows once the scaler accepted it. */
+  async setPolicy(workspaceId: string, input: ScalingPolicyInput): Promise<ScalingStatus> {
+    const d = await this.deployments.get(workspaceId, input.deploymentId);
+    const patch: PolicyPatch = {};
+    for (const k of ['minReplicas', 'maxReplicas', 'targetConcurrency', 'scaleDownWindowSeconds', 'idleTimeoutSeconds'] as const) {
+      const v = input[k];
+      if (v !== undefined && v !== null) patch[k] = v;
+    }
+    const handle = this.temporal.workflow.getHandle(scalerWorkflowId(d.id));
+    try {
+      await handle.executeUpdate(setPolicyUpdate, { args: [patch] });
+    } catch (err) {
+      if (err instanceof WorkflowUpdateFailedError) {
+        const cause = (err.cause as Error | undefined)?.message ?? err.message;
+        throw new DomainError(ErrorCode.BAD_USER_INPUT, cause, { deploymentId: d.id });
+      }
+      if (err instanceof WorkflowNotFoundError) {
+        throw new DomainError(ErrorCode.CONFLICT, `deployment ${d.id} has no running scaler (status ${d.status})`);
+      }
+      throw err;
+    }
+    await this.prisma.deployment.update({ where: { id: d.id }, data: patch });
+    return toStatus(await handle.query(scalerStatusQuery));
+  }
+
+  /** Replays a generated trace through decide() (whatif.ts); refuses what the workspace's plan could not deploy. */
+  simulate(ws: Workspace, raw: SimulateScalingInput): ScalingSimulation {
+    const v = simulationSchema.parse(raw);
+    const cap = planMaxReplicas(ws.plan as PlanName, ws.maxReplicas);
+    if (v.maxReplicas > cap) {
+      throw new DomainError(ErrorCode.PLAN_LIMIT, `maxReplicas ${v.maxReplicas} exceeds the ${ws.plan} plan's ceiling of ${cap}`, { field: 'maxReplicas', limit: cap });
+    }
+    const policy = scalingPolicy(v);
+    const trace = generateTrace(v);
+    const r = simulate(trace, {
+      policy,
+      replica: { coldStartMs: v.coldStartMs, concurrency: v.replicaConcurrency, gpuHourlyUsd: v.gpuHourlyUsd },
+      initialReplicas: hardFloor(policy),
+      queueTimeoutMs: v.queueTimeoutMs,
+      tickMs: 1000,
+    });
+    return { ...r, svg: chartSvg(r, `${v.mode} min ${policy.minReplicas} max ${policy.maxReplicas}`) };
+  }
+}
