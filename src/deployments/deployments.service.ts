@@ -7,7 +7,8 @@ import { LOGGER, PRISMA, TEMPORAL_CLIENT } from '../common/core.module';
 import { issueSecret, newId } from '../common/secrets';
 import type { PrismaClient, Workspace } from '../database/prisma';
 import { DomainError, ErrorCode, notFound } from '../domain/errors';
-import { MODE_DEFAULTS, ModeName, PlanName, planViolation, targetConcurrency } from '../domain/plans';
+import { ModeName, PlanName, planViolation, targetConcurrency } from '../domain/plans';
+import { policyProblems, policyRefusal, withModeDefaults } from '../domain/scaling';
 import type { DeployPipelineInput } from './deployments.types';
 import { deployWorkflowId, DeployInput } from '../../workflows/messages';
 
@@ -18,19 +19,12 @@ const deploySchema = z
     target: z.enum(['LOCAL', 'RUNPOD', 'MODAL', 'CUSTOM']),
     gpu: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/, 'must be 1-64 characters of letters, digits, space, ., _ or -'),
     mode: z.enum(['FLEX', 'ACTIVE']),
-    minReplicas: z.number().int().min(0, 'must be at least 0').optional().nullable(),
-    maxReplicas: z.number().int().min(1, 'must be at least 1').optional().nullable(),
-    targetConcurrency: z.number().int().min(1, 'must be at least 1').optional().nullable(),
-    scaleDownWindowSeconds: z.number().int().min(1, 'must be at least 1').max(86_400, 'must be at most 86400').optional().nullable(),
-    idleTimeoutSeconds: z.number().int().min(1, 'must be at least 1').max(86_400 * 7, 'must be at most 604800').optional().nullable(),
-  })
-  .superRefine((v, ctx) => {
-    if (v.mode === 'ACTIVE' && v.minReplicas === 0) {
-      ctx.addIssue({ code: 'custom', path: ['minReplicas'], message: 'ACTIVE mode keeps a warm floor: minReplicas must be at least 1' });
-    }
-    if (v.minReplicas != null && v.maxReplicas != null && v.minReplicas > v.maxReplicas) {
-      ctx.addIssue({ code: 'custom', path: ['minReplicas'], message: `must not exceed maxReplicas (${v.maxReplicas})` });
-    }
+    // Types only: the knobs' rules are policyProblems (src/domain/scaling.ts), checked once defaults are resolved.
+    minReplicas: z.number().nullish(),
+    maxReplicas: z.number().nullish(),
+    targetConcurrency: z.number().nullish(),
+    scaleDownWindowSeconds: z.number().nullish(),
+    idleTimeoutSeconds: z.number().nullish(),
   });
 
 @Injectable()
@@ -50,18 +44,17 @@ export class DeploymentsService {
 
   async deploy(ws: Workspace, raw: DeployPipelineInput) {
     const input = deploySchema.parse(raw);
+    // Defaults are resolved here, once: the row then holds every knob, and the worker's checkPlan only copies them.
+    const knobs = withModeDefaults(input);
+    const problems = policyProblems({ ...knobs, targetConcurrency: input.targetConcurrency });
+    if (problems.length) throw policyRefusal(problems);
+    const { minReplicas, maxReplicas } = knobs;
     const pipeline = await this.prisma.pipeline.findFirst({ where: { id: input.pipelineId, workspaceId: ws.id } });
     if (!pipeline) throw notFound('pipeline', input.pipelineId);
     const variantId = input.variantId ?? pipeline.selectedVariantId;
     const variant = variantId ? await this.prisma.variant.findFirst({ where: { id: variantId, pipelineId: pipeline.id } }) : null;
     if (!variant) throw notFound('variant', variantId ?? '(none selected)');
 
-    const defaults = MODE_DEFAULTS[input.mode];
-    const minReplicas = input.minReplicas ?? defaults.minReplicas;
-    const maxReplicas = input.maxReplicas ?? Math.max(1, minReplicas);
-    if (minReplicas > maxReplicas) {
-      throw new DomainError(ErrorCode.BAD_USER_INPUT, `minReplicas: ${minReplicas} must not exceed maxReplicas (${maxReplicas})`, { field: 'minReplicas' });
-    }
     this.checkPlan(ws, input.mode, maxReplicas);
     if (input.targetConcurrency != null && input.targetConcurrency > variant.maxConcurrency) {
       throw new DomainError(
@@ -88,8 +81,8 @@ export class DeploymentsService {
           minReplicas,
           maxReplicas,
           targetConcurrency: targetConcurrency(pipeline.task, variant.maxConcurrency, input.targetConcurrency ?? variant.targetConcurrency),
-          scaleDownWindowSeconds: input.scaleDownWindowSeconds ?? defaults.scaleDownWindowSeconds,
-          idleTimeoutSeconds: input.idleTimeoutSeconds ?? defaults.idleTimeoutSeconds,
+          scaleDownWindowSeconds: knobs.scaleDownWindowSeconds,
+          idleTimeoutSeconds: knobs.idleTimeoutSeconds,
           status: 'PENDING',
           activeOperationId: operationId,
         },

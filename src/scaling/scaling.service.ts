@@ -7,8 +7,8 @@ import { PRISMA, TEMPORAL_CLIENT } from '../common/core.module';
 import type { PrismaClient, Workspace } from '../database/prisma';
 import { DeploymentsService } from '../deployments/deployments.service';
 import { DomainError, ErrorCode } from '../domain/errors';
-import { planMaxReplicas, PlanName } from '../domain/plans';
-import { hardFloor, scalingPolicy } from '../domain/scaling';
+import { ceilingViolation, PlanName } from '../domain/plans';
+import { hardFloor, KNOBS, policyProblems, policyRefusal, problemAsAssignment, scalingPolicy } from '../domain/scaling';
 import { PolicyPatch, ScalerStatus, scalerStatusQuery, scalerWorkflowId, setPolicyUpdate } from '../../workflows/messages';
 import type { ScalingPolicyInput, ScalingSimulation, ScalingStatus, SimulateScalingInput } from './scaling.types';
 import { chartSvg, generateTrace, simulate } from './whatif';
@@ -18,15 +18,16 @@ const simulationSchema = z
   .object({
     avgRps: z.number().min(0), burstRps: z.number().min(0), burstEverySeconds: z.number().int().min(0), burstSeconds: z.number().int().min(0),
     durationSeconds: z.number().int().min(1).max(86_400, 'must be at most 86400 (one day)'), meanDurationMs: z.number().int().min(1),
-    seed: z.number().int(), mode: z.enum(['FLEX', 'ACTIVE']), minReplicas: z.number().int().min(0).nullish(), maxReplicas: z.number().int().min(1),
-    targetConcurrency: z.number().int().min(1), scaleDownWindowSeconds: z.number().int().min(1).nullish(), idleTimeoutSeconds: z.number().int().min(1).nullish(),
+    seed: z.number().int(), mode: z.enum(['FLEX', 'ACTIVE']),
+    // Types only: the knobs' rules are policyProblems, checked on the policy with its defaults.
+    minReplicas: z.number().nullish(), maxReplicas: z.number(), targetConcurrency: z.number(),
+    scaleDownWindowSeconds: z.number().nullish(), idleTimeoutSeconds: z.number().nullish(),
     coldStartMs: z.number().int().min(0), replicaConcurrency: z.number().int().min(1), gpuHourlyUsd: z.number().min(0), queueTimeoutMs: z.number().int().min(0),
   })
   .superRefine((v, ctx) => {
     if (Math.max(v.avgRps, v.burstRps) * v.durationSeconds > MAX_SIMULATED_REQUESTS) {
       ctx.addIssue({ code: 'custom', path: ['durationSeconds'], message: `the trace would exceed ${MAX_SIMULATED_REQUESTS} requests; shorten it or lower the rates` });
     }
-    if (v.minReplicas != null && v.minReplicas > v.maxReplicas) ctx.addIssue({ code: 'custom', path: ['minReplicas'], message: `must not exceed maxReplicas (${v.maxReplicas})` });
   });
 
 const toStatus = (s: ScalerStatus): ScalingStatus => ({
@@ -64,10 +65,14 @@ export class ScalingService {
   async setPolicy(workspaceId: string, input: ScalingPolicyInput): Promise<ScalingStatus> {
     const d = await this.deployments.get(workspaceId, input.deploymentId);
     const patch: PolicyPatch = {};
-    for (const k of ['minReplicas', 'maxReplicas', 'targetConcurrency', 'scaleDownWindowSeconds', 'idleTimeoutSeconds'] as const) {
+    for (const k of KNOBS) {
       const v = input[k];
       if (v !== undefined && v !== null) patch[k] = v;
     }
+    // Refused here already when the patch breaks a rule on the row's knobs, in the words the scaler would use.
+    // The plan ceiling is left to the scaler's validator, which holds the ceiling it was started with.
+    const problems = policyProblems({ mode: d.mode, minReplicas: d.minReplicas, maxReplicas: d.maxReplicas, ...patch });
+    if (problems.length) throw policyRefusal(problems, problemAsAssignment, { deploymentId: d.id });
     const handle = this.temporal.workflow.getHandle(scalerWorkflowId(d.id));
     try {
       await handle.executeUpdate(setPolicyUpdate, { args: [patch] });
@@ -88,11 +93,11 @@ export class ScalingService {
   /** Replays a generated trace through decide() (whatif.ts); refuses what the workspace's plan could not deploy. */
   simulate(ws: Workspace, raw: SimulateScalingInput): ScalingSimulation {
     const v = simulationSchema.parse(raw);
-    const cap = planMaxReplicas(ws.plan as PlanName, ws.maxReplicas);
-    if (v.maxReplicas > cap) {
-      throw new DomainError(ErrorCode.PLAN_LIMIT, `maxReplicas ${v.maxReplicas} exceeds the ${ws.plan} plan's ceiling of ${cap}`, { field: 'maxReplicas', limit: cap });
-    }
     const policy = scalingPolicy(v);
+    const problems = policyProblems(policy);
+    if (problems.length) throw policyRefusal(problems);
+    const over = ceilingViolation(ws.plan as PlanName, policy.maxReplicas, ws.maxReplicas);
+    if (over) throw new DomainError(ErrorCode.PLAN_LIMIT, over.message, { field: over.field, limit: over.limit });
     const trace = generateTrace(v);
     const r = simulate(trace, {
       policy,
