@@ -10,6 +10,7 @@ import { DomainError, ErrorCode, notFound } from '../domain/errors';
 import { ModeName, PlanName, planViolation, targetConcurrency } from '../domain/plans';
 import { policyProblems, policyRefusal, withModeDefaults } from '../domain/scaling';
 import type { DeployPipelineInput } from './deployments.types';
+import type { deployWorkflow } from '../../workflows/deploy';
 import { deployWorkflowId, DeployInput } from '../../workflows/messages';
 
 const deploySchema = z
@@ -104,7 +105,7 @@ export class DeploymentsService {
       drainTimeoutMs: this.config.SCALER_DRAIN_TIMEOUT_SECONDS * 1000,
     };
     try {
-      await this.temporal.workflow.start('deployWorkflow', {
+      await this.temporal.workflow.start<typeof deployWorkflow>('deployWorkflow', {
         taskQueue: this.config.TEMPORAL_TASK_QUEUE,
         workflowId,
         args: [wfInput],
@@ -113,7 +114,10 @@ export class DeploymentsService {
     } catch (err) {
       // Nothing was accepted: undo the rows and say so.
       this.log.error({ err, deploymentId: id }, 'could not start the deploy workflow');
-      await this.prisma.deployment.delete({ where: { id } }).catch(() => {});
+      await this.prisma.deployment.delete({ where: { id } }).catch((undoErr: unknown) =>
+        // The PENDING row stays and keeps its operation lock with no workflow behind it: someone must remove it.
+        this.log.error({ err: undoErr, deploymentId: id, operationId }, 'could not undo a deploy whose workflow did not start; the PENDING deployment row remains'),
+      );
       throw new DomainError(ErrorCode.UNAVAILABLE, 'the workflow engine is unavailable; nothing was deployed, try again shortly');
     }
     const deployment = await this.prisma.deployment.findUniqueOrThrow({ where: { id } });

@@ -8,7 +8,7 @@ import type { PrismaClient, Workspace } from '../database/prisma';
 import { DeploymentsService } from '../deployments/deployments.service';
 import { DomainError, ErrorCode } from '../domain/errors';
 import { ceilingViolation, PlanName } from '../domain/plans';
-import { hardFloor, KNOBS, policyProblems, policyRefusal, problemAsAssignment, scalingPolicy } from '../domain/scaling';
+import { hardFloor, KNOBS, policyProblems, policyRefusal, problemAsAssignment, ScalingPolicy, scalingPolicy } from '../domain/scaling';
 import { PolicyPatch, ScalerStatus, scalerStatusQuery, scalerWorkflowId, setPolicyUpdate } from '../../workflows/messages';
 import type { ScalingPolicyInput, ScalingSimulation, ScalingStatus, SimulateScalingInput } from './scaling.types';
 import { chartSvg, generateTrace, simulate } from './whatif';
@@ -61,7 +61,13 @@ export class ScalingService {
     }
   }
 
-  /** Changes knobs through the scaler's validated update; the row follows once the scaler accepted it. */
+  /**
+   * Changes knobs through the scaler's validated update, then writes them to the row. The scaler goes
+   * first because it is the judge: its validator checks the patch against the policy it runs and the
+   * ceiling it was started with, and a row written first could hold a policy the scaler refused. The
+   * row is what a later redeploy reads, so it gets the whole policy the scaler accepted, not just the
+   * patch: should this write fail, the next accepted change brings the row back in line.
+   */
   async setPolicy(workspaceId: string, input: ScalingPolicyInput): Promise<ScalingStatus> {
     const d = await this.deployments.get(workspaceId, input.deploymentId);
     const patch: PolicyPatch = {};
@@ -74,8 +80,9 @@ export class ScalingService {
     const problems = policyProblems({ mode: d.mode, minReplicas: d.minReplicas, maxReplicas: d.maxReplicas, ...patch });
     if (problems.length) throw policyRefusal(problems, problemAsAssignment, { deploymentId: d.id });
     const handle = this.temporal.workflow.getHandle(scalerWorkflowId(d.id));
+    let accepted: ScalingPolicy;
     try {
-      await handle.executeUpdate(setPolicyUpdate, { args: [patch] });
+      accepted = await handle.executeUpdate(setPolicyUpdate, { args: [patch] });
     } catch (err) {
       if (err instanceof WorkflowUpdateFailedError) {
         const cause = (err.cause as Error | undefined)?.message ?? err.message;
@@ -86,7 +93,8 @@ export class ScalingService {
       }
       throw err;
     }
-    await this.prisma.deployment.update({ where: { id: d.id }, data: patch });
+    const { minReplicas, maxReplicas, targetConcurrency, scaleDownWindowSeconds, idleTimeoutSeconds } = accepted;
+    await this.prisma.deployment.update({ where: { id: d.id }, data: { minReplicas, maxReplicas, targetConcurrency, scaleDownWindowSeconds, idleTimeoutSeconds } });
     return toStatus(await handle.query(scalerStatusQuery));
   }
 
