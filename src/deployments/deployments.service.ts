@@ -115,8 +115,8 @@ export class DeploymentsService {
       // Nothing was accepted: undo the rows and say so.
       this.log.error({ err, deploymentId: id }, 'could not start the deploy workflow');
       await this.prisma.deployment.delete({ where: { id } }).catch((undoErr: unknown) =>
-        // The PENDING row stays and keeps its operation lock with no workflow behind it: someone must remove it.
-        this.log.error({ err: undoErr, deploymentId: id, operationId }, 'could not undo a deploy whose workflow did not start; the PENDING deployment row remains'),
+        // The PENDING row stays, holding its operation lock with no workflow behind it: someone must remove it.
+        this.log.error({ err: undoErr, deploymentId: id, operationId }, 'could not undo a deploy whose workflow did not start; its PENDING row remains'),
       );
       throw new DomainError(ErrorCode.UNAVAILABLE, 'the workflow engine is unavailable; nothing was deployed, try again shortly');
     }

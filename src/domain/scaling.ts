@@ -256,7 +256,8 @@ export interface PolicyProblem {
 }
 
 /** The knobs to check: a whole policy, or one whose absent knobs are not checked (a deploy's targetConcurrency comes from the variant). */
-export type CheckedKnobs = Pick<ScalingPolicy, 'mode' | 'minReplicas' | 'maxReplicas'> & Partial<Record<Exclude<Knob, 'minReplicas' | 'maxReplicas'>, number | null>>;
+export type CheckedKnobs = Pick<ScalingPolicy, 'mode' | 'minReplicas' | 'maxReplicas'> &
+  Partial<Record<Exclude<Knob, 'minReplicas' | 'maxReplicas'>, number | null>>;
 
 /**
  * Every rule the knobs break, in a fixed order: each knob's range, then min <= max, then ACTIVE's
@@ -294,7 +295,11 @@ export const problemAsField = (p: PolicyProblem): string => `${p.knob}: ${p.rule
 export const problemAsAssignment = (p: PolicyProblem): string => `${p.knob}=${p.value}: ${p.rule}`;
 
 /** The api's refusal: BAD_USER_INPUT with every problem in the message and the first knob as `field`. */
-export function policyRefusal(problems: PolicyProblem[], text: (p: PolicyProblem) => string = problemAsField, details: Record<string, unknown> = {}): DomainError {
+export function policyRefusal(
+  problems: PolicyProblem[],
+  text: (p: PolicyProblem) => string = problemAsField,
+  details: Record<string, unknown> = {},
+): DomainError {
   return new DomainError(ErrorCode.BAD_USER_INPUT, problems.map(text).join('; '), { ...details, field: problems[0]?.knob });
 }
 

@@ -94,7 +94,10 @@ export class ScalingService {
       throw err;
     }
     const { minReplicas, maxReplicas, targetConcurrency, scaleDownWindowSeconds, idleTimeoutSeconds } = accepted;
-    await this.prisma.deployment.update({ where: { id: d.id }, data: { minReplicas, maxReplicas, targetConcurrency, scaleDownWindowSeconds, idleTimeoutSeconds } });
+    await this.prisma.deployment.update({
+      where: { id: d.id },
+      data: { minReplicas, maxReplicas, targetConcurrency, scaleDownWindowSeconds, idleTimeoutSeconds },
+    });
     return toStatus(await handle.query(scalerStatusQuery));
   }
 
