@@ -11,6 +11,12 @@ const forbidden = [
 const apiPatterns = [
   { group: ['**/activities', '**/activities/*', '@temporalio/activity', '@temporalio/worker'], message: 'api code may not load worker code (activities/, @temporalio/activity, @temporalio/worker)' },
 ];
+const resolverPatterns = [
+  {
+    group: ['**/common/core.module', '@prisma/*', '**/database/*', '**/generated/prisma', '**/generated/prisma/*', '@temporalio/*'],
+    message: 'a resolver plumbs arguments: Prisma and the Temporal client are reached through its feature\'s service',
+  },
+];
 const gatewayPatterns = [
   { group: ['@nestjs/*', 'graphql', 'mercurius', '**/graphql/*', '**/common/graphql-errors', '**/common/core.module'], message: 'src/gateway/ runs ahead of Nest: no Nest or GraphQL imports' },
 ];
@@ -47,6 +53,11 @@ export default tseslint.config(
     files: ['src/**/*.ts'],
     ignores: ['src/worker.ts', 'src/temporal/worker-runtime.ts', 'src/temporal/bundle.ts', 'src/**/*.spec.ts', 'src/domain/**', 'src/gateway/**'],
     rules: { 'no-restricted-imports': ['error', { patterns: apiPatterns }] },
+  },
+  {
+    // Thin resolvers. Flat config replaces a rule's options per file, so the api patterns are restated here.
+    files: ['src/**/*.resolver.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [...apiPatterns, ...resolverPatterns] }] },
   },
   {
     // The data path runs ahead of Nest: no Nest, GraphQL or GraphQL error module on it.

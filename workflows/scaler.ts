@@ -3,7 +3,10 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { PERMANENT_FAILURES } from '../src/domain/errors';
-import { decide, Decision, initialScalerState, LoadReport, nextDecisionAt, policyProblems, ScalerState, ScalingPolicy, startBackoffMs } from '../src/domain/scaling';
+import {
+  decide, Decision, initialScalerState, LoadReport, nextDecisionAt, policyProblems, problemAsAssignment, ScalerState, ScalingPolicy,
+  startBackoffMs,
+} from '../src/domain/scaling';
 import {
   ActuationSnapshot, loadReportSignal, pauseScalerSignal, PolicyPatch, resumeScalerSignal, ScalerInput, ScalerStatus, scalerStatusQuery, ScalingDecisionRecord,
   setPolicyUpdate,
@@ -58,7 +61,7 @@ export class ScalerRun {
 
   /** The problems the patch would cause, each naming the knob; empty when it is acceptable. */
   policyProblems(patch: PolicyPatch): string[] {
-    return policyProblems({ ...this.policy, ...patch }, this.input.planMaxReplicas);
+    return policyProblems({ ...this.policy, ...patch }, this.input.planMaxReplicas).map(problemAsAssignment);
   }
 
   setPolicy(patch: PolicyPatch): ScalingPolicy {

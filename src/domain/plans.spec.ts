@@ -1,4 +1,4 @@
-import { PLANS, planMaxConcurrency, planMaxReplicas, targetConcurrency } from './plans';
+import { ceilingViolation, PLANS, planMaxConcurrency, planMaxReplicas, planViolation, targetConcurrency } from './plans';
 
 describe('plans', () => {
   it.each([
@@ -31,5 +31,25 @@ describe('plans', () => {
     ['CHAT', 30, 0, 1], // never below 1
   ] as const)('should target %s at min(measured ?? default, cap %d) = %d', (task, cap, measured, expected) => {
     expect(targetConcurrency(task, cap, measured)).toBe(expected);
+  });
+});
+
+describe('planViolation', () => {
+  it.each([
+    ['STARTER', 'FLEX', 1, null, { message: 'the STARTER plan cannot deploy; deployment needs the Pro plan or higher (Starter can test in the playground)' }],
+    ['PRO', 'ACTIVE', 2, null, { message: 'ACTIVE mode needs the Team plan or higher (workspace is on PRO)', field: 'mode' }],
+    ['PRO', 'FLEX', 9, null, { message: "maxReplicas 9 exceeds the PRO plan's ceiling of 8", field: 'maxReplicas', limit: 8 }],
+    ['ENTERPRISE', 'ACTIVE', 101, 100, { message: "maxReplicas 101 exceeds the ENTERPRISE plan's ceiling of 100", field: 'maxReplicas', limit: 100 }],
+    ['PRO', 'FLEX', 8, null, null],
+    ['TEAM', 'ACTIVE', 32, null, null],
+  ] as const)('should judge %s %s with max %d (override %s)', (plan, mode, max, override, expected) => {
+    expect(planViolation(plan, mode, max, override)).toEqual(expected);
+  });
+
+  it("should hold the simulation to the plan's ceiling alone, in planViolation's words", () => {
+    expect(ceilingViolation('PRO', 9)).toEqual(planViolation('PRO', 'FLEX', 9));
+    // A Pro workspace may simulate ACTIVE, which it cannot deploy.
+    expect(ceilingViolation('PRO', 8)).toBeNull();
+    expect(ceilingViolation('STARTER', 1)).toMatchObject({ message: "maxReplicas 1 exceeds the STARTER plan's ceiling of 0", limit: 0 });
   });
 });

@@ -79,6 +79,14 @@ export function planViolation(plan: PlanName, mode: ModeName, maxReplicas: numbe
   if (!limits.modes.includes(mode)) {
     return { message: `${mode} mode needs the Team plan or higher (workspace is on ${plan})`, field: 'mode' };
   }
+  return ceilingViolation(plan, maxReplicas, maxReplicasOverride);
+}
+
+/**
+ * planViolation's replica ceiling on its own: all the what-if simulation holds a policy to (it may
+ * simulate a mode the plan cannot deploy).
+ */
+export function ceilingViolation(plan: PlanName, maxReplicas: number, maxReplicasOverride?: number | null): PlanViolation | null {
   const cap = planMaxReplicas(plan, maxReplicasOverride);
   if (maxReplicas > cap) {
     return { message: `maxReplicas ${maxReplicas} exceeds the ${plan} plan's ceiling of ${cap}`, field: 'maxReplicas', limit: cap };

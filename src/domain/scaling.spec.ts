@@ -1,5 +1,9 @@
 import fc from 'fast-check';
-import { decide, initialScalerState, LoadReport, nextDecisionAt, ScalerState, ScalingPolicy, startBackoffMs } from './scaling';
+import { DomainError, ErrorCode } from './errors';
+import {
+  decide, initialScalerState, LoadReport, nextDecisionAt, policyProblems, policyRefusal, problemAsAssignment, problemAsField, ScalerState, ScalingPolicy,
+  scalingPolicy, startBackoffMs, withModeDefaults,
+} from './scaling';
 
 const flex: ScalingPolicy = {
   mode: 'FLEX', minReplicas: 0, maxReplicas: 8, targetConcurrency: 32,
@@ -187,5 +191,93 @@ describe('startBackoffMs: a crash-looping image cannot start replicas in a tight
     [1000, 60_000],
   ])('after %i failed start(s) in a row the next waits %i ms', (failures, ms) => {
     expect(startBackoffMs(failures)).toBe(ms);
+  });
+});
+
+describe('policyProblems: the knob rules, one row per rule, in both formats', () => {
+  it.each([
+    // [rule, knobs changed from flex (min 0, max 8, target 32, window 30 s, idle 300 s), as GraphQL reads it, as the scaler answers]
+    ['minReplicas is at least 0', { minReplicas: -1 }, 'minReplicas: must be an integer of at least 0', 'minReplicas=-1: must be an integer of at least 0'],
+    ['maxReplicas is at least 1', { maxReplicas: 0 }, 'maxReplicas: must be an integer of at least 1', 'maxReplicas=0: must be an integer of at least 1'],
+    ['targetConcurrency is at least 1', { targetConcurrency: 0 }, 'targetConcurrency: must be an integer of at least 1',
+      'targetConcurrency=0: must be an integer of at least 1'],
+    ['a knob is an integer', { targetConcurrency: 1.5 }, 'targetConcurrency: must be an integer of at least 1',
+      'targetConcurrency=1.5: must be an integer of at least 1'],
+    ['scaleDownWindowSeconds is at least 1', { scaleDownWindowSeconds: 0 }, 'scaleDownWindowSeconds: must be an integer from 1 to 86400',
+      'scaleDownWindowSeconds=0: must be an integer from 1 to 86400'],
+    ['scaleDownWindowSeconds is at most a day', { scaleDownWindowSeconds: 86_401 }, 'scaleDownWindowSeconds: must be an integer from 1 to 86400',
+      'scaleDownWindowSeconds=86401: must be an integer from 1 to 86400'],
+    ['idleTimeoutSeconds is at least 1', { idleTimeoutSeconds: 0 }, 'idleTimeoutSeconds: must be an integer from 1 to 604800',
+      'idleTimeoutSeconds=0: must be an integer from 1 to 604800'],
+    ['idleTimeoutSeconds is at most a week', { idleTimeoutSeconds: 604_801 }, 'idleTimeoutSeconds: must be an integer from 1 to 604800',
+      'idleTimeoutSeconds=604801: must be an integer from 1 to 604800'],
+    ['min <= max', { minReplicas: 3, maxReplicas: 2 }, 'minReplicas: must not exceed maxReplicas (2)', 'minReplicas=3: must not exceed maxReplicas (2)'],
+    ['ACTIVE keeps a warm floor', { mode: 'ACTIVE', minReplicas: 0 }, 'minReplicas: ACTIVE mode keeps at least 1 warm replica',
+      'minReplicas=0: ACTIVE mode keeps at least 1 warm replica'],
+    ["max <= the plan's ceiling", { maxReplicas: 40 }, "maxReplicas: exceeds the plan's ceiling of 32", "maxReplicas=40: exceeds the plan's ceiling of 32"],
+  ] as const)('should refuse when %s', (_rule, change, field, assignment) => {
+    const problems = policyProblems({ ...flex, ...change }, 32);
+    expect(problems.map(problemAsField)).toEqual([field]);
+    expect(problems.map(problemAsAssignment)).toEqual([assignment]);
+  });
+
+  it.each([
+    ['the reference Flex policy', flex, 32],
+    ['the reference Active policy', active, 32],
+    ['min = max', { ...flex, minReplicas: 4, maxReplicas: 4 }, 32],
+    ['max at the ceiling', { ...flex, maxReplicas: 32 }, 32],
+    ['both windows at their longest', { ...flex, scaleDownWindowSeconds: 86_400, idleTimeoutSeconds: 604_800 }, 32],
+    ['any max when no ceiling is given', { ...flex, maxReplicas: 1000 }, undefined],
+  ] as const)('should accept %s', (_what, policy, ceiling) => {
+    expect(policyProblems(policy, ceiling)).toEqual([]);
+  });
+
+  it('should skip a knob that is absent, as a deploy leaves targetConcurrency to the variant', () => {
+    expect(policyProblems({ mode: 'FLEX', minReplicas: 0, maxReplicas: 1, targetConcurrency: null })).toEqual([]);
+  });
+
+  it('should report each mistake once: a rule between knobs waits for both to be in range', () => {
+    // max 0 is out of range: min 1 > max 0 is not a second problem, nor is the ceiling.
+    expect(policyProblems({ ...active, minReplicas: 1, maxReplicas: 0 }, 32).map(problemAsField)).toEqual(['maxReplicas: must be an integer of at least 1']);
+    expect(policyProblems({ ...active, minReplicas: -1 }).map(problemAsField)).toEqual(['minReplicas: must be an integer of at least 0']);
+  });
+
+  it('should list every problem in a fixed order: ranges, min <= max, the ACTIVE floor, the ceiling', () => {
+    const problems = policyProblems({ ...active, minReplicas: 0, maxReplicas: 40, targetConcurrency: 0, idleTimeoutSeconds: 0 }, 32);
+    expect(problems.map(problemAsAssignment)).toEqual([
+      'targetConcurrency=0: must be an integer of at least 1',
+      'idleTimeoutSeconds=0: must be an integer from 1 to 604800',
+      'minReplicas=0: ACTIVE mode keeps at least 1 warm replica',
+      "maxReplicas=40: exceeds the plan's ceiling of 32",
+    ]);
+  });
+
+  it('should make the api refusal BAD_USER_INPUT with every problem and the first knob as field', () => {
+    const err = policyRefusal(policyProblems({ ...flex, minReplicas: 3, maxReplicas: 2, targetConcurrency: 0 }));
+    expect(err).toBeInstanceOf(DomainError);
+    expect(err).toMatchObject({
+      code: ErrorCode.BAD_USER_INPUT,
+      message: 'targetConcurrency: must be an integer of at least 1; minReplicas: must not exceed maxReplicas (2)',
+      details: { field: 'targetConcurrency' },
+    });
+    const scaler = policyRefusal(policyProblems({ ...flex, minReplicas: 9 }), problemAsAssignment, { deploymentId: 'dep_1' });
+    expect(scaler).toMatchObject({ message: 'minReplicas=9: must not exceed maxReplicas (8)', details: { deploymentId: 'dep_1', field: 'minReplicas' } });
+  });
+});
+
+describe('withModeDefaults: what a deploy leaves out', () => {
+  it.each([
+    ['FLEX', {}, { minReplicas: 0, maxReplicas: 1, scaleDownWindowSeconds: 30, idleTimeoutSeconds: 300 }],
+    ['ACTIVE', {}, { minReplicas: 1, maxReplicas: 1, scaleDownWindowSeconds: 120, idleTimeoutSeconds: 300 }],
+    ['FLEX', { minReplicas: 3 }, { minReplicas: 3, maxReplicas: 3 }],
+    ['ACTIVE', { maxReplicas: 6 }, { minReplicas: 1, maxReplicas: 6 }],
+    ['FLEX', { scaleDownWindowSeconds: 5, idleTimeoutSeconds: null }, { scaleDownWindowSeconds: 5, idleTimeoutSeconds: 300 }],
+  ] as const)('should fill %s %j from the mode', (mode, given, expected) => {
+    expect(withModeDefaults({ mode, ...given })).toMatchObject({ mode, ...expected });
+  });
+
+  it('should change nothing of a policy that sets every knob', () => {
+    expect(scalingPolicy(flex)).toEqual(flex);
+    expect(scalingPolicy(active)).toEqual(active);
   });
 });

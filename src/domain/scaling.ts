@@ -1,3 +1,4 @@
+import { DomainError, ErrorCode } from './errors';
 import { MODE_DEFAULTS } from './plans';
 import type { Mode } from './targets';
 
@@ -66,16 +67,44 @@ export interface PolicyKnobs {
   queueThresholdMs?: number;
 }
 
-/** A full policy from the knobs a user set; the rest from the mode's defaults (reference values). */
-export function scalingPolicy(k: PolicyKnobs): ScalingPolicy {
+/** The knobs a user may leave out, as a deploy takes them. */
+export interface OptionalKnobs {
+  mode: Mode;
+  minReplicas?: number | null;
+  maxReplicas?: number | null;
+  scaleDownWindowSeconds?: number | null;
+  idleTimeoutSeconds?: number | null;
+}
+
+/**
+ * What was left out, from the mode's defaults (reference values); maxReplicas defaults to
+ * max(1, minReplicas). The api resolves them once, at deploy, and the row then holds them all.
+ */
+export function withModeDefaults(k: OptionalKnobs) {
   const d = MODE_DEFAULTS[k.mode];
+  const minReplicas = k.minReplicas ?? d.minReplicas;
   return {
     mode: k.mode,
-    minReplicas: k.minReplicas ?? d.minReplicas,
-    maxReplicas: k.maxReplicas,
-    targetConcurrency: k.targetConcurrency,
+    minReplicas,
+    maxReplicas: k.maxReplicas ?? Math.max(1, minReplicas),
     scaleDownWindowSeconds: k.scaleDownWindowSeconds ?? d.scaleDownWindowSeconds,
     idleTimeoutSeconds: k.idleTimeoutSeconds ?? d.idleTimeoutSeconds,
+  };
+}
+
+/**
+ * A full policy from the knobs a user set, the rest from withModeDefaults. A deployment row (checkPlan)
+ * leaves nothing out: deploy resolved it; the what-if simulation does leave knobs out.
+ */
+export function scalingPolicy(k: PolicyKnobs): ScalingPolicy {
+  const d = withModeDefaults(k);
+  return {
+    mode: d.mode,
+    minReplicas: d.minReplicas,
+    maxReplicas: d.maxReplicas,
+    targetConcurrency: k.targetConcurrency,
+    scaleDownWindowSeconds: d.scaleDownWindowSeconds,
+    idleTimeoutSeconds: d.idleTimeoutSeconds,
     queueThresholdMs: k.queueThresholdMs ?? DEFAULT_QUEUE_THRESHOLD_MS,
     reportTtlMs: DEFAULT_REPORT_TTL_MS,
   };
@@ -211,21 +240,76 @@ export function decide(policy: ScalingPolicy, state: ScalerState, obs: Observati
   };
 }
 
-/** Checks a policy change; returns the problems, each naming the knob, the value and the rule. */
-export function policyProblems(p: ScalingPolicy, planMaxReplicas: number): string[] {
-  const out: string[] = [];
-  const int = (k: keyof ScalingPolicy, v: number, min: number) => {
-    if (!Number.isInteger(v) || v < min) out.push(`${k}=${v}: must be an integer of at least ${min}`);
-  };
-  int('minReplicas', p.minReplicas, 0);
-  int('maxReplicas', p.maxReplicas, 1);
-  int('targetConcurrency', p.targetConcurrency, 1);
-  int('scaleDownWindowSeconds', p.scaleDownWindowSeconds, 1);
-  int('idleTimeoutSeconds', p.idleTimeoutSeconds, 1);
-  if (p.minReplicas > p.maxReplicas) out.push(`minReplicas=${p.minReplicas}: must not exceed maxReplicas (${p.maxReplicas})`);
-  if (p.mode === 'ACTIVE' && p.minReplicas < 1) out.push(`minReplicas=${p.minReplicas}: ACTIVE mode keeps at least 1 warm replica`);
-  if (p.maxReplicas > planMaxReplicas) out.push(`maxReplicas=${p.maxReplicas}: exceeds the plan's ceiling of ${planMaxReplicas}`);
+// ---- The knob rules ----
+// Written once, here, and used by every door a policy comes in through: deploy and setScalingPolicy
+// (src/deployments, src/scaling), the scaler's update validator (workflows/scaler.ts) and the what-if
+// simulation (GraphQL and npm run simulate). Each formats the problems for its transport.
+
+export const KNOBS = ['minReplicas', 'maxReplicas', 'targetConcurrency', 'scaleDownWindowSeconds', 'idleTimeoutSeconds'] as const;
+export type Knob = (typeof KNOBS)[number];
+
+/** Each knob's integer range; max null: unbounded. Windows: at most a day to scale down, a week to idle. */
+export const KNOB_RANGES: Record<Knob, { min: number; max: number | null }> = {
+  minReplicas: { min: 0, max: null },
+  maxReplicas: { min: 1, max: null },
+  targetConcurrency: { min: 1, max: null },
+  scaleDownWindowSeconds: { min: 1, max: 86_400 },
+  idleTimeoutSeconds: { min: 1, max: 7 * 86_400 },
+};
+
+/** One broken rule: the knob, its value, and the rule in words. */
+export interface PolicyProblem {
+  knob: Knob;
+  value: number;
+  rule: string;
+}
+
+/** The knobs to check: a whole policy, or one whose absent knobs are not checked (a deploy's targetConcurrency comes from the variant). */
+export type CheckedKnobs = Pick<ScalingPolicy, 'mode' | 'minReplicas' | 'maxReplicas'> &
+  Partial<Record<Exclude<Knob, 'minReplicas' | 'maxReplicas'>, number | null>>;
+
+/**
+ * Every rule the knobs break, in a fixed order: each knob's range, then min <= max, then ACTIVE's
+ * warm floor, then the plan's ceiling when one is given. A rule between knobs is checked only on
+ * knobs that are in range themselves, so one mistake is reported once. The ceiling is the number
+ * checkPlan gave the scaler; the api reports a plan's ceiling through planViolation (plans.ts).
+ */
+export function policyProblems(k: CheckedKnobs, planMaxReplicas?: number): PolicyProblem[] {
+  const out: PolicyProblem[] = [];
+  for (const knob of KNOBS) {
+    const value = k[knob];
+    if (value === undefined || value === null) continue;
+    const { min, max } = KNOB_RANGES[knob];
+    if (!Number.isInteger(value) || value < min || (max !== null && value > max)) {
+      out.push({ knob, value, rule: max === null ? `must be an integer of at least ${min}` : `must be an integer from ${min} to ${max}` });
+    }
+  }
+  const ok = (knob: Knob) => !out.some((p) => p.knob === knob);
+  if (ok('minReplicas') && ok('maxReplicas') && k.minReplicas > k.maxReplicas) {
+    out.push({ knob: 'minReplicas', value: k.minReplicas, rule: `must not exceed maxReplicas (${k.maxReplicas})` });
+  }
+  if (ok('minReplicas') && k.mode === 'ACTIVE' && k.minReplicas < 1) {
+    out.push({ knob: 'minReplicas', value: k.minReplicas, rule: 'ACTIVE mode keeps at least 1 warm replica' });
+  }
+  if (planMaxReplicas !== undefined && ok('maxReplicas') && k.maxReplicas > planMaxReplicas) {
+    out.push({ knob: 'maxReplicas', value: k.maxReplicas, rule: `exceeds the plan's ceiling of ${planMaxReplicas}` });
+  }
   return out;
+}
+
+/** As GraphQL input errors read, the shape of a zod message: "minReplicas: must not exceed maxReplicas (2)". */
+export const problemAsField = (p: PolicyProblem): string => `${p.knob}: ${p.rule}`;
+
+/** As the scaler's update validator answers, with the value: "minReplicas=5: must not exceed maxReplicas (4)". */
+export const problemAsAssignment = (p: PolicyProblem): string => `${p.knob}=${p.value}: ${p.rule}`;
+
+/** The api's refusal: BAD_USER_INPUT with every problem in the message and the first knob as `field`. */
+export function policyRefusal(
+  problems: PolicyProblem[],
+  text: (p: PolicyProblem) => string = problemAsField,
+  details: Record<string, unknown> = {},
+): DomainError {
+  return new DomainError(ErrorCode.BAD_USER_INPUT, problems.map(text).join('; '), { ...details, field: problems[0]?.knob });
 }
 
 /**

@@ -1,8 +1,10 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { PRISMA } from '../common/core.module';
 import { issueSecret, newId, secretFromPlaintext } from '../common/secrets';
-import type { Plan, PrismaClient } from '../database/prisma';
+import type { Plan, PrismaClient, Workspace as WorkspaceRow } from '../database/prisma';
 import { DomainError, ErrorCode, notFound } from '../domain/errors';
+import { planMaxConcurrency, planMaxReplicas, PlanName } from '../domain/plans';
+import type { CreatedManagementToken, Workspace } from './workspaces.types';
 
 export const DEFAULT_WORKSPACE_ID = 'ws_default';
 
@@ -19,6 +21,18 @@ export class WorkspacesService {
     return { workspace, token: secret.plaintext };
   }
 
+  /** The workspace with its plan's effective limits (unlimited shown as the largest GraphQL Int). */
+  view(ws: WorkspaceRow): Workspace {
+    const plan = ws.plan as PlanName;
+    return {
+      id: ws.id,
+      name: ws.name,
+      plan: ws.plan,
+      maxReplicas: Math.min(planMaxReplicas(plan, ws.maxReplicas), 2 ** 31 - 1),
+      maxConcurrency: Math.min(planMaxConcurrency(plan, ws.maxConcurrency), 2 ** 31 - 1),
+    };
+  }
+
   /** Revokes a token of this workspace; the token in use cannot revoke itself (no lock-out by mistake). */
   async revokeToken(workspaceId: string, id: string, currentTokenId: string) {
     if (id === currentTokenId) {
@@ -33,12 +47,13 @@ export class WorkspacesService {
     return this.prisma.managementToken.findMany({ where: { workspaceId }, orderBy: { createdAt: 'asc' } });
   }
 
-  async createToken(workspaceId: string, name: string) {
+  /** A new management token; the plaintext is returned once. */
+  async createToken(workspaceId: string, name: string): Promise<CreatedManagementToken> {
     const secret = issueSecret('mt');
     const row = await this.prisma.managementToken.create({
-      data: { id: newId('mtk'), workspaceId, name, prefix: secret.prefix, hash: secret.hash },
+      data: { id: newId('mtk'), workspaceId, name: name.slice(0, 100) || 'token', prefix: secret.prefix, hash: secret.hash },
     });
-    return { row, token: secret.plaintext };
+    return { id: row.id, prefix: row.prefix, token: secret.plaintext };
   }
 }
 

@@ -1,26 +1,12 @@
-import { Inject, Injectable, Module, UseGuards } from '@nestjs/common';
-import { Args, Field, ID, InputType, Int, Mutation, Query, Resolver } from '@nestjs/graphql';
+import { Inject, Injectable } from '@nestjs/common';
 import { z } from 'zod';
 import { PRISMA } from '../common/core.module';
 import { issueSecret, newId } from '../common/secrets';
 import type { PrismaClient, Workspace } from '../database/prisma';
 import { DomainError, ErrorCode, notFound } from '../domain/errors';
 import { PLANS, PlanName } from '../domain/plans';
-import { KeyScope } from '../graphql/enums';
-import { ApiKey, CreatedApiKey } from '../graphql/models';
-import { AuthContext, CurrentAuth, ManagementAuthGuard } from '../workspaces/auth';
 import { CHANNEL_KEYS, notify } from '../database/notify';
-
-@InputType()
-export class CreateApiKeyInput {
-  @Field() name!: string;
-  @Field(() => KeyScope, { description: 'WORKSPACE keys pick the target with `model`; PIPELINE and DEPLOYMENT keys are bound to one.' })
-  scope!: KeyScope;
-  @Field(() => ID, { nullable: true }) pipelineId?: string;
-  @Field(() => ID, { nullable: true }) deploymentId?: string;
-  @Field(() => Date, { nullable: true }) expiresAt?: Date;
-  @Field(() => Int, { nullable: true, description: 'Requests per minute; the plan default when omitted.' }) rateLimitPerMinute?: number;
-}
+import type { CreateApiKeyInput } from './keys.types';
 
 const createKeySchema = z
   .object({
@@ -93,27 +79,3 @@ export class KeysService {
     return updated;
   }
 }
-
-@Resolver(() => ApiKey)
-@UseGuards(ManagementAuthGuard)
-export class KeysResolver {
-  constructor(private readonly svc: KeysService) {}
-
-  @Mutation(() => CreatedApiKey)
-  createApiKey(@CurrentAuth() auth: AuthContext, @Args('input') input: CreateApiKeyInput) {
-    return this.svc.create(auth.workspace, input);
-  }
-
-  @Query(() => [ApiKey], { description: 'Keys by prefix; the keys themselves are never shown again.' })
-  apiKeys(@CurrentAuth() auth: AuthContext) {
-    return this.svc.list(auth.workspace.id);
-  }
-
-  @Mutation(() => ApiKey, { description: 'Takes effect on every gateway process within a second.' })
-  revokeApiKey(@CurrentAuth() auth: AuthContext, @Args('id', { type: () => ID }) id: string) {
-    return this.svc.revoke(auth.workspace.id, id);
-  }
-}
-
-@Module({ providers: [KeysService, KeysResolver] })
-export class KeysModule {}

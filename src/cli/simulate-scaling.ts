@@ -2,10 +2,10 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { DEFAULT_QUEUE_THRESHOLD_MS, hardFloor, ScalingPolicy, scalingPolicy } from '../domain/scaling';
+import { DEFAULT_QUEUE_THRESHOLD_MS, hardFloor, policyProblems, problemAsField, ScalingPolicy, scalingPolicy } from '../domain/scaling';
 import {
   chartSvg, generateTrace, REFERENCE_CONFIGS, REFERENCE_PATTERN, REFERENCE_REPLICA, simulate, SUMMARY_HEADER, summaryRow, TraceRequest,
-} from './whatif';
+} from '../scaling/whatif';
 
 /**
  * npm run simulate -- --trace trace.json --policy policy.json [--svg out/]
@@ -17,11 +17,12 @@ import {
  */
 const policyFile = z.object({
   mode: z.enum(['FLEX', 'ACTIVE']).default('FLEX'),
-  minReplicas: z.number().int().min(0).optional(),
-  maxReplicas: z.number().int().min(1),
-  targetConcurrency: z.number().int().min(1).default(30),
-  scaleDownWindowSeconds: z.number().int().min(1).optional(),
-  idleTimeoutSeconds: z.number().int().min(1).optional(),
+  // Types only: the knobs' rules are policyProblems (src/domain/scaling.ts), checked on the policy with its defaults.
+  minReplicas: z.number().optional(),
+  maxReplicas: z.number(),
+  targetConcurrency: z.number().default(30),
+  scaleDownWindowSeconds: z.number().optional(),
+  idleTimeoutSeconds: z.number().optional(),
   queueThresholdMs: z.number().int().min(0).default(DEFAULT_QUEUE_THRESHOLD_MS),
   queueTimeoutMs: z.number().int().min(0).default(2000),
   tickMs: z.number().int().min(10).default(1000),
@@ -58,6 +59,8 @@ function main() {
     const trace = Array.isArray(rawTrace) ? traceFile.parse(rawTrace).sort((a, b) => a.at - b.at) : generateTrace(patternFile.parse(rawTrace));
     const opts = policyFile.parse(readJson(values.policy));
     const policy = scalingPolicy(opts);
+    const problems = policyProblems(policy);
+    if (problems.length) throw new Error(`${values.policy}: ${problems.map(problemAsField).join('; ')}`);
     runs.push({ name: `${policy.mode} min ${policy.minReplicas} max ${policy.maxReplicas}`, trace, policy, opts });
   }
   const rows: string[] = [];

@@ -1,23 +1,11 @@
-import { Args, Field, ID, InputType, Mutation, Parent, Query, ResolveField, Resolver } from '@nestjs/graphql';
-import { Inject, Injectable, Module, UseGuards } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { z } from 'zod';
 import { PRISMA } from '../common/core.module';
 import { newId } from '../common/secrets';
 import type { PrismaClient } from '../database/prisma';
 import { DomainError, ErrorCode, notFound } from '../domain/errors';
 import { DEFAULT_REPLICA_CONCURRENCY } from '../domain/plans';
-import { Task } from '../graphql/enums';
-import { Pipeline, Variant } from '../graphql/models';
-import { AuthContext, CurrentAuth, ManagementAuthGuard } from '../workspaces/auth';
-
-@InputType()
-export class CreatePipelineInput {
-  @Field({ description: 'Unique in the workspace: letters, digits, ., _ and -.' }) name!: string;
-  @Field(() => Task) task!: Task;
-  @Field({ description: 'Model the serving engine loads, e.g. meta-llama/Llama-3.1-8B-Instruct or sim/tiny-chat.' }) model!: string;
-  @Field({ nullable: true, description: 'GPU the default variant targets; "any" when omitted.' }) gpu?: string;
-  @Field({ nullable: true, description: 'Serving engine of the default variant; "vllm" when omitted.' }) engine?: string;
-}
+import type { CreatePipelineInput } from './pipelines.types';
 
 const createPipelineSchema = z.object({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be 1-63 characters of letters, digits, ., _ or -, starting with a letter or digit'),
@@ -69,32 +57,3 @@ export class PipelinesService {
     return this.prisma.variant.findMany({ where: { pipelineId }, orderBy: { createdAt: 'asc' } });
   }
 }
-
-@Resolver(() => Pipeline)
-@UseGuards(ManagementAuthGuard)
-export class PipelinesResolver {
-  constructor(private readonly svc: PipelinesService) {}
-
-  @Mutation(() => Pipeline)
-  createPipeline(@CurrentAuth() auth: AuthContext, @Args('input') input: CreatePipelineInput) {
-    return this.svc.create(auth.workspace.id, input);
-  }
-
-  @Query(() => Pipeline)
-  pipeline(@CurrentAuth() auth: AuthContext, @Args('id', { type: () => ID }) id: string) {
-    return this.svc.get(auth.workspace.id, id);
-  }
-
-  @Query(() => [Pipeline])
-  pipelines(@CurrentAuth() auth: AuthContext) {
-    return this.svc.list(auth.workspace.id);
-  }
-
-  @ResolveField(() => [Variant])
-  variants(@Parent() p: Pipeline) {
-    return this.svc.variants(p.id);
-  }
-}
-
-@Module({ providers: [PipelinesService, PipelinesResolver], exports: [PipelinesService] })
-export class PipelinesModule {}

@@ -1,0 +1,52 @@
+import { UseGuards } from '@nestjs/common';
+import { Args, ID, Mutation, Parent, Query, ResolveField, Resolver } from '@nestjs/graphql';
+import { Pipeline, Variant } from '../pipelines/pipelines.types';
+import { AuthContext, CurrentAuth, ManagementAuthGuard } from '../workspaces/auth.guard';
+import { DeploymentsService } from './deployments.service';
+import { Deployment, DeploymentEvent, DeployPayload, DeployPipelineInput, Operation, Replica } from './deployments.types';
+
+@Resolver(() => Deployment)
+@UseGuards(ManagementAuthGuard)
+export class DeploymentsResolver {
+  constructor(private readonly svc: DeploymentsService) {}
+
+  @Mutation(() => DeployPayload, { description: 'Starts deploy:<deploymentId>; returns at once with a PENDING deployment and its key.' })
+  deployPipeline(@CurrentAuth() auth: AuthContext, @Args('input') input: DeployPipelineInput) {
+    return this.svc.deploy(auth.workspace, input);
+  }
+
+  @Query(() => Deployment)
+  deployment(@CurrentAuth() auth: AuthContext, @Args('id', { type: () => ID }) id: string) {
+    return this.svc.get(auth.workspace.id, id);
+  }
+
+  @Query(() => [Deployment])
+  deployments(@CurrentAuth() auth: AuthContext) {
+    return this.svc.list(auth.workspace.id);
+  }
+
+  @ResolveField(() => [Replica], { description: 'Replicas not yet stopped, oldest first.' })
+  replicas(@Parent() d: Deployment, @Args('includeStopped', { defaultValue: false }) includeStopped: boolean) {
+    return this.svc.replicas(d.id, includeStopped);
+  }
+
+  @ResolveField(() => [DeploymentEvent], { description: 'Audit trail, oldest first.' })
+  events(@Parent() d: Deployment) {
+    return this.svc.events(d.id);
+  }
+
+  @ResolveField(() => [Operation])
+  operations(@Parent() d: Deployment) {
+    return this.svc.operations(d.id);
+  }
+
+  @ResolveField(() => Pipeline)
+  pipeline(@Parent() d: Deployment) {
+    return this.svc.pipeline(d.pipelineId);
+  }
+
+  @ResolveField(() => Variant)
+  variant(@Parent() d: Deployment) {
+    return this.svc.variant(d.variantId);
+  }
+}

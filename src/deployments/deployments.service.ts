@@ -1,0 +1,164 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { Client, WorkflowIdReusePolicy } from '@temporalio/client';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { Config, CONFIG } from '../config/config';
+import { LOGGER, PRISMA, TEMPORAL_CLIENT } from '../common/core.module';
+import { issueSecret, newId } from '../common/secrets';
+import type { PrismaClient, Workspace } from '../database/prisma';
+import { DomainError, ErrorCode, notFound } from '../domain/errors';
+import { ModeName, PlanName, planViolation, targetConcurrency } from '../domain/plans';
+import { policyProblems, policyRefusal, withModeDefaults } from '../domain/scaling';
+import type { DeployPipelineInput } from './deployments.types';
+import type { deployWorkflow } from '../../workflows/deploy';
+import { deployWorkflowId, DeployInput } from '../../workflows/messages';
+
+const deploySchema = z
+  .object({
+    pipelineId: z.string().min(1),
+    variantId: z.string().min(1).optional().nullable(),
+    target: z.enum(['LOCAL', 'RUNPOD', 'MODAL', 'CUSTOM']),
+    gpu: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/, 'must be 1-64 characters of letters, digits, space, ., _ or -'),
+    mode: z.enum(['FLEX', 'ACTIVE']),
+    // Types only: the knobs' rules are policyProblems (src/domain/scaling.ts), checked once defaults are resolved.
+    minReplicas: z.number().nullish(),
+    maxReplicas: z.number().nullish(),
+    targetConcurrency: z.number().nullish(),
+    scaleDownWindowSeconds: z.number().nullish(),
+    idleTimeoutSeconds: z.number().nullish(),
+  });
+
+@Injectable()
+export class DeploymentsService {
+  constructor(
+    @Inject(PRISMA) private readonly prisma: PrismaClient,
+    @Inject(TEMPORAL_CLIENT) private readonly temporal: Client,
+    @Inject(CONFIG) private readonly config: Config,
+    @Inject(LOGGER) private readonly log: Logger,
+  ) {}
+
+  /** Plan rules from the reference; each violation is a PLAN_LIMIT error naming the rule. */
+  checkPlan(ws: Workspace, mode: ModeName, maxReplicas: number) {
+    const v = planViolation(ws.plan as PlanName, mode, maxReplicas, ws.maxReplicas);
+    if (v) throw new DomainError(ErrorCode.PLAN_LIMIT, v.message, { plan: ws.plan, ...(v.field ? { field: v.field } : {}), ...(v.limit !== undefined ? { limit: v.limit } : {}) });
+  }
+
+  async deploy(ws: Workspace, raw: DeployPipelineInput) {
+    const input = deploySchema.parse(raw);
+    // Defaults are resolved here, once: the row then holds every knob, and the worker's checkPlan only copies them.
+    const knobs = withModeDefaults(input);
+    const problems = policyProblems({ ...knobs, targetConcurrency: input.targetConcurrency });
+    if (problems.length) throw policyRefusal(problems);
+    const { minReplicas, maxReplicas } = knobs;
+    const pipeline = await this.prisma.pipeline.findFirst({ where: { id: input.pipelineId, workspaceId: ws.id } });
+    if (!pipeline) throw notFound('pipeline', input.pipelineId);
+    const variantId = input.variantId ?? pipeline.selectedVariantId;
+    const variant = variantId ? await this.prisma.variant.findFirst({ where: { id: variantId, pipelineId: pipeline.id } }) : null;
+    if (!variant) throw notFound('variant', variantId ?? '(none selected)');
+
+    this.checkPlan(ws, input.mode, maxReplicas);
+    if (input.targetConcurrency != null && input.targetConcurrency > variant.maxConcurrency) {
+      throw new DomainError(
+        ErrorCode.BAD_USER_INPUT,
+        `targetConcurrency: ${input.targetConcurrency} is above what one replica of this variant serves (${variant.maxConcurrency})`,
+        { field: 'targetConcurrency' },
+      );
+    }
+
+    const id = newId('dep');
+    const operationId = newId('op');
+    const workflowId = deployWorkflowId(id);
+    const key = issueSecret('sk');
+    await this.prisma.$transaction(async (tx) => {
+      await tx.deployment.create({
+        data: {
+          id,
+          workspaceId: ws.id,
+          pipelineId: pipeline.id,
+          variantId: variant.id,
+          target: input.target,
+          gpu: input.gpu,
+          mode: input.mode,
+          minReplicas,
+          maxReplicas,
+          targetConcurrency: targetConcurrency(pipeline.task, variant.maxConcurrency, input.targetConcurrency ?? variant.targetConcurrency),
+          scaleDownWindowSeconds: knobs.scaleDownWindowSeconds,
+          idleTimeoutSeconds: knobs.idleTimeoutSeconds,
+          status: 'PENDING',
+          activeOperationId: operationId,
+        },
+      });
+      await tx.operation.create({ data: { id: operationId, deploymentId: id, kind: 'DEPLOY', workflowId, status: 'RUNNING' } });
+      // Stored hashed and inactive; the deploy workflow issues it once replicas are healthy.
+      await tx.apiKey.create({
+        data: { id: newId('key'), workspaceId: ws.id, scope: 'DEPLOYMENT', deploymentId: id, pipelineId: pipeline.id, name: `${pipeline.name} deployment key`, prefix: key.prefix, hash: key.hash },
+      });
+      await tx.deploymentEvent.create({
+        data: { deploymentId: id, kind: 'deploy.requested', message: `deploy of ${pipeline.name} (${variant.name}) on ${input.target} ${input.gpu}, ${input.mode} ${minReplicas}-${maxReplicas} replicas` },
+      });
+    });
+
+    const wfInput: DeployInput = {
+      deploymentId: id,
+      operationId,
+      healthTimeoutSeconds: this.config.DEPLOY_HEALTH_TIMEOUT_SECONDS,
+      drainTimeoutMs: this.config.SCALER_DRAIN_TIMEOUT_SECONDS * 1000,
+    };
+    try {
+      await this.temporal.workflow.start<typeof deployWorkflow>('deployWorkflow', {
+        taskQueue: this.config.TEMPORAL_TASK_QUEUE,
+        workflowId,
+        args: [wfInput],
+        workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
+      });
+    } catch (err) {
+      // Nothing was accepted: undo the rows and say so.
+      this.log.error({ err, deploymentId: id }, 'could not start the deploy workflow');
+      await this.prisma.deployment.delete({ where: { id } }).catch((undoErr: unknown) =>
+        // The PENDING row stays, holding its operation lock with no workflow behind it: someone must remove it.
+        this.log.error({ err: undoErr, deploymentId: id, operationId }, 'could not undo a deploy whose workflow did not start; its PENDING row remains'),
+      );
+      throw new DomainError(ErrorCode.UNAVAILABLE, 'the workflow engine is unavailable; nothing was deployed, try again shortly');
+    }
+    const deployment = await this.prisma.deployment.findUniqueOrThrow({ where: { id } });
+    return { deployment, apiKey: key.plaintext };
+  }
+
+  async get(workspaceId: string, id: string) {
+    const d = await this.prisma.deployment.findFirst({ where: { id, workspaceId } });
+    if (!d) throw notFound('deployment', id);
+    return d;
+  }
+
+  list(workspaceId: string) {
+    return this.prisma.deployment.findMany({ where: { workspaceId }, orderBy: { createdAt: 'desc' } });
+  }
+
+  // The Deployment type's fields that are rows of their own.
+
+  /** Replicas not yet stopped (or all of them), oldest first. */
+  replicas(deploymentId: string, includeStopped: boolean) {
+    return this.prisma.replica.findMany({
+      where: { deploymentId, ...(includeStopped ? {} : { state: { notIn: ['STOPPED'] } }) },
+      orderBy: { startedAt: 'asc' },
+    });
+  }
+
+  /** The audit trail, oldest first. */
+  events(deploymentId: string) {
+    return this.prisma.deploymentEvent.findMany({ where: { deploymentId }, orderBy: { id: 'asc' } });
+  }
+
+  /** Operations, newest first. */
+  operations(deploymentId: string) {
+    return this.prisma.operation.findMany({ where: { deploymentId }, orderBy: { startedAt: 'desc' } });
+  }
+
+  pipeline(pipelineId: string) {
+    return this.prisma.pipeline.findUniqueOrThrow({ where: { id: pipelineId } });
+  }
+
+  variant(variantId: string) {
+    return this.prisma.variant.findUniqueOrThrow({ where: { id: variantId } });
+  }
+}

@@ -1,0 +1,35 @@
+import { Field, ID, InputType, Int, ObjectType } from '@nestjs/graphql';
+import { KeyScope } from '../graphql/enums';
+
+@ObjectType()
+export class ApiKey {
+  @Field(() => ID) id!: string;
+  @Field() name!: string;
+  @Field({ description: 'First characters of the key; the key itself is shown only once.' }) prefix!: string;
+  @Field(() => KeyScope) scope!: KeyScope;
+  @Field(() => ID, { nullable: true }) pipelineId!: string | null;
+  @Field(() => ID, { nullable: true }) deploymentId!: string | null;
+  @Field(() => Int, { nullable: true }) rateLimitPerMinute!: number | null;
+  @Field(() => Date, { nullable: true, description: 'Null until the deploy workflow issues a deployment key.' }) issuedAt!: Date | null;
+  @Field(() => Date, { nullable: true }) expiresAt!: Date | null;
+  @Field(() => Date, { nullable: true }) revokedAt!: Date | null;
+  @Field(() => Date, { nullable: true }) lastUsedAt!: Date | null;
+  @Field() createdAt!: Date;
+}
+
+@ObjectType()
+export class CreatedApiKey {
+  @Field(() => ApiKey) apiKey!: ApiKey;
+  @Field({ description: 'The whole key. Shown once; store it now.' }) key!: string;
+}
+
+@InputType()
+export class CreateApiKeyInput {
+  @Field() name!: string;
+  @Field(() => KeyScope, { description: 'WORKSPACE keys pick the target with `model`; PIPELINE and DEPLOYMENT keys are bound to one.' })
+  scope!: KeyScope;
+  @Field(() => ID, { nullable: true }) pipelineId?: string;
+  @Field(() => ID, { nullable: true }) deploymentId?: string;
+  @Field(() => Date, { nullable: true }) expiresAt?: Date;
+  @Field(() => Int, { nullable: true, description: 'Requests per minute; the plan default when omitted.' }) rateLimitPerMinute?: number;
+}
