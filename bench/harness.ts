@@ -27,6 +27,7 @@ export function cpuSeconds(pid: number): number {
 export async function benchStack(name: string, env: Record<string, string> = {}, opts: { app?: boolean } = {}) {
   const stack = await startStack({ name: `bench-${name}`, env, isolated: true, app: opts.app });
   const { token } = await stack.workspace('TEAM', 'bench');
-  const gql = <T = Loose>(query: string, variables: Record<string, unknown>) => must(stack.gql<T>(query, token, variables));
+  const raw = stack.gql;
+  const gql = <T = Loose>(query: string, variables: Record<string, unknown>) => must(raw<T>(query, token, variables));
   return Object.assign(stack, { server: stack.server!, token, gql });
 }

@@ -1,77 +1,152 @@
 /**
- * Benchmark 1, reaction: a burst of streams reaches the gateway of a Flex
- * deployment with one warm replica; how long until the scaler decides to scale
- * up, and until the new replicas serve. Compared in the same run with the
- * gateway's report interval and the replica start time the provider measured.
+ * Scaler reaction: how fast a burst gets its replicas, and how fast capacity comes back when load
+ * returns during a drain. For each replica start time (600 ms and 3 s, the simulator's weight load
+ * from the cache), bursts of streams that need 2, 4 and 8 replicas at target concurrency 4 reach a
+ * Flex deployment with one warm replica; the bench reports the time from the burst to the final
+ * desired count and to all replicas ready, beside the gateway's report interval and the replica
+ * start the provider measured in the same run (the two targets: decided within one report
+ * interval, all ready within one replica start plus 0.5 s). Then the drain case: three replicas each
+ * hold a long stream, the short load ends, the scaler drains two of them, and a new burst arrives:
+ * the time until both serve again, and how many replicas were started for it (target: under 1 s, none).
  *
- *   npm run build && node dist/bench/scaler-reaction.js [trials=5] [burst=90]
+ *   npm run build && node dist/bench/scaler-reaction.js [startsMs=600,3000] [needs=2,4,8] [trials=3]
  */
-import { benchStack, median, progress } from './harness';
 import { CREATE_PIPELINE, DEPLOY } from '../test/support/graphql';
-import { scalerStatusQuery, scalerWorkflowId } from '../workflows/messages';
+import { scalerStatusQuery, scalerWorkflowId, setPolicyUpdate } from '../workflows/messages';
+import { benchStack, median, progress } from './harness';
 
-const trials = Number(process.argv[2] ?? 5);
-const burst = Number(process.argv[3] ?? 90);
+const starts = (process.argv[2] ?? '600,3000').split(',').map(Number);
+const needs = (process.argv[3] ?? '2,4,8').split(',').map(Number);
+const trials = Number(process.argv[4] ?? 3);
+const TARGET = 4;
+const ITL_MS = 20;
+
+type Stack = Awaited<ReturnType<typeof benchStack>>;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** One streamed chat completion of `tokens` tokens; resolves when it ends. */
+function stream(s: Stack, key: string, tokens: number): Promise<string> {
+  return fetch(`${s.app!.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+    body: JSON.stringify({ model: 'default', stream: true, max_tokens: tokens, messages: [{ role: 'user', content: 'go' }] }),
+  }).then((r) => r.text());
+}
+
+async function deployment(s: Stack, pipelineId: string, min: number, extra: Record<string, unknown> = {}) {
+  const d = await s.gql(DEPLOY, {
+    input: { pipelineId, target: 'LOCAL', gpu: 'sim', mode: 'FLEX', minReplicas: min, maxReplicas: 8, targetConcurrency: TARGET, ...extra },
+  });
+  const id = d.deployPipeline.deployment!.id;
+  await s.temporal.workflow.getHandle(`deploy:${id}`).result();
+  return { id, key: d.deployPipeline.apiKey!, scaler: s.temporal.workflow.getHandle(scalerWorkflowId(id)) };
+}
+
+async function stopAll(s: Stack, id: string) {
+  await s.temporal.workflow.getHandle(scalerWorkflowId(id)).terminate('bench trial done').catch(() => {});
+  for (const r of await s.prisma.replica.findMany({ where: { deploymentId: id, state: { not: 'STOPPED' } } })) await s.worker.providers.LOCAL!.stopReplica(r.id);
+  await s.prisma.replica.updateMany({ where: { deploymentId: id }, data: { state: 'STOPPED' } });
+}
+
+/** A burst that needs `need` replicas on a deployment with one: burst -> final count decided, -> all ready. */
+async function burstTrial(s: Stack, pipelineId: string, need: number, startMs: number) {
+  const { id, key, scaler } = await deployment(s, pipelineId, 1);
+  const t0 = Date.now();
+  // Long enough that every stream still runs when the last replica is ready.
+  const streams = Array.from({ length: need * TARGET }, () => stream(s, key, Math.ceil((startMs + 3000) / ITL_MS)));
+  let decidedAt = 0;
+  let allReadyAt = 0;
+  while (!allReadyAt && Date.now() - t0 < 60_000) {
+    if (!decidedAt) {
+      const st = await scaler.query(scalerStatusQuery);
+      const final = st.decisions.find((d) => d.to >= need);
+      if (final) decidedAt = final.at;
+    }
+    const ready = await s.prisma.replica.findMany({ where: { deploymentId: id, state: 'READY' }, orderBy: { readyAt: 'asc' } });
+    if (ready.length >= need) allReadyAt = ready.at(-1)!.readyAt!.getTime();
+    else await sleep(10);
+  }
+  await Promise.all(streams);
+  const started = await s.prisma.replica.findMany({ where: { deploymentId: id, startedAt: { gte: new Date(t0) } } });
+  await stopAll(s, id);
+  return { decideMs: decidedAt - t0, allReadyMs: allReadyAt - t0, replicaStartMs: median(started.map((r) => r.coldStartMs ?? 0)), started: started.length };
+}
+
+/** Load returns while two replicas drain long streams: how soon both serve again, and how many replicas were started. */
+async function drainTrial(s: Stack, pipelineId: string) {
+  // Three warm replicas to begin with, then a floor of one so that the scaler may drain two.
+  const { id, key, scaler } = await deployment(s, pipelineId, 3, { scaleDownWindowSeconds: 1 });
+  await scaler.executeUpdate(setPolicyUpdate, { args: [{ minReplicas: 1 }] });
+  // One long stream per replica (the gateway spreads them by headroom), then short load that ends.
+  const long = [0, 1, 2].map(() => stream(s, key, Math.ceil(30_000 / ITL_MS)));
+  await sleep(300);
+  await Promise.all(Array.from({ length: 9 }, () => stream(s, key, 20)));
+  // Demand 3 fits one replica: after the 1 s window the scaler drains two, which still hold a long stream each.
+  const drainStart = Date.now();
+  while ((await s.prisma.replica.count({ where: { deploymentId: id, state: 'DRAINING' } })) < 2) {
+    if (Date.now() - drainStart > 20_000) throw new Error('no scale-down to drain');
+    await sleep(20);
+  }
+  const t0 = Date.now();
+  const burst = Array.from({ length: 8 }, () => stream(s, key, 50));
+  let backAt = 0;
+  while (!backAt && Date.now() - t0 < 20_000) {
+    const serving = await s.prisma.replica.count({ where: { deploymentId: id, state: 'READY' } });
+    if (serving >= 3) backAt = Date.now();
+    else await sleep(5);
+  }
+  await Promise.all(burst);
+  const started = await s.prisma.replica.count({ where: { deploymentId: id, startedAt: { gte: new Date(t0) } } });
+  const reused = (await scaler.query(scalerStatusQuery)).decisions.some((d) => d.reason.startsWith('scale-down cancelled'));
+  await stopAll(s, id);
+  await Promise.allSettled(long);
+  return { capacityBackMs: backAt ? backAt - t0 : null, replicasStarted: started, reusedInDecisionLog: reused };
+}
 
 async function main() {
-  const s = await benchStack('reaction', { GATEWAY_QUEUE_TIMEOUT_MS: '60000', SIM_ITL_MS: '20' });
-  const pipeline = (await s.gql(CREATE_PIPELINE, { input: { name: 'bench', task: 'CHAT', model: 'sim/tiny-chat' } })).createPipeline.id;
-  const rows: Array<{ decideMs: number; firstReadyMs: number; allReadyMs: number; replicaStartMs: number; to: number }> = [];
-  for (let i = 0; i <= trials; i++) {
-    const d = await s.gql(DEPLOY, {
-      input: { pipelineId: pipeline, target: 'LOCAL', gpu: 'sim', mode: 'FLEX', minReplicas: 1, maxReplicas: 4 },
+  const out: Record<string, unknown> = {};
+  for (const startMs of starts) {
+    const s = await benchStack(`reaction-${startMs}`, {
+      SIM_COLD_START_MS: String(startMs), SIM_WARM_START_MS: String(startMs), SIM_ITL_MS: String(ITL_MS), SIM_TTFT_MS: '5',
+      GATEWAY_QUEUE_TIMEOUT_MS: '60000', SCALER_DRAIN_TIMEOUT_SECONDS: '60',
     });
-    const id = d.deployPipeline.deployment!.id;
-    await s.temporal.workflow.getHandle(`deploy:${id}`).result();
-    const scaler = s.temporal.workflow.getHandle(scalerWorkflowId(id));
-    const t0 = Date.now();
-    const requests = Array.from({ length: burst }, () =>
-      fetch(`${s.app!.url}/v1/chat/completions`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${d.deployPipeline.apiKey}` },
-        body: JSON.stringify({ model: 'default', stream: true, max_tokens: 200, messages: [{ role: 'user', content: 'go' }] }),
-      }).then((r) => r.text()),
-    );
-    let decidedAt = 0;
-    let to = 0;
-    while (!decidedAt) {
-      const st = await scaler.query(scalerStatusQuery);
-      const up = st.decisions.find((x) => x.to > x.from);
-      if (up) {
-        decidedAt = up.at;
-        to = Math.max(...st.decisions.map((x) => x.to));
-      } else await new Promise((r) => setTimeout(r, 5));
+    try {
+      const pipelineId = (await s.gql(CREATE_PIPELINE, { input: { name: 'bench', task: 'CHAT', model: 'sim/tiny-chat' } })).createPipeline.id;
+      const rows: Record<string, unknown> = {};
+      for (const need of needs) {
+        const trialsOut = [];
+        for (let i = 0; i < trials; i++) {
+          const r = await burstTrial(s, pipelineId, need, startMs);
+          progress(`start ${startMs} ms, need ${need}, trial ${i}: ${JSON.stringify(r)}`);
+          trialsOut.push(r);
+        }
+        const replicaStartMs = median(trialsOut.map((r) => r.replicaStartMs));
+        rows[`need${need}`] = {
+          medianBurstToFinalCountMs: median(trialsOut.map((r) => r.decideMs)),
+          medianBurstToAllReadyMs: median(trialsOut.map((r) => r.allReadyMs)),
+          medianReplicaStartMs: replicaStartMs,
+          allReadyBeyondOneReplicaStartMs: median(trialsOut.map((r) => r.allReadyMs - r.replicaStartMs)),
+          replicasStarted: trialsOut.map((r) => r.started),
+        };
+      }
+      const drains = [];
+      for (let i = 0; i < trials; i++) {
+        const r = await drainTrial(s, pipelineId);
+        progress(`start ${startMs} ms, burst during a drain, trial ${i}: ${JSON.stringify(r)}`);
+        drains.push(r);
+      }
+      rows.burstDuringDrain = {
+        medianCapacityBackMs: median(drains.map((r) => r.capacityBackMs ?? Infinity)),
+        replicasStarted: drains.map((r) => r.replicasStarted),
+        reusedInDecisionLog: drains.map((r) => r.reusedInDecisionLog),
+      };
+      out[`replicaStart${startMs}ms`] = { reportIntervalMs: s.config.GATEWAY_REPORT_INTERVAL_MS, ...rows };
+    } finally {
+      await s.close();
     }
-    let firstReadyAt = 0;
-    let allReadyAt = 0;
-    while (!allReadyAt) {
-      const ready = await s.prisma.replica.findMany({ where: { deploymentId: id, state: 'READY', startedAt: { gte: new Date(t0) } }, orderBy: { readyAt: 'asc' } });
-      if (ready.length && !firstReadyAt) firstReadyAt = ready[0].readyAt!.getTime();
-      if (ready.length >= burst / 30 - 1) allReadyAt = ready.at(-1)!.readyAt!.getTime();
-      else await new Promise((r) => setTimeout(r, 10));
-    }
-    await Promise.all(requests);
-    const started = await s.prisma.replica.findMany({ where: { deploymentId: id, startedAt: { gte: new Date(t0) } } });
-    const row = { decideMs: decidedAt - t0, firstReadyMs: firstReadyAt - t0, allReadyMs: allReadyAt - t0, replicaStartMs: median(started.map((r) => r.coldStartMs ?? 0)), to };
-    // The first trial pays the cold weight cache; the rest start from cached weights.
-    if (i > 0) rows.push(row);
-    progress(`trial ${i}${i === 0 ? ' (warming the weight cache, not counted)' : ''}: ${JSON.stringify(row)}`);
-    await scaler.terminate('bench trial done');
-    for (const r of await s.prisma.replica.findMany({ where: { deploymentId: id, state: { not: 'STOPPED' } } })) await s.worker.providers.LOCAL!.stopReplica(r.id);
   }
-  const out = {
-    trials: rows.length,
-    burstStreams: burst,
-    configured: { reportIntervalMs: s.config.GATEWAY_REPORT_INTERVAL_MS, simulatedWarmStartMs: s.config.SIM_WARM_START_MS },
-    medianBurstToDecisionMs: median(rows.map((r) => r.decideMs)),
-    medianBurstToFirstNewReplicaReadyMs: median(rows.map((r) => r.firstReadyMs)),
-    medianBurstToAllNewReplicasReadyMs: median(rows.map((r) => r.allReadyMs)),
-    medianReplicaStartMs: median(rows.map((r) => r.replicaStartMs)),
-    decisionOverReportInterval: +(median(rows.map((r) => r.decideMs)) / s.config.GATEWAY_REPORT_INTERVAL_MS).toFixed(2),
-    orchestrationBeyondReplicaStartMs: median(rows.map((r) => r.firstReadyMs - r.replicaStartMs)),
-  };
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
-  await s.close();
 }
 
 main().catch((err) => {

@@ -33,6 +33,8 @@ const simulationSchema = z
 const toStatus = (s: ScalerStatus): ScalingStatus => ({
   desired: s.desired,
   current: s.current,
+  starting: s.starting ?? null,
+  draining: s.draining ?? null,
   paused: s.paused,
   noData: s.noData,
   minReplicas: s.policy.minReplicas,
