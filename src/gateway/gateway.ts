@@ -2,11 +2,10 @@ import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { Dispatcher, errors, Pool } from 'undici';
-import { z } from 'zod';
 import { bearer } from '../common/secrets';
-import { zodMessage } from '../common/zod';
 import { Directory, KeyInfo, Route, RouteReplica } from './directory';
 import { readJsonBody } from './body';
+import { parseRequest, RequestKind } from './requests';
 import { envelope, invalidKey, OpenAIError, sendError, sendJson } from './errors';
 import { DeploymentLoad, Waiter } from './load';
 import { Metrics } from './metrics';
@@ -15,30 +14,6 @@ import { LimitStore, MemoryLimitStore } from './limits';
 import { Usage, UsageTap } from './usage-tap';
 import type { UsageRecorder } from '../usage/recorder';
 import { PriceTable, tokenCostUsd } from '../domain/pricing';
-
-const chatBody = z
-  .object({
-    model: z.string({ error: "'model' is required and must be a string" }).min(1),
-    messages: z.array(z.unknown(), { error: "'messages' must be an array" }).min(1, "'messages' must not be empty"),
-    stream: z.boolean({ error: "'stream' must be a boolean" }).optional().nullable(),
-    stream_options: z
-      .object({ include_usage: z.boolean({ error: "'stream_options.include_usage' must be a boolean" }).optional() }, { error: "'stream_options' must be an object" })
-      .passthrough()
-      .optional()
-      .nullable(),
-    max_tokens: z.number({ error: "'max_tokens' must be a positive integer" }).int("'max_tokens' must be a positive integer").positive("'max_tokens' must be a positive integer").optional().nullable(),
-    max_completion_tokens: z.number({ error: "'max_completion_tokens' must be a positive integer" }).int("'max_completion_tokens' must be a positive integer").positive("'max_completion_tokens' must be a positive integer").optional().nullable(),
-  })
-  .passthrough();
-
-const embeddingsBody = z
-  .object({
-    model: z.string({ error: "'model' is required and must be a string" }).min(1),
-    input: z.union([z.string(), z.array(z.string()).min(1), z.array(z.number()), z.array(z.array(z.number()))], {
-      error: "'input' must be a string, an array of strings, or token arrays",
-    }),
-  })
-  .passthrough();
 
 export interface GatewayOptions {
   directory: Directory;
@@ -289,7 +264,7 @@ export class Gateway {
   }
 
   /** Key, then admission, then the body: a refused request costs no body read (Node drains what was not read). */
-  private async proxy(req: IncomingMessage, res: ServerResponse, kind: 'chat' | 'embeddings') {
+  private async proxy(req: IncomingMessage, res: ServerResponse, kind: RequestKind) {
     const started = process.hrtime.bigint();
     const key = await this.authenticate(req);
     if ('status' in key) return this.fail(res, kind, key);
@@ -325,16 +300,10 @@ export class Gateway {
     };
   }
 
-  private async forward(res: ServerResponse, json: unknown, kind: 'chat' | 'embeddings', key: KeyInfo, admitted: Admission, started: bigint, piped: { yes: boolean }) {
-    if (json === undefined || json === null) {
-      return this.fail(res, kind, { status: 400, type: 'invalid_request_error', code: 'invalid_body', message: 'request body must be a JSON object' });
-    }
-    const parsed = (kind === 'chat' ? chatBody : embeddingsBody).safeParse(json);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      return this.fail(res, kind, { status: 400, type: 'invalid_request_error', code: 'invalid_body', param: issue?.path.join('.') || null, message: zodMessage(parsed.error) });
-    }
-    const body = parsed.data as Record<string, unknown> & { model: string; stream?: boolean | null; stream_options?: { include_usage?: boolean } | null; max_tokens?: number | null; max_completion_tokens?: number | null };
+  private async forward(res: ServerResponse, json: unknown, kind: RequestKind, key: KeyInfo, admitted: Admission, started: bigint, piped: { yes: boolean }) {
+    const parsed = parseRequest(kind, json);
+    if (!parsed.success) return this.fail(res, kind, parsed.error);
+    const body = parsed.data;
     const route = await this.resolve(key, body.model);
     if ('status' in route) return this.fail(res, kind, route);
     if ((kind === 'chat' && route.task !== 'CHAT') || (kind === 'embeddings' && route.task !== 'EMBEDDINGS')) {
