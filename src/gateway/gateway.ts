@@ -1,16 +1,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { Dispatcher, errors, Pool } from 'undici';
-import { bearer } from '../common/secrets';
 import { Directory, KeyInfo, Route, RouteReplica } from './directory';
+import { Admission, Admitted } from './admission';
 import { readJsonBody } from './body';
 import { ClientGone } from './client-gone';
 import { parseRequest, RequestKind } from './requests';
-import { envelope, invalidKey, OpenAIError, sendError, sendJson } from './errors';
+import { envelope, OpenAIError, sendError, sendJson } from './errors';
 import { DeploymentLoad, Waiter } from './load';
 import { Metrics } from './metrics';
 import type { LoadReporter } from './reporter';
-import { LimitStore, MemoryLimitStore } from './limits';
+import type { LimitStore } from './limits';
 import { Usage, UsageTap } from './usage-tap';
 import type { UsageRecorder } from '../usage/recorder';
 import { PriceTable, tokenCostUsd } from '../domain/pricing';
@@ -44,12 +44,6 @@ export interface GatewayOptions {
   bodyLimitBytes: number;
 }
 
-/** What admission hands the request path: headers for every response, and the slot to give back once. */
-interface Admission {
-  headers: Record<string, string>;
-  release: () => void;
-}
-
 /** How often a deployment with queued requests re-reads its routes, in case a NOTIFY was missed, ms. */
 const QUEUE_ROUTE_POLL_MS = 1000;
 
@@ -64,7 +58,10 @@ export class Gateway {
   readonly loads = new Map<string, DeploymentLoad>();
   private readonly pollers = new Map<string, NodeJS.Timeout>();
 
+  private readonly admission: Admission;
+
   constructor(private readonly o: GatewayOptions) {
+    this.admission = new Admission(o.directory, o.limits, o.log, o.rateBurstSeconds);
     o.metrics.observeLoads(() => this.loads.values());
     o.directory.onRouteChange((id) => {
       if (this.loads.get(id)?.queue.length) void this.dispatch(id);
@@ -119,19 +116,8 @@ export class Gateway {
     await Promise.all([...this.pools.values()].map((p) => p.close().catch(() => {})));
   }
 
-  private async authenticate(req: IncomingMessage): Promise<KeyInfo | OpenAIError> {
-    const token = bearer(req.headers.authorization);
-    if (!token) return invalidKey('Missing API key. Send Authorization: Bearer <key>.');
-    const key = await this.o.directory.key(token);
-    const now = Date.now();
-    if (!key || key.issuedAt === null) return invalidKey();
-    if (key.revokedAt !== null) return invalidKey('This API key has been revoked.');
-    if (key.expiresAt !== null && key.expiresAt <= now) return invalidKey('This API key has expired.');
-    return key;
-  }
-
   private async models(req: IncomingMessage, res: ServerResponse) {
-    const key = await this.authenticate(req);
+    const key = await this.admission.authenticate(req);
     if ('status' in key) return this.fail(res, 'models', key);
     const routes = await this.o.directory.reachable(key);
     const data = routes.flatMap((r) => {
@@ -181,74 +167,12 @@ export class Gateway {
     sendError(res, e);
   }
 
-  private readonly fallbackLimits = new MemoryLimitStore();
-  private lastLimitErrorAt = 0;
-
-  /** The shared store, or this process's counts while it is unreachable (availability over exactness, logged). */
-  private async limited<T>(f: (store: LimitStore) => Promise<T>): Promise<T> {
-    try {
-      return await f(this.o.limits);
-    } catch (err) {
-      if (Date.now() - this.lastLimitErrorAt > 10_000) {
-        this.lastLimitErrorAt = Date.now();
-        this.o.log.error({ err: (err as Error).message }, 'limit store unreachable; counting in this process until it returns');
-      }
-      return f(this.fallbackLimits);
-    }
-  }
-
-  /** Admission after the key: spend cap (403), key rate (429), workspace concurrency budget (429), in that order. */
-  private async admit(key: KeyInfo): Promise<Admission | OpenAIError> {
-    if (key.spendCapUsd !== null) {
-      const spent = await this.o.directory.monthSpendUsd(key.workspaceId);
-      if (spent >= key.spendCapUsd) {
-        return {
-          status: 403, type: 'permission_error', code: 'plan_limit_exceeded',
-          message: `This workspace has spent $${spent.toFixed(2)} of its $${key.spendCapUsd.toFixed(2)} monthly spend cap; raise the cap to continue.`,
-        };
-      }
-    }
-    const headers: Record<string, string> = {};
-    if (key.ratePerMinute !== null) {
-      const limit = key.ratePerMinute;
-      const burst = Math.max(1, Math.round((limit * this.o.rateBurstSeconds) / 60));
-      const r = await this.limited((l) => l.takeRate(key.id, limit, burst));
-      headers['x-ratelimit-limit'] = String(limit);
-      headers['x-ratelimit-remaining'] = String(r.remaining);
-      headers['x-ratelimit-reset'] = String(Math.ceil(r.resetMs / 1000));
-      if (!r.allowed) {
-        return {
-          status: 429, type: 'rate_limit_error', code: 'rate_limit_exceeded',
-          message: `Rate limit of ${limit} requests per minute reached for this key; retry after the Retry-After header's seconds.`,
-          headers: Object.assign(headers, { 'retry-after': String(Math.max(1, Math.ceil(r.retryAfterMs / 1000))) }),
-        };
-      }
-    }
-    const slot = await this.limited((l) => l.acquireSlot(key.workspaceId, key.concurrencyBudget));
-    if (!slot.ok) {
-      return {
-        status: 429, type: 'rate_limit_error', code: 'concurrency_limit_exceeded',
-        message: `This workspace already has ${slot.inUse} requests in flight, its plan's budget of ${key.concurrencyBudget}; retry when some finish.`,
-        headers: Object.assign(headers, { 'retry-after': '1' }),
-      };
-    }
-    let released = false;
-    return {
-      headers,
-      release: () => {
-        if (released) return;
-        released = true;
-        void this.limited((l) => l.releaseSlot(key.workspaceId)).catch(() => {});
-      },
-    };
-  }
-
   /** Key, then admission, then the body: a refused request costs no body read (Node drains what was not read). */
   private async proxy(req: IncomingMessage, res: ServerResponse, kind: RequestKind) {
     const started = process.hrtime.bigint();
-    const key = await this.authenticate(req);
+    const key = await this.admission.authenticate(req);
     if ('status' in key) return this.fail(res, kind, key);
-    const admitted = await this.admit(key);
+    const admitted = await this.admission.admit(key);
     if ('status' in admitted) return this.fail(res, kind, admitted);
     for (const k in admitted.headers) res.setHeader(k, admitted.headers[k]);
     const piped = { yes: false };
@@ -280,7 +204,7 @@ export class Gateway {
     };
   }
 
-  private async forward(res: ServerResponse, json: unknown, kind: RequestKind, key: KeyInfo, admitted: Admission, started: bigint, piped: { yes: boolean }) {
+  private async forward(res: ServerResponse, json: unknown, kind: RequestKind, key: KeyInfo, admitted: Admitted, started: bigint, piped: { yes: boolean }) {
     const parsed = parseRequest(kind, json);
     if (!parsed.success) return this.fail(res, kind, parsed.error);
     const body = parsed.data;
@@ -479,7 +403,7 @@ export class Gateway {
     res: Dispatcher.ResponseData,
     x: {
       kind: string; replicaId: string; load: DeploymentLoad; started: bigint; sentAt: number; sentHr: bigint; abort: ClientGone;
-      queuedMs: number; cold: boolean; admitted: Admission; route: Route; key: KeyInfo; stripUsage: boolean;
+      queuedMs: number; cold: boolean; admitted: Admitted; route: Route; key: KeyInfo; stripUsage: boolean;
     },
   ) {
     const { kind, replicaId, started, abort } = x;
