@@ -126,8 +126,8 @@ export async function createApp(config: Config, logger: Logger): Promise<AppHand
     intervalMs: config.GATEWAY_REPORT_INTERVAL_MS,
     heartbeatMs: config.GATEWAY_REPORT_HEARTBEAT_MS,
     log: gatewayLog,
-    load: (id) => gateway?.loads.get(id),
-    loaded: () => gateway?.loadedDeployments() ?? [],
+    load: (id) => gateway?.queue.loads.get(id),
+    loaded: () => gateway?.queue.loadedDeployments() ?? [],
     serving: () => directory.servingDeployments(),
     sink: async (id, report) => {
       try {

@@ -1,16 +1,17 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { Dispatcher, errors, Pool } from 'undici';
-import { Directory, KeyInfo, Route, RouteReplica } from './directory';
+import { Directory, KeyInfo, Route } from './directory';
 import { Admission, Admitted } from './admission';
 import { readJsonBody } from './body';
 import { ClientGone } from './client-gone';
 import { parseRequest, RequestKind } from './requests';
 import { envelope, OpenAIError, sendError, sendJson } from './errors';
-import { DeploymentLoad, Waiter } from './load';
+import type { DeploymentLoad } from './load';
 import { Metrics } from './metrics';
 import type { LoadReporter } from './reporter';
 import type { LimitStore } from './limits';
+import { Queue } from './queue';
 import { Usage, UsageTap } from './usage-tap';
 import type { UsageRecorder } from '../usage/recorder';
 import { PriceTable, tokenCostUsd } from '../domain/pricing';
@@ -44,9 +45,6 @@ export interface GatewayOptions {
   bodyLimitBytes: number;
 }
 
-/** How often a deployment with queued requests re-reads its routes, in case a NOTIFY was missed, ms. */
-const QUEUE_ROUTE_POLL_MS = 1000;
-
 /**
  * The OpenAI-compatible data path, served ahead of Fastify and Nest (see
  * handle()): authenticate -> resolve the deployment -> pick the
@@ -54,32 +52,14 @@ const QUEUE_ROUTE_POLL_MS = 1000;
  */
 export class Gateway {
   private readonly pools = new Map<string, Pool>();
-  /** This process's in-flight requests and queue, per deployment. */
-  readonly loads = new Map<string, DeploymentLoad>();
-  private readonly pollers = new Map<string, NodeJS.Timeout>();
-
   private readonly admission: Admission;
+  /** This process's load and queue per deployment. */
+  readonly queue: Queue;
 
   constructor(private readonly o: GatewayOptions) {
     this.admission = new Admission(o.directory, o.limits, o.log, o.rateBurstSeconds);
-    o.metrics.observeLoads(() => this.loads.values());
-    o.directory.onRouteChange((id) => {
-      if (this.loads.get(id)?.queue.length) void this.dispatch(id);
-    });
-  }
-
-  private loadOf(deploymentId: string): DeploymentLoad {
-    let l = this.loads.get(deploymentId);
-    if (!l) {
-      l = new DeploymentLoad(deploymentId);
-      this.loads.set(deploymentId, l);
-    }
-    return l;
-  }
-
-  /** Deployments with requests in flight or queued here (for the load reporter). */
-  *loadedDeployments(): Iterable<string> {
-    for (const [id, l] of this.loads) if (!l.idle()) yield id;
+    this.queue = new Queue(o.directory, o.queueTimeoutMs, o.coldStartTimeoutMs, o.reporter);
+    o.metrics.observeLoads(() => this.queue.loads.values());
   }
 
   /**
@@ -111,8 +91,7 @@ export class Gateway {
   }
 
   async close() {
-    for (const t of this.pollers.values()) clearInterval(t);
-    for (const l of this.loads.values()) for (const w of l.queue.splice(0)) w.resolve(null);
+    this.queue.close();
     await Promise.all([...this.pools.values()].map((p) => p.close().catch(() => {})));
   }
 
@@ -213,7 +192,7 @@ export class Gateway {
     if ((kind === 'chat' && route.task !== 'CHAT') || (kind === 'embeddings' && route.task !== 'EMBEDDINGS')) {
       return this.fail(res, kind, { status: 400, type: 'invalid_request_error', code: 'unsupported_task', param: 'model', message: `Deployment ${route.deploymentId} serves ${route.task.toLowerCase()}, not ${kind}.` });
     }
-    const load = this.loadOf(route.deploymentId);
+    const load = this.queue.loadOf(route.deploymentId);
     const stream = kind === 'chat' && body.stream === true;
     const maxTokens = body.max_tokens ?? body.max_completion_tokens;
     if (kind === 'chat' && !stream && maxTokens) {
@@ -247,10 +226,10 @@ export class Gateway {
     if (!handed) {
       cold = route.replicas.length === 0;
       const t0 = Date.now();
-      handed = await this.wait(load, cold, abort);
+      handed = await this.queue.wait(load, cold, abort);
       queuedMs = Date.now() - t0;
       if (abort.aborted) {
-        if (handed) this.release(load, handed.id, false);
+        if (handed) this.queue.release(load, handed.id, false);
         return;
       }
       if (!handed) {
@@ -290,7 +269,7 @@ export class Gateway {
           bodyTimeout: 0,
         });
       } catch (err) {
-        this.release(load, replica.id, false);
+        this.queue.release(load, replica.id, false);
         if (abort.aborted) return;
         if (err instanceof errors.HeadersTimeoutError) {
           // Not retried: another replica would make the client wait as long again.
@@ -307,7 +286,7 @@ export class Gateway {
       }
       if (upstream.statusCode >= 500 && attempt === 0 && route.replicas.length > 1) {
         await upstream.body.dump().catch(() => {});
-        this.release(load, replica.id, false);
+        this.queue.release(load, replica.id, false);
         continue;
       }
       piped.yes = true;
@@ -341,56 +320,6 @@ export class Gateway {
       costUsd: billable ? tokenCostUsd(this.o.prices, route, prompt + completion) : 0,
     });
     return latencyMs;
-  }
-
-  private release(load: DeploymentLoad, replicaId: string, completed: boolean) {
-    load.release(replicaId, Date.now(), completed);
-    if (load.queue.length) void this.dispatch(load.deploymentId);
-  }
-
-  /** Queues a request until dispatch hands it a reserved replica, its timeout passes, or its client leaves. */
-  private wait(load: DeploymentLoad, cold: boolean, gone: ClientGone): Promise<RouteReplica | null> {
-    return new Promise((resolve) => {
-      const done = (r: RouteReplica | null) => {
-        clearTimeout(timer);
-        gone.off('abort', giveUp);
-        resolve(r);
-      };
-      const w: Waiter = { enqueuedAt: Date.now(), cold, resolve: done };
-      const giveUp = () => {
-        if (load.remove(w)) done(null);
-      };
-      const timer = setTimeout(giveUp, cold ? this.o.coldStartTimeoutMs : this.o.queueTimeoutMs);
-      gone.once('abort', giveUp);
-      load.enqueue(w);
-      // Wake the scaler now, not at the next report.
-      this.o.reporter?.poke(load.deploymentId);
-      this.pollWhileQueued(load.deploymentId);
-    });
-  }
-
-  /** Hands free capacity to queued requests, oldest first. */
-  private async dispatch(deploymentId: string) {
-    const load = this.loads.get(deploymentId);
-    if (!load?.queue.length) return;
-    const route = await this.o.directory.route(deploymentId);
-    load.dispatch(route?.replicas ?? [], Date.now());
-  }
-
-  /** Routes of a deployment with queued requests are re-read every second: a missed NOTIFY cannot strand them. */
-  private pollWhileQueued(deploymentId: string) {
-    if (this.pollers.has(deploymentId)) return;
-    const t = setInterval(() => {
-      if (!this.loads.get(deploymentId)?.queue.length) {
-        clearInterval(t);
-        this.pollers.delete(deploymentId);
-        return;
-      }
-      this.o.directory.invalidateRoute(deploymentId);
-      void this.dispatch(deploymentId);
-    }, QUEUE_ROUTE_POLL_MS);
-    t.unref();
-    this.pollers.set(deploymentId, t);
   }
 
   /**
@@ -447,7 +376,7 @@ export class Gateway {
       const now = Date.now();
       // A replica that broke or stalled gets nothing new from this process for a while.
       if (outcome === 'upstream_broken' || outcome === 'upstream_timeout') x.load.eject(replicaId, now);
-      this.release(x.load, replicaId, ok);
+      this.queue.release(x.load, replicaId, ok);
       x.admitted.release();
       const usage = tap.result();
       if (ok && usage.completionTokens) x.load.observeDecode(usage.completionTokens, now - (sse && firstByteAt !== null ? firstByteAt : x.sentAt));
