@@ -32,3 +32,12 @@ export const invalidKey = (message = 'Invalid API key. Send Authorization: Beare
   code: 'invalid_api_key',
   message,
 });
+
+/** 503 when no replica takes a request, with the Retry-After measured for its deployment. */
+export const noReplica = (message: string, retryAfterSeconds: number): OpenAIError => ({
+  status: 503,
+  type: 'server_error',
+  code: 'no_replica_available',
+  message,
+  headers: { 'retry-after': String(retryAfterSeconds) },
+});

@@ -1,3 +1,5 @@
+// The /v1 router (handle) and forwarding: route resolution, the queue, one retry on another replica, then pipe();
+// the end of each piped response comes back here for release and accounting.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { Dispatcher, errors, Pool } from 'undici';
@@ -6,13 +8,14 @@ import { Admission, Admitted } from './admission';
 import { readJsonBody } from './body';
 import { ClientGone } from './client-gone';
 import { parseRequest, RequestKind } from './requests';
-import { envelope, OpenAIError, sendError, sendJson } from './errors';
+import { noReplica, OpenAIError, sendError, sendJson } from './errors';
 import type { DeploymentLoad } from './load';
 import { Metrics } from './metrics';
 import type { LoadReporter } from './reporter';
 import type { LimitStore } from './limits';
 import { Queue } from './queue';
-import { Usage, UsageTap } from './usage-tap';
+import { pipe, PipeFinished, PipeOptions, Piped } from './pipe';
+import type { Usage } from './usage-tap';
 import type { UsageRecorder } from '../usage/recorder';
 import { PriceTable, tokenCostUsd } from '../domain/pricing';
 
@@ -45,29 +48,34 @@ export interface GatewayOptions {
   bodyLimitBytes: number;
 }
 
-/**
- * The OpenAI-compatible data path, served ahead of Fastify and Nest (see
- * handle()): authenticate -> resolve the deployment -> pick the
- * ready replica with the most headroom -> stream the upstream response through.
- */
+/** A request a replica answers: what pipe() reads, and what the end of its response is accounted with. */
+interface Served extends Piped {
+  readonly load: DeploymentLoad;
+  readonly admitted: Admitted;
+  readonly route: Route;
+  readonly key: KeyInfo;
+  /** When it was handed to the upstream client (process.hrtime.bigint()): the replica's share of its latency starts here. */
+  readonly sentHr: bigint;
+}
+
+/** The OpenAI-compatible data path: admit -> resolve the deployment -> the ready replica with the most headroom -> pipe. */
 export class Gateway {
   private readonly pools = new Map<string, Pool>();
   private readonly admission: Admission;
   /** This process's load and queue per deployment. */
   readonly queue: Queue;
+  private readonly piping: PipeOptions<Served>;
 
   constructor(private readonly o: GatewayOptions) {
     this.admission = new Admission(o.directory, o.limits, o.log, o.rateBurstSeconds);
     this.queue = new Queue(o.directory, o.queueTimeoutMs, o.coldStartTimeoutMs, o.reporter);
     o.metrics.observeLoads(() => this.queue.loads.values());
+    this.piping = { ttfbTimeoutMs: o.ttfbTimeoutMs, idleTimeoutMs: o.idleTimeoutMs, metrics: o.metrics, finished: this.finished };
   }
 
   /**
-   * Serves /v1/* straight from Node's HTTP server, ahead of Fastify and Nest:
-   * the data path needs none of their routing, hooks or reply objects, and the
-   * key and admission are checked before the body is read (Fastify parses it
-   * first, up to the 16 MiB limit, for anyone). Returns false for any other
-   * path, which the caller hands on to Fastify.
+   * Serves /v1/* from Node's HTTP server, ahead of Fastify (which would parse any body, up to 16 MiB, before the key
+   * is checked) and Nest; false for any other path, which the caller hands on to Fastify.
    */
   handle(req: IncomingMessage, res: ServerResponse): boolean {
     const url = req.url ?? '';
@@ -141,9 +149,11 @@ export class Gateway {
     return p;
   }
 
-  private fail(res: ServerResponse, route: string, e: OpenAIError) {
+  /** Answers with a refusal; false: the response is not pipe()'s. */
+  private fail(res: ServerResponse, route: string, e: OpenAIError): false {
     this.o.metrics.requests.inc({ route, status: String(e.status), code: e.code });
     sendError(res, e);
+    return false;
   }
 
   /** Key, then admission, then the body: a refused request costs no body read (Node drains what was not read). */
@@ -154,21 +164,20 @@ export class Gateway {
     const admitted = await this.admission.admit(key);
     if ('status' in admitted) return this.fail(res, kind, admitted);
     for (const k in admitted.headers) res.setHeader(k, admitted.headers[k]);
-    const piped = { yes: false };
+    let piped = false;
     try {
       const body = await readJsonBody(req, this.o.bodyLimitBytes);
       if ('status' in body) return this.fail(res, kind, body);
-      return await this.forward(res, body.value, kind, key, admitted, started, piped);
+      piped = await this.forward(res, body.value, kind, key, admitted, started);
     } finally {
-      // A request that never reached the streaming stage gives its slot back here; pipe() does it otherwise.
-      if (!piped.yes) admitted.release();
+      // A request that never reached pipe() gives its slot back here; the end of its response does otherwise.
+      if (!piped) admitted.release();
     }
   }
 
   /**
-   * The reference's known limitation, made explicit: a non-streamed completion
-   * whose max_tokens would take longer than the request timeout at this
-   * deployment's measured decode speed is refused up front, advising streaming.
+   * A non-streamed completion whose max_tokens would outlast the request timeout at this deployment's decode speed is
+   * refused up front, advising streaming: the reference's known limitation, made explicit.
    */
   private tooLongUnstreamed(load: DeploymentLoad, maxTokens: number): OpenAIError | null {
     const per = load.msPerToken ?? this.o.assumedMsPerToken;
@@ -183,7 +192,8 @@ export class Gateway {
     };
   }
 
-  private async forward(res: ServerResponse, json: unknown, kind: RequestKind, key: KeyInfo, admitted: Admitted, started: bigint, piped: { yes: boolean }) {
+  /** Resolves, queues and sends the request, retrying once on another replica; true once pipe() owns the response. */
+  private async forward(res: ServerResponse, json: unknown, kind: RequestKind, key: KeyInfo, admitted: Admitted, started: bigint): Promise<boolean> {
     const parsed = parseRequest(kind, json);
     if (!parsed.success) return this.fail(res, kind, parsed.error);
     const body = parsed.data;
@@ -203,14 +213,13 @@ export class Gateway {
     // The upstream always comes from the route table; the request only picks among its replicas.
     // Streams always ask for usage; the usage chunk is taken out again if the client did not ask.
     const stripUsage = stream && body.stream_options?.include_usage !== true;
-    // Object.assign, not spread: Node 20 gives `{ ...a, newKey }` a new hidden class on every call (see pipe()).
     const upstreamRequest = Object.assign({}, body, { model: route.model });
     if (stripUsage) upstreamRequest.stream_options = Object.assign({}, body.stream_options, { include_usage: true });
     const upstreamBody = JSON.stringify(upstreamRequest);
     const path = kind === 'chat' ? '/v1/chat/completions' : '/v1/embeddings';
-    const abort = new ClientGone();
+    const gone = new ClientGone();
     const onClose = () => {
-      if (!res.writableFinished) abort.abort();
+      if (!res.writableFinished) gone.abort();
     };
     res.on('close', onClose);
     const refuse = (e: OpenAIError) => {
@@ -226,23 +235,20 @@ export class Gateway {
     if (!handed) {
       cold = route.replicas.length === 0;
       const t0 = Date.now();
-      handed = await this.queue.wait(load, cold, abort);
+      handed = await this.queue.wait(load, cold, gone);
       queuedMs = Date.now() - t0;
-      if (abort.aborted) {
+      if (gone.aborted) {
         if (handed) this.queue.release(load, handed.id, false);
-        return;
+        return false;
       }
       if (!handed) {
         const ready = (await this.o.directory.route(route.deploymentId))?.replicas.length ?? 0;
-        return refuse({
-          status: 503,
-          type: 'server_error',
-          code: 'no_replica_available',
-          message: ready === 0
+        return refuse(noReplica(
+          ready === 0
             ? `Deployment ${route.deploymentId} has no ready replica after ${queuedMs} ms of cold start; retry shortly.`
             : `Every replica of deployment ${route.deploymentId} is busy and the queue timed out after ${queuedMs} ms; retry shortly.`,
-          headers: { 'retry-after': String(load.retryAfterSeconds(Date.now(), ready)) },
-        });
+          load.retryAfterSeconds(Date.now(), ready),
+        ));
       }
       if (cold) this.o.metrics.coldStarts.inc();
     }
@@ -262,7 +268,7 @@ export class Gateway {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
           body: upstreamBody,
-          signal: abort,
+          signal: gone,
           // A stream's headers come at once; a non-streamed answer's come with its body, at the end.
           headersTimeout: stream ? this.o.ttfbTimeoutMs : this.o.requestTimeoutMs,
           // Silence inside the body is watched by pipe(), which knows the first byte from the rest.
@@ -270,7 +276,7 @@ export class Gateway {
         });
       } catch (err) {
         this.queue.release(load, replica.id, false);
-        if (abort.aborted) return;
+        if (gone.aborted) return false;
         if (err instanceof errors.HeadersTimeoutError) {
           // Not retried: another replica would make the client wait as long again.
           return refuse({
@@ -289,17 +295,33 @@ export class Gateway {
         this.queue.release(load, replica.id, false);
         continue;
       }
-      piped.yes = true;
-      return this.pipe(res, upstream, { kind, replicaId: replica.id, load, started, sentAt, sentHr, abort, queuedMs, cold, admitted, route, key, stripUsage });
+      const served: Served = { kind, replicaId: replica.id, cold, queuedMs, stripUsage, started, sentAt, gone, load, admitted, route, key, sentHr };
+      pipe(res, upstream, served, this.piping);
+      return true;
     }
-    return refuse({
-      status: 503,
-      type: 'server_error',
-      code: 'no_replica_available',
-      message: `No replica of deployment ${route.deploymentId} could take this request; retry shortly.`,
-      headers: { 'retry-after': String(load.retryAfterSeconds(Date.now(), route.replicas.length)) },
-    });
+    return refuse(noReplica(`No replica of deployment ${route.deploymentId} could take this request; retry shortly.`, load.retryAfterSeconds(Date.now(), route.replicas.length)));
   }
+
+  /** The end of a piped response: the replica's slot and the admission slot back, then accounting. */
+  private readonly finished: PipeFinished<Served> = (r, outcome, status, usage, ttftMs, decodeMs) => {
+    const ok = outcome === 'ok';
+    const now = Date.now();
+    // A replica that broke or stalled gets nothing new from this process for a while.
+    if (outcome === 'upstream_broken' || outcome === 'upstream_timeout') r.load.eject(r.replicaId, now);
+    this.queue.release(r.load, r.replicaId, ok);
+    r.admitted.release();
+    if (ok && usage.completionTokens) r.load.observeDecode(usage.completionTokens, decodeMs);
+    // Tokens of a stream the client cancelled were served; those of a replica's failure are not billed.
+    // A client that cancels is not an error of the deployment's.
+    const served = ok || outcome === 'client_closed';
+    const upstreamMs = Number(process.hrtime.bigint() - r.sentHr) / 1e6;
+    const latencyMs = this.account(r.route, r.key, served && status < 400, usage, r.started, ttftMs, served);
+    this.o.metrics.requests.inc({ route: r.kind, status: String(status), code: ok ? '' : outcome });
+    this.o.metrics.latency.observe({ route: r.kind }, latencyMs / 1000);
+    // What the gateway itself added (Kong's "latency" beside its upstream latency). Time the event loop was busy
+    // elsewhere while the replica's bytes waited is counted as the replica's.
+    this.o.metrics.overhead.observe({ route: r.kind }, Math.max(0, latencyMs - upstreamMs - r.queuedMs) / 1000);
+  };
 
   /** Rolls a finished request into usage: tokens, latency, time to first byte and what it cost. Returns its latency, ms. */
   private account(route: Route, key: KeyInfo, ok: boolean, usage: Usage | null, started: bigint, ttftMs: number | null, billable = ok): number {
@@ -320,134 +342,5 @@ export class Gateway {
       costUsd: billable ? tokenCostUsd(this.o.prices, route, prompt + completion) : 0,
     });
     return latencyMs;
-  }
-
-  /**
-   * Streams the upstream body to the client as it comes (an SSE stream event by
-   * event), reading usage on the way; watches for a replica that goes silent
-   * (time to first byte, then between chunks); gives every slot back exactly once.
-   */
-  private pipe(
-    raw: ServerResponse,
-    res: Dispatcher.ResponseData,
-    x: {
-      kind: string; replicaId: string; load: DeploymentLoad; started: bigint; sentAt: number; sentHr: bigint; abort: ClientGone;
-      queuedMs: number; cold: boolean; admitted: Admitted; route: Route; key: KeyInfo; stripUsage: boolean;
-    },
-  ) {
-    const { kind, replicaId, started, abort } = x;
-    const contentType = String(res.headers['content-type'] ?? 'application/json');
-    const sse = contentType.startsWith('text/event-stream');
-    // Admission's headers are already set on `raw`; writeHead adds these to them. No `{ ...spread, more }` here:
-    // Node 20's V8 gives an object built that way a new hidden class on every call (22's does not), made in the old
-    // generation with its descriptors and Object.keys cache: half of what this function allocated outlived young
-    // collections, against 6 % of the rest of the request path (sampling heap profile at 500 requests/s).
-    const headers: Record<string, string> = {
-      'content-type': contentType,
-      'x-infercp-replica': replicaId,
-      // Whether this request paid a cold start, and how long it waited for a replica.
-      'x-infercp-cold-start': String(x.cold),
-      'x-infercp-queue-ms': String(x.queuedMs),
-    };
-    if (sse) {
-      headers['cache-control'] = 'no-cache';
-      headers['x-accel-buffering'] = 'no';
-    } else {
-      // A JSON body passes through unchanged: its length lets the client read it without chunked framing, and
-      // lets Node send headers and body in one write instead of adding a separate terminating chunk.
-      const length = res.headers['content-length'];
-      if (typeof length === 'string' && /^\d+$/.test(length)) headers['content-length'] = length;
-    }
-    // Upstream errors keep their status: OpenAI-compatible engines already answer in the envelope.
-    raw.writeHead(res.statusCode, headers);
-    if (sse) raw.flushHeaders();
-    const tap = new UsageTap(sse, x.stripUsage);
-    let firstByteAt: number | null = null;
-    let ttftMs: number | null = null;
-    let lastChunkAt = Date.now();
-    let silent: 'ttfb' | 'idle' | null = null;
-    let done = false;
-
-    const finish = (outcome: 'ok' | 'upstream_broken' | 'upstream_timeout' | 'client_closed') => {
-      if (done) return;
-      done = true;
-      clearTimeout(watchdog);
-      const ok = outcome === 'ok';
-      const now = Date.now();
-      // A replica that broke or stalled gets nothing new from this process for a while.
-      if (outcome === 'upstream_broken' || outcome === 'upstream_timeout') x.load.eject(replicaId, now);
-      this.queue.release(x.load, replicaId, ok);
-      x.admitted.release();
-      const usage = tap.result();
-      if (ok && usage.completionTokens) x.load.observeDecode(usage.completionTokens, now - (sse && firstByteAt !== null ? firstByteAt : x.sentAt));
-      // Tokens of a stream the client cancelled were served; those of a replica's failure are not billed.
-      // A client that cancels is not an error of the deployment's.
-      const served = ok || outcome === 'client_closed';
-      const upstreamMs = Number(process.hrtime.bigint() - x.sentHr) / 1e6;
-      const latencyMs = this.account(x.route, x.key, served && res.statusCode < 400, usage, started, ttftMs, served);
-      this.o.metrics.requests.inc({ route: kind, status: String(res.statusCode), code: ok ? '' : outcome });
-      this.o.metrics.latency.observe({ route: kind }, latencyMs / 1000);
-      // What the gateway itself added (Kong's "latency" beside its upstream latency): auth, admission, body, routing, and
-      // the last write. Time the event loop was busy elsewhere while the replica's bytes waited is counted as the replica's.
-      this.o.metrics.overhead.observe({ route: kind }, Math.max(0, latencyMs - upstreamMs - x.queuedMs) / 1000);
-    };
-
-    // One timer per response, re-armed only when it fires: no timer work per chunk. A stream waits
-    // for its first byte under the TTFB timeout; anything after that, and a JSON body, under the idle one.
-    const watch = () => {
-      const phase = sse && firstByteAt === null ? 'ttfb' : 'idle';
-      const deadline = phase === 'ttfb' ? x.sentAt + this.o.ttfbTimeoutMs : lastChunkAt + this.o.idleTimeoutMs;
-      const now = Date.now();
-      if (now < deadline) {
-        watchdog = setTimeout(watch, deadline - now);
-        return;
-      }
-      silent = phase;
-      res.body.destroy(new Error(silent === 'ttfb' ? `no first token within ${this.o.ttfbTimeoutMs} ms` : `silent for ${this.o.idleTimeoutMs} ms`));
-    };
-    let watchdog = setTimeout(watch, sse ? this.o.ttfbTimeoutMs : this.o.idleTimeoutMs);
-
-    res.body.on('data', (chunk: Buffer) => {
-      lastChunkAt = Date.now();
-      if (firstByteAt === null) {
-        firstByteAt = lastChunkAt;
-        ttftMs = Number(process.hrtime.bigint() - started) / 1e6;
-        this.o.metrics.ttft.observe({ route: kind }, ttftMs / 1000);
-        // From here the idle timeout applies, not the (longer) time to first byte.
-        clearTimeout(watchdog);
-        watchdog = setTimeout(watch, this.o.idleTimeoutMs);
-      }
-      const out = tap.push(chunk);
-      if (out.length && !raw.write(out)) {
-        res.body.pause();
-        raw.once('drain', () => res.body.resume());
-      }
-    });
-    res.body.on('end', () => {
-      const rest = tap.flush();
-      raw.end(rest.length ? rest : undefined);
-      finish('ok');
-    });
-    res.body.on('error', (err) => {
-      if (abort.aborted) return; // the client left: handled on close
-      if (sse) {
-        // After the first byte the status is sent: end the stream with an error event.
-        const e: OpenAIError = silent
-          ? { status: 504, type: 'server_error', code: 'upstream_timeout', message: `replica ${err.message} (GATEWAY_${silent === 'ttfb' ? 'TTFB' : 'IDLE'}_TIMEOUT_MS)` }
-          : { status: 502, type: 'server_error', code: 'upstream_error', message: `replica failed mid-stream: ${err.message}` };
-        raw.end(`${tap.flush().toString()}data: ${JSON.stringify(envelope(e))}\n\n`);
-      } else {
-        // A JSON body cut short must not look complete: the client sees the connection fail.
-        raw.destroy();
-      }
-      finish(silent ? 'upstream_timeout' : 'upstream_broken');
-    });
-    raw.on('close', () => {
-      if (!done) {
-        abort.abort();
-        res.body.destroy();
-        finish('client_closed');
-      }
-    });
   }
 }
