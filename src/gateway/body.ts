@@ -1,3 +1,5 @@
+// Reading a /v1 request's JSON body: its type, its size limit and a prototype-safe parse; each failure is the
+// OpenAIError to answer with.
 import type { IncomingMessage } from 'node:http';
 import getRawBody from 'raw-body';
 import { parse as secureJsonParse } from 'secure-json-parse';

@@ -1,3 +1,5 @@
+// The gateway's read model of Postgres, and the only gateway file that queries it: keys, routes, model names, month
+// spend and replica counts, cached and dropped the moment a NOTIFY says they changed.
 import { LRUCache } from 'lru-cache';
 import { Client as PgClient } from 'pg';
 import type { Logger } from 'pino';

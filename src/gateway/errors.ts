@@ -1,3 +1,5 @@
+// The /v1 error envelope (OpenAI's, the only error shape on the data path), how it is sent, and refusals that more
+// than one stage gives.
 import type { ServerResponse } from 'node:http';
 
 /** OpenAI's error envelope; the only error shape on /v1/*. */
