@@ -7,7 +7,7 @@ import type { OpenAIError } from './errors';
 
 const JSON_TYPE = /^application\/json\s*(?:;|$)/i;
 
-const bad = (status: number, code: string, message: string): OpenAIError => ({ status, type: 'invalid_request_error', code, message });
+const bad = (status: number, code: string, message: string): OpenAIError => ({ ok: false, status, type: 'invalid_request_error', code, message });
 
 /**
  * Reads a /v1 request's JSON body, at most `limitBytes` (raw-body: the

@@ -8,7 +8,7 @@ import { Admission, Admitted } from './admission';
 import { readJsonBody } from './body';
 import { ClientGone } from './client-gone';
 import { parseRequest, RequestKind } from './requests';
-import { noReplica, OpenAIError, sendError, sendJson } from './errors';
+import { noReplica, OpenAIError, refused, sendError, sendJson } from './errors';
 import type { DeploymentLoad } from './load';
 import { Metrics } from './metrics';
 import type { LoadReporter } from './reporter';
@@ -87,12 +87,12 @@ export class Gateway {
     else if (req.method === 'POST' && path === '/v1/embeddings') served = this.proxy(req, res, 'embeddings');
     else if (req.method === 'GET' && path === '/v1/models') served = this.models(req, res);
     else {
-      sendError(res, { status: 404, type: 'invalid_request_error', code: 'unknown_url', message: `Unknown request URL: ${req.method} ${url.slice(0, 200)}` });
+      sendError(res, { ok: false, status: 404, type: 'invalid_request_error', code: 'unknown_url', message: `Unknown request URL: ${req.method} ${url.slice(0, 200)}` });
       return true;
     }
     served.catch((err: unknown) => {
       this.o.log.error({ err }, 'gateway error');
-      if (!res.headersSent) sendError(res, { status: 500, type: 'server_error', code: 'internal_error', message: 'internal error' });
+      if (!res.headersSent) sendError(res, { ok: false, status: 500, type: 'server_error', code: 'internal_error', message: 'internal error' });
       else res.destroy();
     });
     return true;
@@ -105,7 +105,7 @@ export class Gateway {
 
   private async models(req: IncomingMessage, res: ServerResponse) {
     const key = await this.admission.authenticate(req);
-    if ('status' in key) return this.fail(res, 'models', key);
+    if (refused(key)) return this.fail(res, 'models', key);
     const routes = await this.o.directory.reachable(key);
     const data = routes.flatMap((r) => {
       const created = 0;
@@ -127,13 +127,13 @@ export class Gateway {
     }
     const route = deploymentId ? await this.o.directory.route(deploymentId) : null;
     if (!route || route.workspaceId !== key.workspaceId) {
-      return { status: 404, type: 'invalid_request_error', code: 'model_not_found', param: 'model', message: `The model '${model}' does not exist or this key cannot reach it.` };
+      return { ok: false, status: 404, type: 'invalid_request_error', code: 'model_not_found', param: 'model', message: `The model '${model}' does not exist or this key cannot reach it.` };
     }
     if (key.deploymentId && !['default', route.deploymentId, route.pipelineName, route.model].includes(model)) {
-      return { status: 404, type: 'invalid_request_error', code: 'model_not_found', param: 'model', message: `The model '${model}' is not served by this key's deployment; use 'default'.` };
+      return { ok: false, status: 404, type: 'invalid_request_error', code: 'model_not_found', param: 'model', message: `The model '${model}' is not served by this key's deployment; use 'default'.` };
     }
     if (route.deploymentStatus !== 'ACTIVE') {
-      return { status: 503, type: 'server_error', code: 'deployment_not_active', message: `Deployment ${route.deploymentId} is ${route.deploymentStatus}.`, headers: { 'retry-after': '5' } };
+      return { ok: false, status: 503, type: 'server_error', code: 'deployment_not_active', message: `Deployment ${route.deploymentId} is ${route.deploymentStatus}.`, headers: { 'retry-after': '5' } };
     }
     return route;
   }
@@ -160,14 +160,14 @@ export class Gateway {
   private async proxy(req: IncomingMessage, res: ServerResponse, kind: RequestKind) {
     const started = process.hrtime.bigint();
     const key = await this.admission.authenticate(req);
-    if ('status' in key) return this.fail(res, kind, key);
+    if (refused(key)) return this.fail(res, kind, key);
     const admitted = await this.admission.admit(key);
-    if ('status' in admitted) return this.fail(res, kind, admitted);
+    if (refused(admitted)) return this.fail(res, kind, admitted);
     for (const k in admitted.headers) res.setHeader(k, admitted.headers[k]);
     let piped = false;
     try {
       const body = await readJsonBody(req, this.o.bodyLimitBytes);
-      if ('status' in body) return this.fail(res, kind, body);
+      if (refused(body)) return this.fail(res, kind, body);
       piped = await this.forward(res, body.value, kind, key, admitted, started);
     } finally {
       // A request that never reached pipe() gives its slot back here; the end of its response does otherwise.
@@ -185,7 +185,7 @@ export class Gateway {
     if (estimateMs <= this.o.requestTimeoutMs) return null;
     const basis = load.msPerToken === null ? 'assumed until this deployment has been measured' : 'as measured on this deployment';
     return {
-      status: 400, type: 'invalid_request_error', code: 'stream_required', param: 'max_tokens',
+      ok: false, status: 400, type: 'invalid_request_error', code: 'stream_required', param: 'max_tokens',
       message: `max_tokens ${maxTokens} at about ${per.toFixed(1)} ms per token (${basis}) would take about ${Math.round(estimateMs / 1000)} s, `
         + `past the ${Math.round(this.o.requestTimeoutMs / 1000)} s limit on non-streamed requests; set "stream": true `
         + `(a stream has no total limit, only ${Math.round(this.o.idleTimeoutMs / 1000)} s of silence) or lower max_tokens.`,
@@ -198,16 +198,16 @@ export class Gateway {
     if (!parsed.success) return this.fail(res, kind, parsed.error);
     const body = parsed.data;
     const route = await this.resolve(key, body.model);
-    if ('status' in route) return this.fail(res, kind, route);
+    if (refused(route)) return this.fail(res, kind, route);
     if ((kind === 'chat' && route.task !== 'CHAT') || (kind === 'embeddings' && route.task !== 'EMBEDDINGS')) {
-      return this.fail(res, kind, { status: 400, type: 'invalid_request_error', code: 'unsupported_task', param: 'model', message: `Deployment ${route.deploymentId} serves ${route.task.toLowerCase()}, not ${kind}.` });
+      return this.fail(res, kind, { ok: false, status: 400, type: 'invalid_request_error', code: 'unsupported_task', param: 'model', message: `Deployment ${route.deploymentId} serves ${route.task.toLowerCase()}, not ${kind}.` });
     }
     const load = this.queue.loadOf(route.deploymentId);
     const stream = kind === 'chat' && body.stream === true;
     const maxTokens = body.max_tokens ?? body.max_completion_tokens;
     if (kind === 'chat' && !stream && maxTokens) {
-      const refused = this.tooLongUnstreamed(load, maxTokens);
-      if (refused) return this.fail(res, kind, refused);
+      const tooLong = this.tooLongUnstreamed(load, maxTokens);
+      if (tooLong) return this.fail(res, kind, tooLong);
     }
 
     // The upstream always comes from the route table; the request only picks among its replicas.
@@ -280,7 +280,7 @@ export class Gateway {
         if (err instanceof errors.HeadersTimeoutError) {
           // Not retried: another replica would make the client wait as long again.
           return refuse({
-            status: 504, type: 'server_error', code: 'upstream_timeout',
+            ok: false, status: 504, type: 'server_error', code: 'upstream_timeout',
             message: stream
               ? `The replica sent nothing within ${this.o.ttfbTimeoutMs} ms (GATEWAY_TTFB_TIMEOUT_MS).`
               : `The replica did not answer within ${this.o.requestTimeoutMs} ms (GATEWAY_REQUEST_TIMEOUT_MS); for long completions set "stream": true.`,

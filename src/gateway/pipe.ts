@@ -124,8 +124,8 @@ export function pipe<R extends Piped>(raw: ServerResponse, res: Dispatcher.Respo
     if (sse) {
       // After the first byte the status is sent: end the stream with an error event.
       const e: OpenAIError = silent
-        ? { status: 504, type: 'server_error', code: 'upstream_timeout', message: `replica ${err.message} (GATEWAY_${silent === 'ttfb' ? 'TTFB' : 'IDLE'}_TIMEOUT_MS)` }
-        : { status: 502, type: 'server_error', code: 'upstream_error', message: `replica failed mid-stream: ${err.message}` };
+        ? { ok: false, status: 504, type: 'server_error', code: 'upstream_timeout', message: `replica ${err.message} (GATEWAY_${silent === 'ttfb' ? 'TTFB' : 'IDLE'}_TIMEOUT_MS)` }
+        : { ok: false, status: 502, type: 'server_error', code: 'upstream_error', message: `replica failed mid-stream: ${err.message}` };
       raw.end(`${tap.flush().toString()}data: ${JSON.stringify(envelope(e))}\n\n`);
     } else {
       // A JSON body cut short must not look complete: the client sees the connection fail.

@@ -52,13 +52,13 @@ export type ParsedRequest = { success: true; data: RequestBody } | { success: fa
 
 export function parseRequest(kind: RequestKind, json: unknown): ParsedRequest {
   if (json === undefined || json === null) {
-    return { success: false, error: { status: 400, type: 'invalid_request_error', code: 'invalid_body', message: 'request body must be a JSON object' } };
+    return { success: false, error: { ok: false, status: 400, type: 'invalid_request_error', code: 'invalid_body', message: 'request body must be a JSON object' } };
   }
   const parsed = (kind === 'chat' ? chatBody : embeddingsBody).safeParse(json);
   if (parsed.success) return parsed as { success: true; data: RequestBody };
   const issue = parsed.error.issues[0];
   return {
     success: false,
-    error: { status: 400, type: 'invalid_request_error', code: 'invalid_body', param: issue?.path.join('.') || null, message: zodMessage(parsed.error) },
+    error: { ok: false, status: 400, type: 'invalid_request_error', code: 'invalid_body', param: issue?.path.join('.') || null, message: zodMessage(parsed.error) },
   };
 }
