@@ -14,6 +14,10 @@ const apiPatterns = [
 const gatewayPatterns = [
   { group: ['@nestjs/*', 'graphql', 'mercurius', '**/graphql/*', '**/common/graphql-errors', '**/common/core.module'], message: 'src/gateway/ runs ahead of Nest: no Nest or GraphQL imports' },
 ];
+const gatewayInnerPatterns = [
+  { group: ['@prisma/*', '**/database/prisma', '**/generated/*', 'pg'], message: 'in src/gateway/ only directory.ts, the read model, touches Postgres' },
+  { group: ['@temporalio/*', '**/workflows/*'], message: 'in src/gateway/ only scaler-sink.ts talks to Temporal' },
+];
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'src/generated/**', 'coverage/**', '.data/**', 'scripts/*.js', 'test/*.js', '*.config.js', '*.config.mjs', 'prisma.config.ts'] },
@@ -52,6 +56,12 @@ export default tseslint.config(
     // The data path runs ahead of Nest: no Nest, GraphQL or GraphQL error module on it.
     files: ['src/gateway/**/*.ts'],
     rules: { 'no-restricted-imports': ['error', { patterns: [...apiPatterns, ...gatewayPatterns] }] },
+  },
+  {
+    // Inside the gateway, Postgres is its read model's and Temporal its scaler sink's; index.ts hands both on.
+    files: ['src/gateway/**/*.ts'],
+    ignores: ['src/gateway/**/*.spec.ts', 'src/gateway/index.ts', 'src/gateway/directory.ts', 'src/gateway/scaler-sink.ts'],
+    rules: { 'no-restricted-imports': ['error', { patterns: [...apiPatterns, ...gatewayPatterns, ...gatewayInnerPatterns] }] },
   },
   {
     // The request path allocates lean: the message below is the rule; bench/README.md has its measurements.
