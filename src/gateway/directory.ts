@@ -181,7 +181,11 @@ export class Directory {
 
   /** Replicas per deployment and state, for the replica gauge (read at each scrape). */
   async replicaCounts(): Promise<ReplicaCount[]> {
-    const rows = await this.prisma.replica.groupBy({ by: ['deploymentId', 'state'], where: { state: { in: ['STARTING', 'READY', 'DRAINING'] } }, _count: { _all: true } });
+    const rows = await this.prisma.replica.groupBy({
+      by: ['deploymentId', 'state'],
+      where: { state: { in: ['STARTING', 'READY', 'DRAINING'] } },
+      _count: { _all: true },
+    });
     return rows.map((r) => ({ deploymentId: r.deploymentId, state: r.state, count: r._count._all }));
   }
 
@@ -243,7 +247,10 @@ export class Directory {
     };
   }
 
-  /** What a workspace has spent this calendar month, USD (src/usage/spend.ts), cached: the cap is checked against a figure at most a TTL old. */
+  /**
+   * What a workspace has spent this calendar month, USD (src/usage/spend.ts), cached: the cap is checked against a
+   * figure at most a TTL old.
+   */
   monthSpendUsd(workspaceId: string): Promise<number> {
     return this.spend.get(workspaceId);
   }

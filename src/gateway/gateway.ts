@@ -299,7 +299,10 @@ export class Gateway {
       pipe(res, upstream, served, this.piping);
       return true;
     }
-    return refuse(noReplica(`No replica of deployment ${route.deploymentId} could take this request; retry shortly.`, load.retryAfterSeconds(Date.now(), route.replicas.length)));
+    return refuse(noReplica(
+      `No replica of deployment ${route.deploymentId} could take this request; retry shortly.`,
+      load.retryAfterSeconds(Date.now(), route.replicas.length),
+    ));
   }
 
   /** The end of a piped response: the replica's slot and the admission slot back, then accounting. */

@@ -31,7 +31,9 @@ export interface Piped {
  * Called once per response, when it has ended: how, with which status, the usage read from it, its time to first
  * byte (ms; null when none came) and the replica's decode time (ms from a stream's first byte, else from sending).
  */
-export type PipeFinished<R extends Piped> = (r: R, outcome: PipeOutcome, status: number, usage: Usage, ttftMs: number | null, decodeMs: number) => void;
+export type PipeFinished<R extends Piped> = (
+  r: R, outcome: PipeOutcome, status: number, usage: Usage, ttftMs: number | null, decodeMs: number,
+) => void;
 
 /** One per gateway. */
 export interface PipeOptions<R extends Piped> {
