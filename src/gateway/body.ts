@@ -1,3 +1,5 @@
+// Reading a /v1 request's JSON body: its type, its size limit and a prototype-safe parse; each failure is the
+// OpenAIError to answer with.
 import type { IncomingMessage } from 'node:http';
 import getRawBody from 'raw-body';
 import { parse as secureJsonParse } from 'secure-json-parse';
@@ -5,7 +7,7 @@ import type { OpenAIError } from './errors';
 
 const JSON_TYPE = /^application\/json\s*(?:;|$)/i;
 
-const bad = (status: number, code: string, message: string): OpenAIError => ({ status, type: 'invalid_request_error', code, message });
+const bad = (status: number, code: string, message: string): OpenAIError => ({ ok: false, status, type: 'invalid_request_error', code, message });
 
 /**
  * Reads a /v1 request's JSON body, at most `limitBytes` (raw-body: the

@@ -1,3 +1,5 @@
+// The gateway's read model of Postgres, and the only gateway file that queries it: keys, routes, model names, month
+// spend and replica counts, cached and dropped the moment a NOTIFY says they changed.
 import { LRUCache } from 'lru-cache';
 import { Client as PgClient } from 'pg';
 import type { Logger } from 'pino';
@@ -5,7 +7,9 @@ import { hashSecret } from '../common/secrets';
 import type { PrismaClient } from '../database/prisma';
 import { CHANNEL_KEYS, CHANNEL_ROUTES } from '../database/notify';
 import { PLANS, planMaxConcurrency } from '../domain/plans';
+import { monthSpendUsd } from '../usage/spend';
 import type { Mode, Target, Task } from '../domain/targets';
+import type { ReplicaCount } from './metrics';
 
 export interface KeyInfo {
   id: string;
@@ -123,7 +127,7 @@ export class Directory {
       const [workspaceId, pipelineId, model] = k.split('\0');
       return this.loadModel(workspaceId, model, pipelineId || null);
     });
-    this.spend = new Lookup(10_000, ttlMs, (ws) => this.loadSpend(ws));
+    this.spend = new Lookup(10_000, ttlMs, (ws) => monthSpendUsd(this.prisma, ws));
   }
 
   async start(): Promise<void> {
@@ -173,6 +177,16 @@ export class Directory {
       select: { deploymentId: true },
     });
     return rows.map((r) => r.deploymentId);
+  }
+
+  /** Replicas per deployment and state, for the replica gauge (read at each scrape). */
+  async replicaCounts(): Promise<ReplicaCount[]> {
+    const rows = await this.prisma.replica.groupBy({
+      by: ['deploymentId', 'state'],
+      where: { state: { in: ['STARTING', 'READY', 'DRAINING'] } },
+      _count: { _all: true },
+    });
+    return rows.map((r) => ({ deploymentId: r.deploymentId, state: r.state, count: r._count._all }));
   }
 
   dropAll() {
@@ -234,25 +248,11 @@ export class Directory {
   }
 
   /**
-   * What a workspace has spent this calendar month (UTC), USD: tokens from the
-   * usage rollups plus warm replica time from the capacity rollups. Cached for
-   * the TTL: the cap is checked against a figure at most that old.
+   * What a workspace has spent this calendar month, USD (src/usage/spend.ts), cached: the cap is checked against a
+   * figure at most a TTL old.
    */
   monthSpendUsd(workspaceId: string): Promise<number> {
     return this.spend.get(workspaceId);
-  }
-
-  private async loadSpend(workspaceId: string): Promise<number> {
-    const d = new Date();
-    const monthStart = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1));
-    const [row] = await this.prisma.$queryRaw<Array<{ usd: string | null }>>`
-      SELECT (
-        COALESCE((SELECT SUM(u."costUsd") FROM "UsageRollup" u JOIN "Deployment" d ON d.id = u."deploymentId"
-                  WHERE d."workspaceId" = ${workspaceId} AND u.minute >= ${monthStart}), 0)
-      + COALESCE((SELECT SUM(c."costUsd") FROM "CapacityRollup" c JOIN "Deployment" d ON d.id = c."deploymentId"
-                  WHERE d."workspaceId" = ${workspaceId} AND c.minute >= ${monthStart}), 0)
-      )::text AS usd`;
-    return Number(row?.usd ?? 0);
   }
 
   /** The ACTIVE deployment a workspace or pipeline key means by `model` (a deployment id or pipeline name). */

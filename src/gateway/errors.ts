@@ -1,13 +1,22 @@
+// The /v1 error envelope (OpenAI's, the only error shape on the data path), how it is sent, and refusals that more
+// than one stage gives.
 import type { ServerResponse } from 'node:http';
 
 /** OpenAI's error envelope; the only error shape on /v1/*. */
 export interface OpenAIError {
+  /** What refused() reads to tell a refusal from a step's own value; never test it on client JSON, which may carry any field. */
+  ok: false;
   status: number;
   message: string;
   type: 'invalid_request_error' | 'authentication_error' | 'permission_error' | 'rate_limit_error' | 'server_error' | 'not_found_error';
   code: string;
   param?: string | null;
   headers?: Record<string, string>;
+}
+
+/** Whether a step refused the request instead of handing on its value. */
+export function refused<T extends object>(x: T | OpenAIError): x is OpenAIError {
+  return (x as Partial<OpenAIError>).ok === false;
 }
 
 export function envelope(e: OpenAIError) {
@@ -27,8 +36,19 @@ export function sendError(res: ServerResponse, e: OpenAIError) {
 }
 
 export const invalidKey = (message = 'Invalid API key. Send Authorization: Bearer <key> with a key issued for this workspace.'): OpenAIError => ({
+  ok: false,
   status: 401,
   type: 'authentication_error',
   code: 'invalid_api_key',
   message,
+});
+
+/** 503 when no replica takes a request, with the Retry-After measured for its deployment. */
+export const noReplica = (message: string, retryAfterSeconds: number): OpenAIError => ({
+  ok: false,
+  status: 503,
+  type: 'server_error',
+  code: 'no_replica_available',
+  message,
+  headers: { 'retry-after': String(retryAfterSeconds) },
 });

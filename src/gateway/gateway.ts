@@ -1,44 +1,23 @@
-import { EventEmitter } from 'node:events';
+// The /v1 router (handle) and forwarding: route resolution, the queue, one retry on another replica, then pipe();
+// the end of each piped response comes back here for release and accounting.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { Dispatcher, errors, Pool } from 'undici';
-import { z } from 'zod';
-import { bearer } from '../common/secrets';
-import { zodMessage } from '../common/zod';
-import { Directory, KeyInfo, Route, RouteReplica } from './directory';
+import { Directory, KeyInfo, Route } from './directory';
+import { Admission, Admitted } from './admission';
 import { readJsonBody } from './body';
-import { envelope, invalidKey, OpenAIError, sendError, sendJson } from './errors';
-import { DeploymentLoad, Waiter } from './load';
+import { ClientGone } from './client-gone';
+import { parseRequest, RequestKind } from './requests';
+import { noReplica, OpenAIError, refused, sendError, sendJson } from './errors';
+import type { DeploymentLoad } from './load';
 import { Metrics } from './metrics';
 import type { LoadReporter } from './reporter';
-import { LimitStore, MemoryLimitStore } from './limits';
-import { Usage, UsageTap } from './usage-tap';
+import type { LimitStore } from './limits';
+import { Queue } from './queue';
+import { pipe, PipeFinished, PipeOptions, Piped } from './pipe';
+import type { Usage } from './usage-tap';
 import type { UsageRecorder } from '../usage/recorder';
 import { PriceTable, tokenCostUsd } from '../domain/pricing';
-
-const chatBody = z
-  .object({
-    model: z.string({ error: "'model' is required and must be a string" }).min(1),
-    messages: z.array(z.unknown(), { error: "'messages' must be an array" }).min(1, "'messages' must not be empty"),
-    stream: z.boolean({ error: "'stream' must be a boolean" }).optional().nullable(),
-    stream_options: z
-      .object({ include_usage: z.boolean({ error: "'stream_options.include_usage' must be a boolean" }).optional() }, { error: "'stream_options' must be an object" })
-      .passthrough()
-      .optional()
-      .nullable(),
-    max_tokens: z.number({ error: "'max_tokens' must be a positive integer" }).int("'max_tokens' must be a positive integer").positive("'max_tokens' must be a positive integer").optional().nullable(),
-    max_completion_tokens: z.number({ error: "'max_completion_tokens' must be a positive integer" }).int("'max_completion_tokens' must be a positive integer").positive("'max_completion_tokens' must be a positive integer").optional().nullable(),
-  })
-  .passthrough();
-
-const embeddingsBody = z
-  .object({
-    model: z.string({ error: "'model' is required and must be a string" }).min(1),
-    input: z.union([z.string(), z.array(z.string()).min(1), z.array(z.number()), z.array(z.array(z.number()))], {
-      error: "'input' must be a string, an array of strings, or token arrays",
-    }),
-  })
-  .passthrough();
 
 export interface GatewayOptions {
   directory: Directory;
@@ -69,73 +48,34 @@ export interface GatewayOptions {
   bodyLimitBytes: number;
 }
 
-/** What admission hands the request path: headers for every response, and the slot to give back once. */
-interface Admission {
-  headers: Record<string, string>;
-  release: () => void;
+/** A request a replica answers: what pipe() reads, and what the end of its response is accounted with. */
+interface Served extends Piped {
+  readonly load: DeploymentLoad;
+  readonly admitted: Admitted;
+  readonly route: Route;
+  readonly key: KeyInfo;
+  /** When it was handed to the upstream client (process.hrtime.bigint()): the replica's share of its latency starts here. */
+  readonly sentHr: bigint;
 }
 
-/**
- * Tells the upstream request and the queue that the client left: what an
- * AbortController does, as an EventEmitter (undici takes either as `signal`).
- * Node 20 makes each AbortSignal with Object.setPrototypeOf on an EventTarget,
- * and V8 then promotes it, and everything reachable from it (the request's
- * whole graph, through the listeners), out of the young generation: one per
- * request made the gateway's young collections copy and promote request graphs
- * (measured: 20,000 signals each reaching 1 KB, after young collections: 6-9 MB
- * promoted on Node 20.20; with this class 0.1 MB; Node 22.23's AbortSignal 0.04 MB).
- */
-export class ClientGone extends EventEmitter {
-  aborted = false;
-
-  abort() {
-    if (this.aborted) return;
-    this.aborted = true;
-    this.emit('abort');
-  }
-}
-
-/** How often a deployment with queued requests re-reads its routes, in case a NOTIFY was missed, ms. */
-const QUEUE_ROUTE_POLL_MS = 1000;
-
-/**
- * The OpenAI-compatible data path, served ahead of Fastify and Nest (see
- * handle()): authenticate -> resolve the deployment -> pick the
- * ready replica with the most headroom -> stream the upstream response through.
- */
+/** The OpenAI-compatible data path: admit -> resolve the deployment -> the ready replica with the most headroom -> pipe. */
 export class Gateway {
   private readonly pools = new Map<string, Pool>();
-  /** This process's in-flight requests and queue, per deployment. */
-  readonly loads = new Map<string, DeploymentLoad>();
-  private readonly pollers = new Map<string, NodeJS.Timeout>();
+  private readonly admission: Admission;
+  /** This process's load and queue per deployment. */
+  readonly queue: Queue;
+  private readonly piping: PipeOptions<Served>;
 
   constructor(private readonly o: GatewayOptions) {
-    o.metrics.observeLoads(() => this.loads.values());
-    o.directory.onRouteChange((id) => {
-      if (this.loads.get(id)?.queue.length) void this.dispatch(id);
-    });
-  }
-
-  private loadOf(deploymentId: string): DeploymentLoad {
-    let l = this.loads.get(deploymentId);
-    if (!l) {
-      l = new DeploymentLoad(deploymentId);
-      this.loads.set(deploymentId, l);
-    }
-    return l;
-  }
-
-  /** Deployments with requests in flight or queued here (for the load reporter). */
-  *loadedDeployments(): Iterable<string> {
-    for (const [id, l] of this.loads) if (!l.idle()) yield id;
+    this.admission = new Admission(o.directory, o.limits, o.log, o.rateBurstSeconds);
+    this.queue = new Queue(o.directory, o.queueTimeoutMs, o.coldStartTimeoutMs, o.reporter);
+    o.metrics.observeLoads(() => this.queue.loads.values());
+    this.piping = { ttfbTimeoutMs: o.ttfbTimeoutMs, idleTimeoutMs: o.idleTimeoutMs, metrics: o.metrics, finished: this.finished };
   }
 
   /**
-   * Serves /v1/* straight from Node's HTTP server, ahead of Fastify and Nest:
-   * the data path needs none of their routing, hooks or reply objects, and the
-   * key and admission are checked before the body is read (Fastify parses it
-   * first, up to the 16 MiB limit, for anyone). Returns false for any other
-   * path, which the caller hands on to Fastify.
+   * Serves /v1/* from Node's HTTP server, ahead of Fastify (which would parse any body, up to 16 MiB, before the key
+   * is checked) and Nest; false for any other path, which the caller hands on to Fastify.
    */
   handle(req: IncomingMessage, res: ServerResponse): boolean {
     const url = req.url ?? '';
@@ -147,37 +87,25 @@ export class Gateway {
     else if (req.method === 'POST' && path === '/v1/embeddings') served = this.proxy(req, res, 'embeddings');
     else if (req.method === 'GET' && path === '/v1/models') served = this.models(req, res);
     else {
-      sendError(res, { status: 404, type: 'invalid_request_error', code: 'unknown_url', message: `Unknown request URL: ${req.method} ${url.slice(0, 200)}` });
+      sendError(res, { ok: false, status: 404, type: 'invalid_request_error', code: 'unknown_url', message: `Unknown request URL: ${req.method} ${url.slice(0, 200)}` });
       return true;
     }
     served.catch((err: unknown) => {
       this.o.log.error({ err }, 'gateway error');
-      if (!res.headersSent) sendError(res, { status: 500, type: 'server_error', code: 'internal_error', message: 'internal error' });
+      if (!res.headersSent) sendError(res, { ok: false, status: 500, type: 'server_error', code: 'internal_error', message: 'internal error' });
       else res.destroy();
     });
     return true;
   }
 
   async close() {
-    for (const t of this.pollers.values()) clearInterval(t);
-    for (const l of this.loads.values()) for (const w of l.queue.splice(0)) w.resolve(null);
+    this.queue.close();
     await Promise.all([...this.pools.values()].map((p) => p.close().catch(() => {})));
   }
 
-  private async authenticate(req: IncomingMessage): Promise<KeyInfo | OpenAIError> {
-    const token = bearer(req.headers.authorization);
-    if (!token) return invalidKey('Missing API key. Send Authorization: Bearer <key>.');
-    const key = await this.o.directory.key(token);
-    const now = Date.now();
-    if (!key || key.issuedAt === null) return invalidKey();
-    if (key.revokedAt !== null) return invalidKey('This API key has been revoked.');
-    if (key.expiresAt !== null && key.expiresAt <= now) return invalidKey('This API key has expired.');
-    return key;
-  }
-
   private async models(req: IncomingMessage, res: ServerResponse) {
-    const key = await this.authenticate(req);
-    if ('status' in key) return this.fail(res, 'models', key);
+    const key = await this.admission.authenticate(req);
+    if (refused(key)) return this.fail(res, 'models', key);
     const routes = await this.o.directory.reachable(key);
     const data = routes.flatMap((r) => {
       const created = 0;
@@ -199,13 +127,13 @@ export class Gateway {
     }
     const route = deploymentId ? await this.o.directory.route(deploymentId) : null;
     if (!route || route.workspaceId !== key.workspaceId) {
-      return { status: 404, type: 'invalid_request_error', code: 'model_not_found', param: 'model', message: `The model '${model}' does not exist or this key cannot reach it.` };
+      return { ok: false, status: 404, type: 'invalid_request_error', code: 'model_not_found', param: 'model', message: `The model '${model}' does not exist or this key cannot reach it.` };
     }
     if (key.deploymentId && !['default', route.deploymentId, route.pipelineName, route.model].includes(model)) {
-      return { status: 404, type: 'invalid_request_error', code: 'model_not_found', param: 'model', message: `The model '${model}' is not served by this key's deployment; use 'default'.` };
+      return { ok: false, status: 404, type: 'invalid_request_error', code: 'model_not_found', param: 'model', message: `The model '${model}' is not served by this key's deployment; use 'default'.` };
     }
     if (route.deploymentStatus !== 'ACTIVE') {
-      return { status: 503, type: 'server_error', code: 'deployment_not_active', message: `Deployment ${route.deploymentId} is ${route.deploymentStatus}.`, headers: { 'retry-after': '5' } };
+      return { ok: false, status: 503, type: 'server_error', code: 'deployment_not_active', message: `Deployment ${route.deploymentId} is ${route.deploymentStatus}.`, headers: { 'retry-after': '5' } };
     }
     return route;
   }
@@ -221,96 +149,35 @@ export class Gateway {
     return p;
   }
 
-  private fail(res: ServerResponse, route: string, e: OpenAIError) {
+  /** Answers with a refusal; false: the response is not pipe()'s. */
+  private fail(res: ServerResponse, route: string, e: OpenAIError): false {
     this.o.metrics.requests.inc({ route, status: String(e.status), code: e.code });
     sendError(res, e);
-  }
-
-  private readonly fallbackLimits = new MemoryLimitStore();
-  private lastLimitErrorAt = 0;
-
-  /** The shared store, or this process's counts while it is unreachable (availability over exactness, logged). */
-  private async limited<T>(f: (store: LimitStore) => Promise<T>): Promise<T> {
-    try {
-      return await f(this.o.limits);
-    } catch (err) {
-      if (Date.now() - this.lastLimitErrorAt > 10_000) {
-        this.lastLimitErrorAt = Date.now();
-        this.o.log.error({ err: (err as Error).message }, 'limit store unreachable; counting in this process until it returns');
-      }
-      return f(this.fallbackLimits);
-    }
-  }
-
-  /** Admission after the key: spend cap (403), key rate (429), workspace concurrency budget (429), in that order. */
-  private async admit(key: KeyInfo): Promise<Admission | OpenAIError> {
-    if (key.spendCapUsd !== null) {
-      const spent = await this.o.directory.monthSpendUsd(key.workspaceId);
-      if (spent >= key.spendCapUsd) {
-        return {
-          status: 403, type: 'permission_error', code: 'plan_limit_exceeded',
-          message: `This workspace has spent $${spent.toFixed(2)} of its $${key.spendCapUsd.toFixed(2)} monthly spend cap; raise the cap to continue.`,
-        };
-      }
-    }
-    const headers: Record<string, string> = {};
-    if (key.ratePerMinute !== null) {
-      const limit = key.ratePerMinute;
-      const burst = Math.max(1, Math.round((limit * this.o.rateBurstSeconds) / 60));
-      const r = await this.limited((l) => l.takeRate(key.id, limit, burst));
-      headers['x-ratelimit-limit'] = String(limit);
-      headers['x-ratelimit-remaining'] = String(r.remaining);
-      headers['x-ratelimit-reset'] = String(Math.ceil(r.resetMs / 1000));
-      if (!r.allowed) {
-        return {
-          status: 429, type: 'rate_limit_error', code: 'rate_limit_exceeded',
-          message: `Rate limit of ${limit} requests per minute reached for this key; retry after the Retry-After header's seconds.`,
-          headers: Object.assign(headers, { 'retry-after': String(Math.max(1, Math.ceil(r.retryAfterMs / 1000))) }),
-        };
-      }
-    }
-    const slot = await this.limited((l) => l.acquireSlot(key.workspaceId, key.concurrencyBudget));
-    if (!slot.ok) {
-      return {
-        status: 429, type: 'rate_limit_error', code: 'concurrency_limit_exceeded',
-        message: `This workspace already has ${slot.inUse} requests in flight, its plan's budget of ${key.concurrencyBudget}; retry when some finish.`,
-        headers: Object.assign(headers, { 'retry-after': '1' }),
-      };
-    }
-    let released = false;
-    return {
-      headers,
-      release: () => {
-        if (released) return;
-        released = true;
-        void this.limited((l) => l.releaseSlot(key.workspaceId)).catch(() => {});
-      },
-    };
+    return false;
   }
 
   /** Key, then admission, then the body: a refused request costs no body read (Node drains what was not read). */
-  private async proxy(req: IncomingMessage, res: ServerResponse, kind: 'chat' | 'embeddings') {
+  private async proxy(req: IncomingMessage, res: ServerResponse, kind: RequestKind) {
     const started = process.hrtime.bigint();
-    const key = await this.authenticate(req);
-    if ('status' in key) return this.fail(res, kind, key);
-    const admitted = await this.admit(key);
-    if ('status' in admitted) return this.fail(res, kind, admitted);
+    const key = await this.admission.authenticate(req);
+    if (refused(key)) return this.fail(res, kind, key);
+    const admitted = await this.admission.admit(key);
+    if (refused(admitted)) return this.fail(res, kind, admitted);
     for (const k in admitted.headers) res.setHeader(k, admitted.headers[k]);
-    const piped = { yes: false };
+    let piped = false;
     try {
       const body = await readJsonBody(req, this.o.bodyLimitBytes);
-      if ('status' in body) return this.fail(res, kind, body);
-      return await this.forward(res, body.value, kind, key, admitted, started, piped);
+      if (refused(body)) return this.fail(res, kind, body);
+      piped = await this.forward(res, body.value, kind, key, admitted, started);
     } finally {
-      // A request that never reached the streaming stage gives its slot back here; pipe() does it otherwise.
-      if (!piped.yes) admitted.release();
+      // A request that never reached pipe() gives its slot back here; the end of its response does otherwise.
+      if (!piped) admitted.release();
     }
   }
 
   /**
-   * The reference's known limitation, made explicit: a non-streamed completion
-   * whose max_tokens would take longer than the request timeout at this
-   * deployment's measured decode speed is refused up front, advising streaming.
+   * A non-streamed completion whose max_tokens would outlast the request timeout at this deployment's decode speed is
+   * refused up front, advising streaming: the reference's known limitation, made explicit.
    */
   private tooLongUnstreamed(load: DeploymentLoad, maxTokens: number): OpenAIError | null {
     const per = load.msPerToken ?? this.o.assumedMsPerToken;
@@ -318,47 +185,41 @@ export class Gateway {
     if (estimateMs <= this.o.requestTimeoutMs) return null;
     const basis = load.msPerToken === null ? 'assumed until this deployment has been measured' : 'as measured on this deployment';
     return {
-      status: 400, type: 'invalid_request_error', code: 'stream_required', param: 'max_tokens',
+      ok: false, status: 400, type: 'invalid_request_error', code: 'stream_required', param: 'max_tokens',
       message: `max_tokens ${maxTokens} at about ${per.toFixed(1)} ms per token (${basis}) would take about ${Math.round(estimateMs / 1000)} s, `
         + `past the ${Math.round(this.o.requestTimeoutMs / 1000)} s limit on non-streamed requests; set "stream": true `
         + `(a stream has no total limit, only ${Math.round(this.o.idleTimeoutMs / 1000)} s of silence) or lower max_tokens.`,
     };
   }
 
-  private async forward(res: ServerResponse, json: unknown, kind: 'chat' | 'embeddings', key: KeyInfo, admitted: Admission, started: bigint, piped: { yes: boolean }) {
-    if (json === undefined || json === null) {
-      return this.fail(res, kind, { status: 400, type: 'invalid_request_error', code: 'invalid_body', message: 'request body must be a JSON object' });
-    }
-    const parsed = (kind === 'chat' ? chatBody : embeddingsBody).safeParse(json);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      return this.fail(res, kind, { status: 400, type: 'invalid_request_error', code: 'invalid_body', param: issue?.path.join('.') || null, message: zodMessage(parsed.error) });
-    }
-    const body = parsed.data as Record<string, unknown> & { model: string; stream?: boolean | null; stream_options?: { include_usage?: boolean } | null; max_tokens?: number | null; max_completion_tokens?: number | null };
+  /** Resolves, queues and sends the request, retrying once on another replica; true once pipe() owns the response. */
+  private async forward(res: ServerResponse, json: unknown, kind: RequestKind, key: KeyInfo, admitted: Admitted, started: bigint): Promise<boolean> {
+    const parsed = parseRequest(kind, json);
+    if (!parsed.success) return this.fail(res, kind, parsed.error);
+    const body = parsed.data;
     const route = await this.resolve(key, body.model);
-    if ('status' in route) return this.fail(res, kind, route);
+    if (refused(route)) return this.fail(res, kind, route);
     if ((kind === 'chat' && route.task !== 'CHAT') || (kind === 'embeddings' && route.task !== 'EMBEDDINGS')) {
-      return this.fail(res, kind, { status: 400, type: 'invalid_request_error', code: 'unsupported_task', param: 'model', message: `Deployment ${route.deploymentId} serves ${route.task.toLowerCase()}, not ${kind}.` });
+      return this.fail(res, kind, { ok: false, status: 400, type: 'invalid_request_error', code: 'unsupported_task', param: 'model', message: `Deployment ${route.deploymentId} serves ${route.task.toLowerCase()}, not ${kind}.` });
     }
-    const load = this.loadOf(route.deploymentId);
+    const load = this.queue.loadOf(route.deploymentId);
     const stream = kind === 'chat' && body.stream === true;
     const maxTokens = body.max_tokens ?? body.max_completion_tokens;
     if (kind === 'chat' && !stream && maxTokens) {
-      const refused = this.tooLongUnstreamed(load, maxTokens);
-      if (refused) return this.fail(res, kind, refused);
+      const tooLong = this.tooLongUnstreamed(load, maxTokens);
+      if (tooLong) return this.fail(res, kind, tooLong);
     }
 
     // The upstream always comes from the route table; the request only picks among its replicas.
     // Streams always ask for usage; the usage chunk is taken out again if the client did not ask.
     const stripUsage = stream && body.stream_options?.include_usage !== true;
-    // Object.assign, not spread: Node 20 gives `{ ...a, newKey }` a new hidden class on every call (see pipe()).
     const upstreamRequest = Object.assign({}, body, { model: route.model });
     if (stripUsage) upstreamRequest.stream_options = Object.assign({}, body.stream_options, { include_usage: true });
     const upstreamBody = JSON.stringify(upstreamRequest);
     const path = kind === 'chat' ? '/v1/chat/completions' : '/v1/embeddings';
-    const abort = new ClientGone();
+    const gone = new ClientGone();
     const onClose = () => {
-      if (!res.writableFinished) abort.abort();
+      if (!res.writableFinished) gone.abort();
     };
     res.on('close', onClose);
     const refuse = (e: OpenAIError) => {
@@ -374,23 +235,20 @@ export class Gateway {
     if (!handed) {
       cold = route.replicas.length === 0;
       const t0 = Date.now();
-      handed = await this.wait(load, cold, abort);
+      handed = await this.queue.wait(load, cold, gone);
       queuedMs = Date.now() - t0;
-      if (abort.aborted) {
-        if (handed) this.release(load, handed.id, false);
-        return;
+      if (gone.aborted) {
+        if (handed) this.queue.release(load, handed.id, false);
+        return false;
       }
       if (!handed) {
         const ready = (await this.o.directory.route(route.deploymentId))?.replicas.length ?? 0;
-        return refuse({
-          status: 503,
-          type: 'server_error',
-          code: 'no_replica_available',
-          message: ready === 0
+        return refuse(noReplica(
+          ready === 0
             ? `Deployment ${route.deploymentId} has no ready replica after ${queuedMs} ms of cold start; retry shortly.`
             : `Every replica of deployment ${route.deploymentId} is busy and the queue timed out after ${queuedMs} ms; retry shortly.`,
-          headers: { 'retry-after': String(load.retryAfterSeconds(Date.now(), ready)) },
-        });
+          load.retryAfterSeconds(Date.now(), ready),
+        ));
       }
       if (cold) this.o.metrics.coldStarts.inc();
     }
@@ -410,19 +268,19 @@ export class Gateway {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
           body: upstreamBody,
-          signal: abort,
+          signal: gone,
           // A stream's headers come at once; a non-streamed answer's come with its body, at the end.
           headersTimeout: stream ? this.o.ttfbTimeoutMs : this.o.requestTimeoutMs,
           // Silence inside the body is watched by pipe(), which knows the first byte from the rest.
           bodyTimeout: 0,
         });
       } catch (err) {
-        this.release(load, replica.id, false);
-        if (abort.aborted) return;
+        this.queue.release(load, replica.id, false);
+        if (gone.aborted) return false;
         if (err instanceof errors.HeadersTimeoutError) {
           // Not retried: another replica would make the client wait as long again.
           return refuse({
-            status: 504, type: 'server_error', code: 'upstream_timeout',
+            ok: false, status: 504, type: 'server_error', code: 'upstream_timeout',
             message: stream
               ? `The replica sent nothing within ${this.o.ttfbTimeoutMs} ms (GATEWAY_TTFB_TIMEOUT_MS).`
               : `The replica did not answer within ${this.o.requestTimeoutMs} ms (GATEWAY_REQUEST_TIMEOUT_MS); for long completions set "stream": true.`,
@@ -434,20 +292,39 @@ export class Gateway {
       }
       if (upstream.statusCode >= 500 && attempt === 0 && route.replicas.length > 1) {
         await upstream.body.dump().catch(() => {});
-        this.release(load, replica.id, false);
+        this.queue.release(load, replica.id, false);
         continue;
       }
-      piped.yes = true;
-      return this.pipe(res, upstream, { kind, replicaId: replica.id, load, started, sentAt, sentHr, abort, queuedMs, cold, admitted, route, key, stripUsage });
+      const served: Served = { kind, replicaId: replica.id, cold, queuedMs, stripUsage, started, sentAt, gone, load, admitted, route, key, sentHr };
+      pipe(res, upstream, served, this.piping);
+      return true;
     }
-    return refuse({
-      status: 503,
-      type: 'server_error',
-      code: 'no_replica_available',
-      message: `No replica of deployment ${route.deploymentId} could take this request; retry shortly.`,
-      headers: { 'retry-after': String(load.retryAfterSeconds(Date.now(), route.replicas.length)) },
-    });
+    return refuse(noReplica(
+      `No replica of deployment ${route.deploymentId} could take this request; retry shortly.`,
+      load.retryAfterSeconds(Date.now(), route.replicas.length),
+    ));
   }
+
+  /** The end of a piped response: the replica's slot and the admission slot back, then accounting. */
+  private readonly finished: PipeFinished<Served> = (r, outcome, status, usage, ttftMs, decodeMs) => {
+    const ok = outcome === 'ok';
+    const now = Date.now();
+    // A replica that broke or stalled gets nothing new from this process for a while.
+    if (outcome === 'upstream_broken' || outcome === 'upstream_timeout') r.load.eject(r.replicaId, now);
+    this.queue.release(r.load, r.replicaId, ok);
+    r.admitted.release();
+    if (ok && usage.completionTokens) r.load.observeDecode(usage.completionTokens, decodeMs);
+    // Tokens of a stream the client cancelled were served; those of a replica's failure are not billed.
+    // A client that cancels is not an error of the deployment's.
+    const served = ok || outcome === 'client_closed';
+    const upstreamMs = Number(process.hrtime.bigint() - r.sentHr) / 1e6;
+    const latencyMs = this.account(r.route, r.key, served && status < 400, usage, r.started, ttftMs, served);
+    this.o.metrics.requests.inc({ route: r.kind, status: String(status), code: ok ? '' : outcome });
+    this.o.metrics.latency.observe({ route: r.kind }, latencyMs / 1000);
+    // What the gateway itself added (Kong's "latency" beside its upstream latency). Time the event loop was busy
+    // elsewhere while the replica's bytes waited is counted as the replica's.
+    this.o.metrics.overhead.observe({ route: r.kind }, Math.max(0, latencyMs - upstreamMs - r.queuedMs) / 1000);
+  };
 
   /** Rolls a finished request into usage: tokens, latency, time to first byte and what it cost. Returns its latency, ms. */
   private account(route: Route, key: KeyInfo, ok: boolean, usage: Usage | null, started: bigint, ttftMs: number | null, billable = ok): number {
@@ -468,184 +345,5 @@ export class Gateway {
       costUsd: billable ? tokenCostUsd(this.o.prices, route, prompt + completion) : 0,
     });
     return latencyMs;
-  }
-
-  private release(load: DeploymentLoad, replicaId: string, completed: boolean) {
-    load.release(replicaId, Date.now(), completed);
-    if (load.queue.length) void this.dispatch(load.deploymentId);
-  }
-
-  /** Queues a request until dispatch hands it a reserved replica, its timeout passes, or its client leaves. */
-  private wait(load: DeploymentLoad, cold: boolean, gone: ClientGone): Promise<RouteReplica | null> {
-    return new Promise((resolve) => {
-      const done = (r: RouteReplica | null) => {
-        clearTimeout(timer);
-        gone.off('abort', giveUp);
-        resolve(r);
-      };
-      const w: Waiter = { enqueuedAt: Date.now(), cold, resolve: done };
-      const giveUp = () => {
-        if (load.remove(w)) done(null);
-      };
-      const timer = setTimeout(giveUp, cold ? this.o.coldStartTimeoutMs : this.o.queueTimeoutMs);
-      gone.once('abort', giveUp);
-      load.enqueue(w);
-      // Wake the scaler now, not at the next report.
-      this.o.reporter?.poke(load.deploymentId);
-      this.pollWhileQueued(load.deploymentId);
-    });
-  }
-
-  /** Hands free capacity to queued requests, oldest first. */
-  private async dispatch(deploymentId: string) {
-    const load = this.loads.get(deploymentId);
-    if (!load?.queue.length) return;
-    const route = await this.o.directory.route(deploymentId);
-    load.dispatch(route?.replicas ?? [], Date.now());
-  }
-
-  /** Routes of a deployment with queued requests are re-read every second: a missed NOTIFY cannot strand them. */
-  private pollWhileQueued(deploymentId: string) {
-    if (this.pollers.has(deploymentId)) return;
-    const t = setInterval(() => {
-      if (!this.loads.get(deploymentId)?.queue.length) {
-        clearInterval(t);
-        this.pollers.delete(deploymentId);
-        return;
-      }
-      this.o.directory.invalidateRoute(deploymentId);
-      void this.dispatch(deploymentId);
-    }, QUEUE_ROUTE_POLL_MS);
-    t.unref();
-    this.pollers.set(deploymentId, t);
-  }
-
-  /**
-   * Streams the upstream body to the client as it comes (an SSE stream event by
-   * event), reading usage on the way; watches for a replica that goes silent
-   * (time to first byte, then between chunks); gives every slot back exactly once.
-   */
-  private pipe(
-    raw: ServerResponse,
-    res: Dispatcher.ResponseData,
-    x: {
-      kind: string; replicaId: string; load: DeploymentLoad; started: bigint; sentAt: number; sentHr: bigint; abort: ClientGone;
-      queuedMs: number; cold: boolean; admitted: Admission; route: Route; key: KeyInfo; stripUsage: boolean;
-    },
-  ) {
-    const { kind, replicaId, started, abort } = x;
-    const contentType = String(res.headers['content-type'] ?? 'application/json');
-    const sse = contentType.startsWith('text/event-stream');
-    // Admission's headers are already set on `raw`; writeHead adds these to them. No `{ ...spread, more }` here:
-    // Node 20's V8 gives an object built that way a new hidden class on every call (22's does not), made in the old
-    // generation with its descriptors and Object.keys cache: half of what this function allocated outlived young
-    // collections, against 6 % of the rest of the request path (sampling heap profile at 500 requests/s).
-    const headers: Record<string, string> = {
-      'content-type': contentType,
-      'x-infercp-replica': replicaId,
-      // Whether this request paid a cold start, and how long it waited for a replica.
-      'x-infercp-cold-start': String(x.cold),
-      'x-infercp-queue-ms': String(x.queuedMs),
-    };
-    if (sse) {
-      headers['cache-control'] = 'no-cache';
-      headers['x-accel-buffering'] = 'no';
-    } else {
-      // A JSON body passes through unchanged: its length lets the client read it without chunked framing, and
-      // lets Node send headers and body in one write instead of adding a separate terminating chunk.
-      const length = res.headers['content-length'];
-      if (typeof length === 'string' && /^\d+$/.test(length)) headers['content-length'] = length;
-    }
-    // Upstream errors keep their status: OpenAI-compatible engines already answer in the envelope.
-    raw.writeHead(res.statusCode, headers);
-    if (sse) raw.flushHeaders();
-    const tap = new UsageTap(sse, x.stripUsage);
-    let firstByteAt: number | null = null;
-    let ttftMs: number | null = null;
-    let lastChunkAt = Date.now();
-    let silent: 'ttfb' | 'idle' | null = null;
-    let done = false;
-
-    const finish = (outcome: 'ok' | 'upstream_broken' | 'upstream_timeout' | 'client_closed') => {
-      if (done) return;
-      done = true;
-      clearTimeout(watchdog);
-      const ok = outcome === 'ok';
-      const now = Date.now();
-      // A replica that broke or stalled gets nothing new from this process for a while.
-      if (outcome === 'upstream_broken' || outcome === 'upstream_timeout') x.load.eject(replicaId, now);
-      this.release(x.load, replicaId, ok);
-      x.admitted.release();
-      const usage = tap.result();
-      if (ok && usage.completionTokens) x.load.observeDecode(usage.completionTokens, now - (sse && firstByteAt !== null ? firstByteAt : x.sentAt));
-      // Tokens of a stream the client cancelled were served; those of a replica's failure are not billed.
-      // A client that cancels is not an error of the deployment's.
-      const served = ok || outcome === 'client_closed';
-      const upstreamMs = Number(process.hrtime.bigint() - x.sentHr) / 1e6;
-      const latencyMs = this.account(x.route, x.key, served && res.statusCode < 400, usage, started, ttftMs, served);
-      this.o.metrics.requests.inc({ route: kind, status: String(res.statusCode), code: ok ? '' : outcome });
-      this.o.metrics.latency.observe({ route: kind }, latencyMs / 1000);
-      // What the gateway itself added (Kong's "latency" beside its upstream latency): auth, admission, body, routing, and
-      // the last write. Time the event loop was busy elsewhere while the replica's bytes waited is counted as the replica's.
-      this.o.metrics.overhead.observe({ route: kind }, Math.max(0, latencyMs - upstreamMs - x.queuedMs) / 1000);
-    };
-
-    // One timer per response, re-armed only when it fires: no timer work per chunk. A stream waits
-    // for its first byte under the TTFB timeout; anything after that, and a JSON body, under the idle one.
-    const watch = () => {
-      const phase = sse && firstByteAt === null ? 'ttfb' : 'idle';
-      const deadline = phase === 'ttfb' ? x.sentAt + this.o.ttfbTimeoutMs : lastChunkAt + this.o.idleTimeoutMs;
-      const now = Date.now();
-      if (now < deadline) {
-        watchdog = setTimeout(watch, deadline - now);
-        return;
-      }
-      silent = phase;
-      res.body.destroy(new Error(silent === 'ttfb' ? `no first token within ${this.o.ttfbTimeoutMs} ms` : `silent for ${this.o.idleTimeoutMs} ms`));
-    };
-    let watchdog = setTimeout(watch, sse ? this.o.ttfbTimeoutMs : this.o.idleTimeoutMs);
-
-    res.body.on('data', (chunk: Buffer) => {
-      lastChunkAt = Date.now();
-      if (firstByteAt === null) {
-        firstByteAt = lastChunkAt;
-        ttftMs = Number(process.hrtime.bigint() - started) / 1e6;
-        this.o.metrics.ttft.observe({ route: kind }, ttftMs / 1000);
-        // From here the idle timeout applies, not the (longer) time to first byte.
-        clearTimeout(watchdog);
-        watchdog = setTimeout(watch, this.o.idleTimeoutMs);
-      }
-      const out = tap.push(chunk);
-      if (out.length && !raw.write(out)) {
-        res.body.pause();
-        raw.once('drain', () => res.body.resume());
-      }
-    });
-    res.body.on('end', () => {
-      const rest = tap.flush();
-      raw.end(rest.length ? rest : undefined);
-      finish('ok');
-    });
-    res.body.on('error', (err) => {
-      if (abort.aborted) return; // the client left: handled on close
-      if (sse) {
-        // After the first byte the status is sent: end the stream with an error event.
-        const e: OpenAIError = silent
-          ? { status: 504, type: 'server_error', code: 'upstream_timeout', message: `replica ${err.message} (GATEWAY_${silent === 'ttfb' ? 'TTFB' : 'IDLE'}_TIMEOUT_MS)` }
-          : { status: 502, type: 'server_error', code: 'upstream_error', message: `replica failed mid-stream: ${err.message}` };
-        raw.end(`${tap.flush().toString()}data: ${JSON.stringify(envelope(e))}\n\n`);
-      } else {
-        // A JSON body cut short must not look complete: the client sees the connection fail.
-        raw.destroy();
-      }
-      finish(silent ? 'upstream_timeout' : 'upstream_broken');
-    });
-    raw.on('close', () => {
-      if (!done) {
-        abort.abort();
-        res.body.destroy();
-        finish('client_closed');
-      }
-    });
   }
 }

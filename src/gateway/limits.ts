@@ -1,11 +1,7 @@
+// Admission limits: a per-key request rate (a leaky bucket as GCRA, one timestamp per key) and a per-workspace
+// concurrency budget, in this process (one gateway) or in Redis (several gateways share the counts exactly: every
+// check is one atomic script on the Redis clock).
 import type { Redis } from 'ioredis';
-
-/**
- * Admission limits of the gateway: a per-key request rate (a leaky bucket, as
- * GCRA: one timestamp per key) and a per-workspace concurrency budget. Each has
- * an in-process store (one gateway) and a Redis store (several gateways share
- * the counts exactly: every check is one atomic script on the Redis clock).
- */
 
 export interface RateDecision {
   allowed: boolean;

@@ -1,3 +1,5 @@
+// DeploymentLoad: what one gateway process knows about the load on one deployment (in flight per replica, its FIFO
+// queue, measured rates). Pure bookkeeping; the timers and I/O around the queue are in queue.ts.
 import type { RouteReplica } from './directory';
 
 /** A request waiting for a replica with headroom. */

@@ -1,3 +1,5 @@
+// The api process's Prometheus metrics (/metrics): the gateway's counters and histograms, and gauges read at each
+// scrape from the loads and from the directory.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** What the in-flight and queue gauges read at each scrape. */

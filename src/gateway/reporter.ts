@@ -1,3 +1,5 @@
+// LoadReporter: coalesced load reports from this process to each deployment's scaler, through a sink (in the api,
+// scaler-sink.ts).
 import type { Logger } from 'pino';
 import type { LoadReport } from '../domain/scaling';
 import type { DeploymentLoad } from './load';

@@ -1,14 +1,4 @@
-/**
- * Reads token usage out of a response as it passes through, without buffering
- * it and without parsing what it does not need.
- *
- * - JSON bodies: OpenAI-compatible servers put `usage` at the end, so only the
- *   last few KB are kept and only the usage object is parsed, once, at the end.
- * - SSE streams: bytes are forwarded up to the last complete event; the
- *   (rare) event that carries a usage object is parsed. When the gateway asked
- *   the upstream for usage on the client's behalf (`stream_options.include_usage`),
- *   that usage-only event is taken out, so the client sees the stream it asked for.
- */
+// Token usage read from a response on its way through (UsageTap), and the parse of an OpenAI usage object.
 export interface Usage {
   promptTokens: number;
   completionTokens: number;
@@ -24,6 +14,16 @@ const USAGE_MARKERS = ['"usage":{', '"usage": {'];
 const USAGE_OBJECT = USAGE_MARKERS.map((m) => Buffer.from(m));
 const CONTENT = Buffer.from('"content":"');
 
+/**
+ * Reads token usage out of a response as it passes through, without buffering it and without parsing what it does
+ * not need.
+ *
+ * - JSON bodies: OpenAI-compatible servers put `usage` at the end, so only the last few KB are kept and only the
+ *   usage object is parsed, once, at the end.
+ * - SSE streams: bytes are forwarded up to the last complete event; the (rare) event that carries a usage object is
+ *   parsed. When the gateway asked the upstream for usage on the client's behalf (`stream_options.include_usage`),
+ *   that usage-only event is taken out, so the client sees the stream it asked for.
+ */
 export class UsageTap {
   private tail: Buffer = Buffer.alloc(0);
   private pending: Buffer = Buffer.alloc(0);

@@ -1,0 +1,100 @@
+// The gateway's composition root: builds metrics, usage and capacity accounting, the directory, the limit store, the
+// load reporter and the Gateway from the api's config, Prisma and Temporal client, and closes them in order.
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { hostname } from 'node:os';
+import type { Client } from '@temporalio/client';
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { Config } from '../config/config';
+import type { PrismaClient } from '../database/prisma';
+import { CapacityAccountant } from '../usage/capacity';
+import { loadPrices } from '../usage/prices';
+import { UsageRecorder } from '../usage/recorder';
+import { Directory } from './directory';
+import { Gateway } from './gateway';
+import { LimitStore, MemoryLimitStore, RedisLimitStore } from './limits';
+import { createMetrics } from './metrics';
+import { LoadReporter } from './reporter';
+import { scalerSink } from './scaler-sink';
+
+export interface GatewayDeps {
+  config: Config;
+  prisma: PrismaClient;
+  temporal: Client;
+  log: Logger;
+  /** Largest request body accepted, bytes (413 past it). */
+  bodyLimitBytes: number;
+}
+
+export interface GatewayHandle {
+  /** Serves /v1/*; false for any other path, which the caller hands on. */
+  handle(req: IncomingMessage, res: ServerResponse): boolean;
+  /** This process's Prometheus metrics, for /metrics. */
+  registry: Registry;
+  /** Stops reporting and accounting, then the gateway, then writes the last usage and closes the stores. */
+  close(): Promise<void>;
+}
+
+export async function createGateway({ config, prisma, temporal, log, bodyLimitBytes }: GatewayDeps): Promise<GatewayHandle> {
+  const metrics = createMetrics();
+  const prices = loadPrices(config.PRICING_FILE);
+  const usage = new UsageRecorder(prisma, config.USAGE_FLUSH_INTERVAL_MS, log.child({ component: 'usage' }), (_rows, ok) =>
+    metrics.usageFlushes.inc({ result: ok ? 'ok' : 'failed' }),
+  );
+  const capacity = new CapacityAccountant(prisma, prices, config.USAGE_CAPACITY_INTERVAL_MS, log.child({ component: 'capacity' }));
+  const directory = new Directory(prisma, config.DATABASE_URL, config.GATEWAY_CACHE_TTL_MS, log.child({ component: 'directory' }));
+  metrics.observeReplicas(() => directory.replicaCounts());
+  await directory.start();
+  const gatewayLog = log.child({ component: 'gateway' });
+  const gatewayId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  const limits: LimitStore = config.REDIS_URL
+    ? new RedisLimitStore(new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false }), gatewayId)
+    : new MemoryLimitStore();
+  // The reporter reads the gateway's loads and the gateway pokes the reporter: `gateway` is set before either runs.
+  const reporter: LoadReporter = new LoadReporter({
+    gatewayId,
+    intervalMs: config.GATEWAY_REPORT_INTERVAL_MS,
+    heartbeatMs: config.GATEWAY_REPORT_HEARTBEAT_MS,
+    log: gatewayLog,
+    load: (id) => gateway.queue.loads.get(id),
+    loaded: () => gateway.queue.loadedDeployments(),
+    serving: () => directory.servingDeployments(),
+    sink: scalerSink(temporal),
+    onSent: (result) => metrics.loadReports.inc({ result }),
+  });
+  const gateway = new Gateway({
+    directory,
+    metrics,
+    log: gatewayLog,
+    requestTimeoutMs: config.GATEWAY_REQUEST_TIMEOUT_MS,
+    ttfbTimeoutMs: config.GATEWAY_TTFB_TIMEOUT_MS,
+    idleTimeoutMs: config.GATEWAY_IDLE_TIMEOUT_MS,
+    assumedMsPerToken: config.GATEWAY_ASSUMED_MS_PER_TOKEN,
+    usage,
+    prices,
+    queueTimeoutMs: config.GATEWAY_QUEUE_TIMEOUT_MS,
+    coldStartTimeoutMs: config.GATEWAY_COLD_START_TIMEOUT_MS,
+    reporter,
+    limits,
+    rateBurstSeconds: config.GATEWAY_RATE_BURST_SECONDS,
+    bodyLimitBytes,
+  });
+  reporter.start();
+  usage.start();
+  capacity.start();
+  return {
+    handle: (req, res) => gateway.handle(req, res),
+    registry: metrics.registry,
+    close: async () => {
+      reporter.stop();
+      capacity.stop();
+      await gateway.close();
+      // After the gateway: the last requests' usage is in the final write.
+      await usage.close();
+      await limits.close();
+      await directory.close();
+    },
+  };
+}

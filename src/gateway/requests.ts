@@ -1,0 +1,64 @@
+// The /v1 request bodies the gateway checks before forwarding (chat completions, embeddings), and the 400 a
+// malformed one gets. Unknown fields pass through to the replica.
+import { z } from 'zod';
+import { zodMessage } from '../common/zod';
+import type { OpenAIError } from './errors';
+
+const positiveInt = (field: string) => {
+  const message = `'${field}' must be a positive integer`;
+  return z.number({ error: message }).int(message).positive(message).optional().nullable();
+};
+
+const chatBody = z
+  .object({
+    model: z.string({ error: "'model' is required and must be a string" }).min(1),
+    messages: z.array(z.unknown(), { error: "'messages' must be an array" }).min(1, "'messages' must not be empty"),
+    stream: z.boolean({ error: "'stream' must be a boolean" }).optional().nullable(),
+    stream_options: z
+      .object({ include_usage: z.boolean({ error: "'stream_options.include_usage' must be a boolean" }).optional() }, { error: "'stream_options' must be an object" })
+      .passthrough()
+      .optional()
+      .nullable(),
+    max_tokens: positiveInt('max_tokens'),
+    max_completion_tokens: positiveInt('max_completion_tokens'),
+  })
+  .passthrough();
+
+const embeddingsBody = z
+  .object({
+    model: z.string({ error: "'model' is required and must be a string" }).min(1),
+    input: z.union([z.string(), z.array(z.string()).min(1), z.array(z.number()), z.array(z.array(z.number()))], {
+      error: "'input' must be a string, an array of strings, or token arrays",
+    }),
+  })
+  .passthrough();
+
+export type RequestKind = 'chat' | 'embeddings';
+
+/** A checked body: the fields the gateway reads, and everything else as the client sent it. */
+export type RequestBody = Record<string, unknown> & {
+  model: string;
+  stream?: boolean | null;
+  stream_options?: { include_usage?: boolean } | null;
+  max_tokens?: number | null;
+  max_completion_tokens?: number | null;
+};
+
+/**
+ * The body as the gateway reads it, or the 400 naming the first field that is wrong. Told apart by `success`, zod's
+ * own tag (no wrapper per request): the body passes client fields through, so no field test on it could be trusted.
+ */
+export type ParsedRequest = { success: true; data: RequestBody } | { success: false; error: OpenAIError };
+
+export function parseRequest(kind: RequestKind, json: unknown): ParsedRequest {
+  if (json === undefined || json === null) {
+    return { success: false, error: { ok: false, status: 400, type: 'invalid_request_error', code: 'invalid_body', message: 'request body must be a JSON object' } };
+  }
+  const parsed = (kind === 'chat' ? chatBody : embeddingsBody).safeParse(json);
+  if (parsed.success) return parsed as { success: true; data: RequestBody };
+  const issue = parsed.error.issues[0];
+  return {
+    success: false,
+    error: { ok: false, status: 400, type: 'invalid_request_error', code: 'invalid_body', param: issue?.path.join('.') || null, message: zodMessage(parsed.error) },
+  };
+}
