@@ -49,6 +49,10 @@ export interface Route {
   mode: Mode;
   gpu: string;
   replicas: RouteReplica[];
+  /** Replicas started and not yet serving: capacity on the way, so queued requests keep waiting for it. */
+  starting: number;
+  /** The scaler's per-replica target; the load reporter reports at once when demand grows by this much. */
+  targetConcurrency: number | null;
 }
 
 /**
@@ -229,7 +233,7 @@ export class Directory {
   private async loadRoute(deploymentId: string): Promise<Route | null> {
     const d = await this.prisma.deployment.findUnique({
       where: { id: deploymentId },
-      include: { pipeline: true, replicas: { where: { state: 'READY' }, orderBy: { startedAt: 'asc' } } },
+      include: { pipeline: true, replicas: { where: { state: { in: ['READY', 'STARTING'] } }, orderBy: { startedAt: 'asc' } } },
     });
     if (!d) return null;
     return {
@@ -243,7 +247,11 @@ export class Directory {
       target: d.target,
       mode: d.mode,
       gpu: d.gpu,
-      replicas: d.replicas.filter((r) => r.address).map((r) => ({ id: r.id, address: r.address!, concurrency: r.concurrency })),
+      replicas: d.replicas
+        .filter((r) => r.state === 'READY' && r.address)
+        .map((r) => ({ id: r.id, address: r.address!, concurrency: r.concurrency })),
+      starting: d.replicas.filter((r) => r.state === 'STARTING').length,
+      targetConcurrency: d.targetConcurrency,
     };
   }
 

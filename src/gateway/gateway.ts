@@ -203,6 +203,7 @@ export class Gateway {
       return this.fail(res, kind, { ok: false, status: 400, type: 'invalid_request_error', code: 'unsupported_task', param: 'model', message: `Deployment ${route.deploymentId} serves ${route.task.toLowerCase()}, not ${kind}.` });
     }
     const load = this.queue.loadOf(route.deploymentId);
+    load.targetConcurrency = route.targetConcurrency;
     const stream = kind === 'chat' && body.stream === true;
     const maxTokens = body.max_tokens ?? body.max_completion_tokens;
     if (kind === 'chat' && !stream && maxTokens) {

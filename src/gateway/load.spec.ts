@@ -127,6 +127,24 @@ describe('LoadReporter: coalesced reports with a heartbeat', () => {
     expect(sent.map(([, rep]) => [rep.at, rep.inFlight])).toEqual([[0, 1], [1000, 2], [3000, 2]]);
   });
 
+  it('should send a rise of one replica target at once, within the interval, and smaller changes at its end', async () => {
+    const { sent, load, tick } = setup();
+    const l = load('d1');
+    l.targetConcurrency = 2;
+    const many = [...replicas, { id: 'c', address: 'http://c', concurrency: 10 }];
+    l.acquire(many, 0);
+    await tick(0);
+    l.acquire(many, 0);
+    await tick(150); // +1: below one target, waits for the interval
+    l.acquire(many, 0);
+    await tick(200); // +2 since the last report: at once
+    await tick(250); // unchanged
+    l.acquire(many, 0);
+    await tick(300); // +1 again: the interval holds it
+    await tick(1200); // the interval after the urgent report
+    expect(sent.map(([, rep]) => [rep.at, rep.inFlight])).toEqual([[0, 1], [200, 3], [1200, 4]]);
+  });
+
   it('should heartbeat zero for serving deployments with no local traffic, and forget the rest', async () => {
     const { sent, tick } = setup(['idle']);
     await tick(0);

@@ -30,6 +30,8 @@ export class DeploymentLoad {
   /** Completions in each of the last RATE_WINDOW_S seconds (ring by epoch second). */
   private readonly done = new Array<number>(RATE_WINDOW_S).fill(0);
   private readonly doneSecond = new Array<number>(RATE_WINDOW_S).fill(-1);
+  /** The scaler's per-replica target, from the route (the reporter sends a rise of this much at once). */
+  targetConcurrency: number | null = null;
   /** Smoothed cold-start time measured here (ms), or null before the first. */
   coldStartMs: number | null = null;
   /** Smoothed decode time per completion token measured here (ms), or null before the first. */

@@ -53,7 +53,19 @@ export class Queue {
       const giveUp = () => {
         if (load.remove(w)) done(null);
       };
-      const timer = setTimeout(giveUp, cold ? this.coldStartTimeoutMs : this.queueTimeoutMs);
+      // Past the queue timeout a request keeps waiting while replicas are starting (capacity on the way),
+      // up to the cold-start timeout; then it gets its 503.
+      const expire = () => {
+        void this.directory.route(load.deploymentId).then(
+          (route) => {
+            const left = this.coldStartTimeoutMs - (Date.now() - w.enqueuedAt);
+            if ((route?.starting ?? 0) > 0 && left > 0 && load.queue.includes(w)) timer = setTimeout(expire, Math.min(left, this.queueTimeoutMs));
+            else giveUp();
+          },
+          giveUp,
+        );
+      };
+      let timer = setTimeout(cold ? giveUp : expire, cold ? this.coldStartTimeoutMs : this.queueTimeoutMs);
       gone.once('abort', giveUp);
       load.enqueue(w);
       // Wake the scaler now, not at the next report.

@@ -28,12 +28,19 @@ export interface LoadReporterOptions {
   serving: () => Promise<string[]>;
   /** How often `serving` is re-read, ms. */
   servingRefreshMs?: number;
+  /**
+   * A rise in demand (in flight + queued) of at least one replica's target since the last report is
+   * sent at once, not at the interval's end, at most once per this many ms (default 100).
+   */
+  urgentMs?: number;
   onSent?: (result: 'ok' | 'no_scaler' | 'error') => void;
 }
 
 interface Sent {
   key: string;
   at: number;
+  /** In flight + queued in the last report. */
+  demand: number;
   sending: boolean;
   /** After a NoScalerError, nothing is sent until then. */
   mutedUntil: number;
@@ -44,7 +51,9 @@ interface Sent {
  * sent on change (at most once per interval, leading edge: the first change
  * after a quiet interval goes at once) plus a heartbeat while the deployment
  * has replicas, so "no traffic" is reported as such and never confused with
- * "no data". `poke` sends at once when allowed: the cold-start path.
+ * "no data". `poke` sends at once when allowed: the cold-start path. A burst
+ * (demand up by a replica's target) is sent within urgentMs, so the scaler
+ * sees it whole instead of one interval later.
  */
 export class LoadReporter {
   private readonly sent = new Map<string, Sent>();
@@ -53,10 +62,14 @@ export class LoadReporter {
   private timer: NodeJS.Timeout | null = null;
   private lastErrorLogAt = 0;
 
-  constructor(private readonly o: LoadReporterOptions) {}
+  private readonly urgentMs: number;
+
+  constructor(private readonly o: LoadReporterOptions) {
+    this.urgentMs = o.urgentMs ?? 100;
+  }
 
   start() {
-    this.timer = setInterval(() => void this.tick(Date.now()), this.o.intervalMs);
+    this.timer = setInterval(() => void this.tick(Date.now()), Math.min(this.o.intervalMs, this.urgentMs));
     this.timer.unref();
   }
 
@@ -98,9 +111,13 @@ export class LoadReporter {
     const oldestQueuedMs = load?.oldestQueuedMs(now) ?? 0;
     // The queue's age is part of the news (it crosses the scaler's threshold), at interval resolution.
     const key = `${inFlight}/${queued}/${Math.floor(oldestQueuedMs / this.o.intervalMs)}`;
-    const s = this.sent.get(deploymentId) ?? { key: '', at: -Infinity, sending: false, mutedUntil: 0 };
+    const s = this.sent.get(deploymentId) ?? { key: '', at: -Infinity, demand: 0, sending: false, mutedUntil: 0 };
     this.sent.set(deploymentId, s);
-    if (s.sending || now < s.mutedUntil || now - s.at < this.o.intervalMs) return null;
+    if (s.sending || now < s.mutedUntil) return null;
+    const demand = inFlight + queued;
+    const step = load?.targetConcurrency ?? 0;
+    const urgent = step > 0 && demand - s.demand >= step && now - s.at >= this.urgentMs;
+    if (!urgent && now - s.at < this.o.intervalMs) return null;
     if (key === s.key && now - s.at < this.o.heartbeatMs) return null;
     s.sending = true;
     const report: LoadReport = { gatewayId: this.o.gatewayId, inFlight, queued, oldestQueuedMs, at: now };
@@ -109,6 +126,7 @@ export class LoadReporter {
         s.sending = false;
         s.key = key;
         s.at = now;
+        s.demand = demand;
         this.o.onSent?.('ok');
       },
       (err: Error) => {

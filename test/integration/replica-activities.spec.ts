@@ -25,6 +25,9 @@ describe('replica activities', () => {
   });
   afterAll(async () => {
     for (const p of providers) await p.stopAll();
+    // The database is shared with the other tests: leave nothing that looks live.
+    await prisma.replica.updateMany({ where: { deployment: { workspaceId } }, data: { state: 'STOPPED' } });
+    await prisma.deployment.updateMany({ where: { workspaceId }, data: { status: 'DELETED' } });
     await prisma.$disconnect();
   });
 
