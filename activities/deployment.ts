@@ -8,7 +8,11 @@ import type { ActivityContext } from './context';
 export function deploymentActivities(ctx: ActivityContext) {
   const { prisma, deps, event, loadDeployment, endOperation } = ctx;
   return {
-    async checkPlan({ deploymentId }: { deploymentId: string }): Promise<{ initialReplicas: number; planMaxReplicas: number; policy: ScalingPolicy }> {
+    async checkPlan({
+      deploymentId,
+    }: {
+      deploymentId: string;
+    }): Promise<{ initialReplicas: number; planMaxReplicas: number; policy: ScalingPolicy }> {
       const d = await loadDeployment(deploymentId);
       const plan = d.workspace.plan as PlanName;
       const violation = planViolation(plan, d.mode, d.maxReplicas, d.workspace.maxReplicas);
@@ -24,7 +28,8 @@ export function deploymentActivities(ctx: ActivityContext) {
         planMaxReplicas: cap,
         policy: scalingPolicy({
           ...d,
-          targetConcurrency: d.targetConcurrency ?? targetConcurrency(d.pipeline.task, d.variant.maxConcurrency, d.variant.targetConcurrency),
+          targetConcurrency:
+            d.targetConcurrency ?? targetConcurrency(d.pipeline.task, d.variant.maxConcurrency, d.variant.targetConcurrency),
         }),
       };
     },

@@ -61,8 +61,11 @@ export function replicaActivities(ctx: ActivityContext) {
   }
 
   /** Moves a replica from one state to another only if it is still in the first; true when it was. */
-  const transition = async (id: string, from: 'STARTING' | 'READY' | 'DRAINING', data: Parameters<typeof prisma.replica.updateMany>[0]['data']) =>
-    (await prisma.replica.updateMany({ where: { id, state: from }, data })).count === 1;
+  const transition = async (
+    id: string,
+    from: 'STARTING' | 'READY' | 'DRAINING',
+    data: Parameters<typeof prisma.replica.updateMany>[0]['data'],
+  ) => (await prisma.replica.updateMany({ where: { id, state: from }, data })).count === 1;
 
   return {
     /**
@@ -74,12 +77,19 @@ export function replicaActivities(ctx: ActivityContext) {
      * starting or draining, so a scaler that restarts finds the ones it must watch. Idempotent: a
      * retry recounts.
      */
-    async reconcileReplicaCount(input: { deploymentId: string; desired: number; reason: string }): Promise<{ started: string[]; reused: string[]; starting: string[]; draining: string[] }> {
+    async reconcileReplicaCount(input: {
+      deploymentId: string;
+      desired: number;
+      reason: string;
+    }): Promise<{ started: string[]; reused: string[]; starting: string[]; draining: string[] }> {
       const { deploymentId, desired } = input;
       const d = await loadDeployment(deploymentId);
       const p = provider(d.target);
       const rows = await prisma.replica.findMany({ where: { deploymentId, state: { in: ['STARTING', 'READY', 'DRAINING'] } } });
-      const plan = planActuation(desired, rows.map((r) => ({ id: r.id, state: r.state as 'STARTING' | 'READY' | 'DRAINING', startedAt: r.startedAt.getTime() })));
+      const plan = planActuation(
+        desired,
+        rows.map((r) => ({ id: r.id, state: r.state as 'STARTING' | 'READY' | 'DRAINING', startedAt: r.startedAt.getTime() })),
+      );
       const live = rows.length - rows.filter((r) => r.state === 'DRAINING').length;
       const reused: string[] = [];
       for (const id of plan.reuse) {
@@ -92,10 +102,16 @@ export function replicaActivities(ctx: ActivityContext) {
       await Promise.all(started.map((id) => startReplica(d, p, id)));
       if (plan.drain.length) await prisma.replica.updateMany({ where: { id: { in: plan.drain } }, data: { state: 'DRAINING' } });
       if (reused.length || started.length || plan.drain.length) await notify(prisma, CHANNEL_ROUTES, deploymentId);
-      if (reused.length) await event(deploymentId, 'scale.reused', `scale-down cancelled: ${reused.length} draining replica(s) back to serving`, { replicaIds: reused });
+      if (reused.length)
+        await event(deploymentId, 'scale.reused', `scale-down cancelled: ${reused.length} draining replica(s) back to serving`, {
+          replicaIds: reused,
+        });
       if (started.length) await event(deploymentId, 'scale.up', `${live} -> ${desired}: ${input.reason}`, { replicaIds: started });
       if (plan.drain.length) await event(deploymentId, 'scale.down', `${live} -> ${desired}: ${input.reason}`, { replicaIds: plan.drain });
-      const now = await prisma.replica.findMany({ where: { deploymentId, state: { in: ['STARTING', 'DRAINING'] } }, orderBy: { startedAt: 'asc' } });
+      const now = await prisma.replica.findMany({
+        where: { deploymentId, state: { in: ['STARTING', 'DRAINING'] } },
+        orderBy: { startedAt: 'asc' },
+      });
       const ids = (state: string) => now.filter((r) => r.state === state).map((r) => r.id);
       return { started, reused, starting: ids('STARTING'), draining: ids('DRAINING') };
     },
@@ -156,7 +172,11 @@ export function replicaActivities(ctx: ActivityContext) {
           // Compare-and-set: a scale-up that reuses this replica at the same moment wins or loses cleanly.
           if (!(await transition(r.id, 'DRAINING', { state: 'STOPPED', stoppedAt: new Date() }))) continue;
           await p.stopReplica(r.id);
-          await event(input.deploymentId, 'replica.drained', `replica ${r.id} stopped after draining${n ? ` (${n} request(s) still running at the drain timeout)` : ''}`);
+          await event(
+            input.deploymentId,
+            'replica.drained',
+            `replica ${r.id} stopped after draining${n ? ` (${n} request(s) still running at the drain timeout)` : ''}`,
+          );
           return 'stopped';
         }
         heartbeat();
@@ -193,7 +213,10 @@ export function replicaActivities(ctx: ActivityContext) {
       const { deploymentId, desired } = input;
       const d = await loadDeployment(deploymentId);
       const p = provider(d.target);
-      const live = await prisma.replica.findMany({ where: { deploymentId, state: { in: ['STARTING', 'READY'] } }, orderBy: { startedAt: 'asc' } });
+      const live = await prisma.replica.findMany({
+        where: { deploymentId, state: { in: ['STARTING', 'READY'] } },
+        orderBy: { startedAt: 'asc' },
+      });
       if (desired > live.length) {
         // Ordinals continue after every replica this deployment ever had; a retry sees the rows it made.
         let ordinal = await prisma.replica.count({ where: { deploymentId } });

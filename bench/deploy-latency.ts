@@ -20,7 +20,9 @@ async function main() {
 
   // Baseline: the same simulator replica, spawned and polled by hand, weights already cached.
   const local = new LocalProvider({
-    stateDir: join(dataDir, 'baseline'), cacheDir: resolve(dataDir, 'weights'), command: '',
+    stateDir: join(dataDir, 'baseline'),
+    cacheDir: resolve(dataDir, 'weights'),
+    command: '',
     simulatorArgs: [`--cold-start-ms ${config.SIM_COLD_START_MS}`, `--warm-start-ms ${config.SIM_WARM_START_MS}`],
   });
   const baseline: number[] = [];
@@ -45,7 +47,16 @@ async function main() {
     await worker.providers.LOCAL!.stopReplica(replica.id);
 
     const b0 = performance.now();
-    const h = await local.ensureReplica({ replicaId: `base-${i}`, deploymentId: 'base', pipelineId: 'pl_base', variantId: 'var', model: 'sim/tiny-chat', task: 'CHAT', gpu: 'sim', maxConcurrency: 30 });
+    const h = await local.ensureReplica({
+      replicaId: `base-${i}`,
+      deploymentId: 'base',
+      pipelineId: 'pl_base',
+      variantId: 'var',
+      model: 'sim/tiny-chat',
+      task: 'CHAT',
+      gpu: 'sim',
+      maxConcurrency: 30,
+    });
     while ((await local.health(h)) !== 'ready') await new Promise((res) => setTimeout(res, 5));
     baseline.push(performance.now() - b0);
     await local.stopReplica(h.replicaId);

@@ -143,7 +143,12 @@ async function unstreamed(targets: Target[], rate: number, pairs: number) {
     for (const t of p % 2 ? [...targets].reverse() : targets) {
       await openLoop(rate, phaseSeconds, async (intended) => {
         try {
-          const res = await t.pool.request({ path: '/v1/chat/completions', method: 'POST', headers: t.headers, body: chatBody(t, { max_tokens: 1 }) });
+          const res = await t.pool.request({
+            path: '/v1/chat/completions',
+            method: 'POST',
+            headers: t.headers,
+            body: chatBody(t, { max_tokens: 1 }),
+          });
           await res.body.text();
           if (res.statusCode !== 200) errors++;
           else lat.get(t.name)!.push(performance.now() - intended);
@@ -163,7 +168,12 @@ async function closedLoop(t: Target, concurrency: number, seconds: number) {
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (performance.now() < end) {
-        const res = await t.pool.request({ path: '/v1/chat/completions', method: 'POST', headers: t.headers, body: chatBody(t, { max_tokens: 1 }) });
+        const res = await t.pool.request({
+          path: '/v1/chat/completions',
+          method: 'POST',
+          headers: t.headers,
+          body: chatBody(t, { max_tokens: 1 }),
+        });
         await res.body.text();
         if (res.statusCode === 200) done++;
       }
@@ -180,17 +190,23 @@ async function oneStream(t: Target, maxTokens: number, intended: number) {
   let events = 0;
   let failed: string | null = null;
   try {
-    const res = await t.pool.request({ path: '/v1/chat/completions', method: 'POST', headers: t.headers, body: chatBody(t, { max_tokens: maxTokens, stream: true }) });
+    const res = await t.pool.request({
+      path: '/v1/chat/completions',
+      method: 'POST',
+      headers: t.headers,
+      body: chatBody(t, { max_tokens: maxTokens, stream: true }),
+    });
     if (res.statusCode !== 200) failed = `${res.statusCode} ${(await res.body.text()).slice(0, 200)}`;
-    else for await (const chunk of res.body) {
-      const now = performance.now();
-      if (ttft < 0) ttft = now - intended;
-      else gaps.push(now - last);
-      last = now;
-      const s = (chunk as Buffer).toString();
-      for (let i = s.indexOf('data: '); i >= 0; i = s.indexOf('data: ', i + 6)) events++;
-      if (s.includes('"error"')) failed = s.slice(s.indexOf('"error"'), 200);
-    }
+    else
+      for await (const chunk of res.body) {
+        const now = performance.now();
+        if (ttft < 0) ttft = now - intended;
+        else gaps.push(now - last);
+        last = now;
+        const s = (chunk as Buffer).toString();
+        for (let i = s.indexOf('data: '); i >= 0; i = s.indexOf('data: ', i + 6)) events++;
+        if (s.includes('"error"')) failed = s.slice(s.indexOf('"error"'), 200);
+      }
   } catch (err) {
     failed = (err as Error).message;
   }
@@ -232,15 +248,19 @@ function startProbe() {
     opened,
     closed,
     openCount: () => open,
-    listen: () => new Promise<string>((r) => server.listen(0, '127.0.0.1', () => r(`http://127.0.0.1:${(server.address() as AddressInfo).port}`))),
+    listen: () =>
+      new Promise<string>((r) => server.listen(0, '127.0.0.1', () => r(`http://127.0.0.1:${(server.address() as AddressInfo).port}`))),
   };
 }
 
 async function main() {
   const stack = await benchStack('gateway', {
-    LOCAL_REPLICA_COMMAND: [process.execPath, resolve(root, 'dist/src/simulator/main.js'),
+    LOCAL_REPLICA_COMMAND: [
+      process.execPath,
+      resolve(root, 'dist/src/simulator/main.js'),
       '--host {host} --port {port} --model {model} --task {task} --max-concurrency {maxConcurrency} --cache-dir {cacheDir} --weights-key {weights}',
-      `--ttft-ms 2 --itl-ms ${ITL_MS} --slowdown-per-seq 0 --warm-start-ms 100 --cold-start-ms 100`].join(' '),
+      `--ttft-ms 2 --itl-ms ${ITL_MS} --slowdown-per-seq 0 --warm-start-ms 100 --cold-start-ms 100`,
+    ].join(' '),
   });
   const { prisma, gql } = stack;
   const procs: ChildProcess[] = [];
@@ -262,7 +282,11 @@ async function main() {
     progress(`deployed ${deploymentId}; replica ${replica.address}`);
 
     // The gateway under test, in its own process; a fresh one for each phase that measures its memory.
-    const env = Object.fromEntries(Object.entries(stack.config).filter(([, v]) => typeof v === 'string' || typeof v === 'number').map(([k, v]) => [k, String(v)]));
+    const env = Object.fromEntries(
+      Object.entries(stack.config)
+        .filter(([, v]) => typeof v === 'string' || typeof v === 'number')
+        .map(([k, v]) => [k, String(v)]),
+    );
     // BENCH_GATEWAY_NODE_ARGS: flags for the gateway's node, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile it.
     const nodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean);
     // BENCH_PROXY_NODE: another node binary for both proxies (gateway and pass-through), to compare Node versions.
@@ -273,15 +297,30 @@ async function main() {
       const port = await freePort();
       const snapshotArgs = ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${diagnosticDir}`];
       const proc = spawn(proxyNode, [...snapshotArgs, ...nodeArgs, resolve(root, 'dist/src/main.js')], {
-        env: { ...process.env, ...env, ...JSON.parse(process.env.BENCH_GATEWAY_ENV ?? '{}'), API_PORT: String(port), PUBLIC_BASE_URL: `http://127.0.0.1:${port}`, LOG_LEVEL: 'error', GRAPHQL_SCHEMA_FILE: '' },
+        env: {
+          ...process.env,
+          ...env,
+          ...JSON.parse(process.env.BENCH_GATEWAY_ENV ?? '{}'),
+          API_PORT: String(port),
+          PUBLIC_BASE_URL: `http://127.0.0.1:${port}`,
+          LOG_LEVEL: 'error',
+          GRAPHQL_SCHEMA_FILE: '',
+        },
         // BENCH_GATEWAY_STDOUT: a file for the gateway's stdout (where --trace-gc and friends write).
         stdio: ['ignore', process.env.BENCH_GATEWAY_STDOUT ? openSync(process.env.BENCH_GATEWAY_STDOUT, 'a') : 'ignore', 'inherit'],
       });
       procs.push(proc);
       await waitForPort('127.0.0.1', port, 30_000);
-      const target: Target = { name: 'gateway', pool: pool(`http://127.0.0.1:${port}`), headers: { ...json, authorization: `Bearer ${d.deployPipeline.apiKey}` }, model: 'default' };
+      const target: Target = {
+        name: 'gateway',
+        pool: pool(`http://127.0.0.1:${port}`),
+        headers: { ...json, authorization: `Bearer ${d.deployPipeline.apiKey}` },
+        model: 'default',
+      };
       return {
-        pid: proc.pid!, port, target,
+        pid: proc.pid!,
+        port,
+        target,
         metrics: async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text(),
         stop: async () => {
           await target.pool.close();
@@ -292,7 +331,9 @@ async function main() {
     };
     let gw = await startGateway();
     const ptPort = await freePort();
-    const pt = spawn(proxyNode, [resolve(__dirname, 'passthrough.js'), String(ptPort), replica.address!], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const pt = spawn(proxyNode, [resolve(__dirname, 'passthrough.js'), String(ptPort), replica.address!], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
     procs.push(pt);
     await waitForPort('127.0.0.1', ptPort, 30_000);
 
@@ -313,14 +354,22 @@ async function main() {
       const { lat, errors } = await unstreamed([direct, gateway, passthrough], rate, 6);
       const [dl, gl, pl] = [lat.get('direct')!, lat.get('gateway')!, lat.get('passthrough')!];
       // CPU per request of each proxy process (in a 10 ms tick, so over thousands of requests): steadier than latency here.
-      const [gwCpuUs, ptCpuUs] = [(cpuSeconds(gw.pid) - cpu0[0]) / gl.length * 1e6, (cpuSeconds(pt.pid!) - cpu0[1]) / pl.length * 1e6];
+      const [gwCpuUs, ptCpuUs] = [((cpuSeconds(gw.pid) - cpu0[0]) / gl.length) * 1e6, ((cpuSeconds(pt.pid!) - cpu0[1]) / pl.length) * 1e6];
       unstreamedOut[`${rate}rps`] = {
-        requests: dl.length + gl.length + pl.length, errors,
-        directP50Ms: r2(median(dl)), gatewayP50Ms: r2(median(gl)), addedP50Ms: r2(median(gl) - median(dl)),
-        directP99Ms: r2(percentile(dl, 99)), gatewayP99Ms: r2(percentile(gl, 99)), addedP99Ms: r2(percentile(gl, 99) - percentile(dl, 99)),
+        requests: dl.length + gl.length + pl.length,
+        errors,
+        directP50Ms: r2(median(dl)),
+        gatewayP50Ms: r2(median(gl)),
+        addedP50Ms: r2(median(gl) - median(dl)),
+        directP99Ms: r2(percentile(dl, 99)),
+        gatewayP99Ms: r2(percentile(gl, 99)),
+        addedP99Ms: r2(percentile(gl, 99) - percentile(dl, 99)),
         // The same extra hop with nothing in it: what one more process on this machine costs the tail by itself.
-        passthroughAddedP50Ms: r2(median(pl) - median(dl)), passthroughAddedP99Ms: r2(percentile(pl, 99) - percentile(dl, 99)),
-        gatewayCpuUsPerRequest: Math.round(gwCpuUs), passthroughCpuUsPerRequest: Math.round(ptCpuUs), cpuRatio: r2(gwCpuUs / ptCpuUs),
+        passthroughAddedP50Ms: r2(median(pl) - median(dl)),
+        passthroughAddedP99Ms: r2(percentile(pl, 99) - percentile(dl, 99)),
+        gatewayCpuUsPerRequest: Math.round(gwCpuUs),
+        passthroughCpuUsPerRequest: Math.round(ptCpuUs),
+        cpuRatio: r2(gwCpuUs / ptCpuUs),
       };
       const m = await gw.metrics();
       // The gateway's own account of what it added (its metric infercp_gateway_overhead_seconds): free of the load
@@ -332,7 +381,8 @@ async function main() {
       const gauge = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(m)?.[1] ?? NaN);
       // Since the gateway started: what its event loop and garbage collector cost the tail.
       (unstreamedOut[`${rate}rps`] as Record<string, unknown>).gatewayEventLoopLagMs = {
-        p99: r2(gauge('infercp_nodejs_eventloop_lag_p99_seconds') * 1000), max: r2(gauge('infercp_nodejs_eventloop_lag_max_seconds') * 1000),
+        p99: r2(gauge('infercp_nodejs_eventloop_lag_p99_seconds') * 1000),
+        max: r2(gauge('infercp_nodejs_eventloop_lag_max_seconds') * 1000),
       };
       progress(`  ${JSON.stringify(unstreamedOut[`${rate}rps`])}`);
     }
@@ -344,7 +394,12 @@ async function main() {
       const peak: Record<string, number[]> = { direct: [], passthrough: [], gateway: [] };
       for (let i = 0; i < 3; i++) for (const t of [passthrough, gateway, direct]) peak[t.name].push(await closedLoop(t, 128, phaseSeconds));
       const best = (xs: number[]) => Math.round(Math.max(...xs));
-      peakOut = { directRps: best(peak.direct), passthroughRps: best(peak.passthrough), gatewayRps: best(peak.gateway), gatewayToPassthrough: r2(best(peak.gateway) / best(peak.passthrough)) };
+      peakOut = {
+        directRps: best(peak.direct),
+        passthroughRps: best(peak.passthrough),
+        gatewayRps: best(peak.gateway),
+        gatewayToPassthrough: r2(best(peak.gateway) / best(peak.passthrough)),
+      };
       progress(`  ${JSON.stringify(peakOut)}`);
     }
     let streamedOut: Record<string, unknown> | undefined;
@@ -365,10 +420,13 @@ async function main() {
         }
       }
       streamedOut = {
-        streams: ttft.direct.length + ttft.gateway.length, errors: streamErrors,
-        directTtftP50Ms: r2(median(ttft.direct)), addedTtftP50Ms: r2(median(ttft.gateway) - median(ttft.direct)),
+        streams: ttft.direct.length + ttft.gateway.length,
+        errors: streamErrors,
+        directTtftP50Ms: r2(median(ttft.direct)),
+        addedTtftP50Ms: r2(median(ttft.gateway) - median(ttft.direct)),
         addedTtftP99Ms: r2(percentile(ttft.gateway, 99) - percentile(ttft.direct, 99)),
-        directGapP50Ms: r2(median(gaps.direct)), addedGapP50Ms: r2(median(gaps.gateway) - median(gaps.direct)),
+        directGapP50Ms: r2(median(gaps.direct)),
+        addedGapP50Ms: r2(median(gaps.gateway) - median(gaps.direct)),
         addedGapP99Ms: r2(percentile(gaps.gateway, 99) - percentile(gaps.direct, 99)),
       };
       progress(`  ${JSON.stringify(streamedOut)}`);
@@ -384,10 +442,12 @@ async function main() {
         const t0 = performance.now();
         let peakRss = rssBefore;
         const sampler = setInterval(() => (peakRss = pid ? Math.max(peakRss, rssKb(pid)) : 0), 500);
-        const results = await Promise.all(Array.from({ length: streamCount }, async (_, i) => {
-          await sleep((i * 4000) / streamCount);
-          return oneStream(t, tokens, performance.now());
-        }));
+        const results = await Promise.all(
+          Array.from({ length: streamCount }, async (_, i) => {
+            await sleep((i * 4000) / streamCount);
+            return oneStream(t, tokens, performance.now());
+          }),
+        );
         clearInterval(sampler);
         const wall = (performance.now() - t0) / 1000;
         const expected = tokens + 3; // role chunk, one per token, the finish chunk, [DONE]
@@ -397,7 +457,12 @@ async function main() {
           errorKinds: [...new Set(results.map((r) => r.failed).filter(Boolean))].slice(0, 5),
           droppedChunks: results.reduce((s, r) => s + Math.max(0, expected - r.events), 0),
           gapP50Ms: r1(median(results.flatMap((r) => r.gaps))),
-          gapP99Ms: r1(percentile(results.flatMap((r) => r.gaps), 99)),
+          gapP99Ms: r1(
+            percentile(
+              results.flatMap((r) => r.gaps),
+              99,
+            ),
+          ),
         };
         if (pid) {
           const cpu = cpuSeconds(pid) - cpu0;
@@ -415,7 +480,12 @@ async function main() {
       gw = await startGateway();
       gateway = gw.target;
       await unstreamed([gateway], 200, 1); // the same warm start as every gateway gets
-      concurrentOut = { streams: streamCount, tokensPerStream: tokens, direct: await manyStreams(direct, null), gateway: await manyStreams(gateway, gw.pid) };
+      concurrentOut = {
+        streams: streamCount,
+        tokensPerStream: tokens,
+        direct: await manyStreams(direct, null),
+        gateway: await manyStreams(gateway, gw.pid),
+      };
     }
     let abortsOut: Record<string, unknown> | undefined;
     if (phases.has('aborts')) {
@@ -433,8 +503,20 @@ async function main() {
         const id = `a${++seq}`;
         const ac = new AbortController();
         const opened = new Promise<number>((r) => probe.opened.set(id, r));
-        const body = JSON.stringify({ model: 'default', stream: true, user: id, metadata: { firstTokenAfterMs: afterFirst ? 0 : 60_000 }, messages: [{ role: 'user', content: 'x' }] });
-        const req = gateway.pool.request({ path: '/v1/chat/completions', method: 'POST', headers: gateway.headers, body, signal: ac.signal });
+        const body = JSON.stringify({
+          model: 'default',
+          stream: true,
+          user: id,
+          metadata: { firstTokenAfterMs: afterFirst ? 0 : 60_000 },
+          messages: [{ role: 'user', content: 'x' }],
+        });
+        const req = gateway.pool.request({
+          path: '/v1/chat/completions',
+          method: 'POST',
+          headers: gateway.headers,
+          body,
+          signal: ac.signal,
+        });
         let abortAt: number;
         if (afterFirst) {
           const res = await req;
@@ -464,13 +546,15 @@ async function main() {
       }
       const cycles = async (n: number) => {
         let next = 0;
-        await Promise.all(Array.from({ length: 100 }, async () => {
-          while (next < n) {
-            const i = next++;
-            await abortOnce(i % 2 === 0);
-            if (i % 1000 === 999) progress(`  ${i + 1}/${n}`);
-          }
-        }));
+        await Promise.all(
+          Array.from({ length: 100 }, async () => {
+            while (next < n) {
+              const i = next++;
+              await abortOnce(i % 2 === 0);
+              if (i % 1000 === 999) progress(`  ${i + 1}/${n}`);
+            }
+          }),
+        );
         await sleep(1000);
       };
       progress(`${abortCycles} abort cycles, 100 at a time, after 1,000 to warm up`);
@@ -486,8 +570,10 @@ async function main() {
       const metrics = await gw.metrics();
       const inFlight = Number(new RegExp(`infercp_gateway_in_flight\\{deployment="${deploymentId}"\\} (\\d+)`).exec(metrics)?.[1] ?? NaN);
       abortsOut = {
-        beforeFirstTokenP50Ms: r2(median(before)), beforeFirstTokenP99Ms: r2(percentile(before, 99)),
-        afterFirstTokenP50Ms: r2(median(after)), afterFirstTokenP99Ms: r2(percentile(after, 99)),
+        beforeFirstTokenP50Ms: r2(median(before)),
+        beforeFirstTokenP99Ms: r2(percentile(before, 99)),
+        afterFirstTokenP50Ms: r2(median(after)),
+        afterFirstTokenP99Ms: r2(percentile(after, 99)),
         cycles: abortCycles,
         gatewayFds: { before: fd0, after: fd1 },
         gatewayRssMb: { before: r1(rss0 / 1024), after: r1(rss1 / 1024) },
@@ -499,7 +585,9 @@ async function main() {
       progress(`  ${JSON.stringify(abortsOut)}`);
       probe.server.close();
     }
-    process.stdout.write(`${JSON.stringify({ phaseSeconds, unstreamed: unstreamedOut, peak: peakOut, streamed: streamedOut, concurrentStreams: concurrentOut, aborts: abortsOut }, null, 2)}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ phaseSeconds, unstreamed: unstreamedOut, peak: peakOut, streamed: streamedOut, concurrentStreams: concurrentOut, aborts: abortsOut }, null, 2)}\n`,
+    );
     await Promise.all([direct, passthrough].map((t) => t.pool.close()));
     await gw.stop();
   } finally {

@@ -10,7 +10,11 @@ export const progress = (m: string) => process.stderr.write(`${m}\n`);
 
 export const median = (xs: number[]) => percentile(xs, 50);
 
-export const percentile = (xs: number[], p: number) => percentileOfSorted([...xs].sort((a, b) => a - b), p);
+export const percentile = (xs: number[], p: number) =>
+  percentileOfSorted(
+    [...xs].sort((a, b) => a - b),
+    p,
+  );
 
 /** Linux: CPU seconds a process has used (user + system), from /proc. */
 export function cpuSeconds(pid: number): number {

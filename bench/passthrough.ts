@@ -18,7 +18,13 @@ createServer((req, res) => {
     const ac = new AbortController();
     res.on('close', () => ac.abort());
     pool
-      .request({ path: req.url ?? '/', method: 'POST', headers: { 'content-type': 'application/json' }, body: Buffer.concat(chunks), signal: ac.signal })
+      .request({
+        path: req.url ?? '/',
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: Buffer.concat(chunks),
+        signal: ac.signal,
+      })
       .then((up) => {
         res.writeHead(up.statusCode, { 'content-type': String(up.headers['content-type'] ?? 'application/json') });
         up.body.pipe(res);

@@ -34,7 +34,13 @@ async function main() {
   const t0 = Date.now();
   for (let i = 0; i < reports; i++) {
     const inBurst = i % 300 < 30;
-    await scaler.signal(loadReportSignal, { gatewayId: 'bench', inFlight: inBurst ? 80 : 20, queued: 0, oldestQueuedMs: 0, at: Date.now() });
+    await scaler.signal(loadReportSignal, {
+      gatewayId: 'bench',
+      inFlight: inBurst ? 80 : 20,
+      queued: 0,
+      oldestQueuedMs: 0,
+      at: Date.now(),
+    });
     const due = t0 + ((i + 1) * 1000) / perSecond;
     if (due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
     if ((i + 1) % 600 === 0) progress(`${i + 1}/${reports} reports sent`);
@@ -43,7 +49,14 @@ async function main() {
   const status = await scaler.query(scalerStatusQuery);
 
   // Follow the chain of runs from the first one.
-  const runs: Array<{ events: number; suggestedAtEvent: number | null; eventsAfterSuggestion: number | null; signals: number; timers: number; activities: number }> = [];
+  const runs: Array<{
+    events: number;
+    suggestedAtEvent: number | null;
+    eventsAfterSuggestion: number | null;
+    signals: number;
+    timers: number;
+    activities: number;
+  }> = [];
   let runId: string | undefined = firstRunId;
   while (runId) {
     const history: proto.api.history.v1.IHistory = await s.temporal.workflow.getHandle(scalerWorkflowId(id), runId).fetchHistory();
@@ -82,7 +95,8 @@ async function main() {
   };
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   await scaler.terminate('bench done');
-  for (const r of await s.prisma.replica.findMany({ where: { deploymentId: id, state: { not: 'STOPPED' } } })) await s.worker.providers.LOCAL!.stopReplica(r.id);
+  for (const r of await s.prisma.replica.findMany({ where: { deploymentId: id, state: { not: 'STOPPED' } } }))
+    await s.worker.providers.LOCAL!.stopReplica(r.id);
   await s.close();
 }
 

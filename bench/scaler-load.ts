@@ -20,16 +20,25 @@ const seconds = Number(process.argv[3] ?? 60);
 async function main() {
   const s = await benchStack('load', {}, { app: false });
   const policy: ScalingPolicy = {
-    mode: 'FLEX', minReplicas: 0, maxReplicas: 8, targetConcurrency: 30, scaleDownWindowSeconds: 30, idleTimeoutSeconds: 300, queueThresholdMs: 2000, reportTtlMs: 5000,
+    mode: 'FLEX',
+    minReplicas: 0,
+    maxReplicas: 8,
+    targetConcurrency: 30,
+    scaleDownWindowSeconds: 30,
+    idleTimeoutSeconds: 300,
+    queueThresholdMs: 2000,
+    reportTtlMs: 5000,
   };
   const handles: WorkflowHandle[] = [];
   for (let i = 0; i < deployments; i++) {
-    handles.push(await s.temporal.workflow.start('scalerWorkflow', {
-      taskQueue: s.config.TEMPORAL_TASK_QUEUE,
-      workflowId: `scaler:bench-${i}`,
-      // Loads of 31-60 in flight keep two replicas: the scalers decide, and never need a provider.
-      args: [{ deploymentId: `bench-${i}`, policy, initialReplicas: 2, planMaxReplicas: 8, drainTimeoutMs: 1000 }],
-    }));
+    handles.push(
+      await s.temporal.workflow.start('scalerWorkflow', {
+        taskQueue: s.config.TEMPORAL_TASK_QUEUE,
+        workflowId: `scaler:bench-${i}`,
+        // Loads of 31-60 in flight keep two replicas: the scalers decide, and never need a provider.
+        args: [{ deploymentId: `bench-${i}`, policy, initialReplicas: 2, planMaxReplicas: 8, drainTimeoutMs: 1000 }],
+      }),
+    );
   }
   progress(`${deployments} scalers started`);
 
@@ -56,23 +65,40 @@ async function main() {
   const signalMs: number[] = [];
   const updateMs: number[] = [];
   const loaded = await measure('reports at 1 s', async (sec) => {
-    await Promise.all(handles.map(async (h, i) => {
-      const t = performance.now();
-      await h.signal(loadReportSignal, { gatewayId: 'bench', inFlight: 31 + ((sec + i) % 30), queued: 0, oldestQueuedMs: 0, at: Date.now() });
-      signalMs.push(performance.now() - t);
-    }));
+    await Promise.all(
+      handles.map(async (h, i) => {
+        const t = performance.now();
+        await h.signal(loadReportSignal, {
+          gatewayId: 'bench',
+          inFlight: 31 + ((sec + i) % 30),
+          queued: 0,
+          oldestQueuedMs: 0,
+          at: Date.now(),
+        });
+        signalMs.push(performance.now() - t);
+      }),
+    );
     const t = performance.now();
     await handles[sec % deployments].executeUpdate(setPolicyUpdate, { args: [{ maxReplicas: 8 }] });
     updateMs.push(performance.now() - t);
   });
   const r = (xs: number[]) => ({ p50: +percentile(xs, 50).toFixed(1), p99: +percentile(xs, 99).toFixed(1) });
-  process.stdout.write(`${JSON.stringify({
-    deployments, seconds, reportsPerSecond: deployments,
-    idle, loaded,
-    signalCallMs: r(signalMs),
-    updateRoundTripThroughWorkflowMs: r(updateMs),
-    note: 'worker CPU includes this process sending the reports',
-  }, null, 2)}\n`);
+  process.stdout.write(
+    `${JSON.stringify(
+      {
+        deployments,
+        seconds,
+        reportsPerSecond: deployments,
+        idle,
+        loaded,
+        signalCallMs: r(signalMs),
+        updateRoundTripThroughWorkflowMs: r(updateMs),
+        note: 'worker CPU includes this process sending the reports',
+      },
+      null,
+      2,
+    )}\n`,
+  );
   await Promise.all(handles.map((h) => h.terminate('bench done')));
   await s.close();
 }

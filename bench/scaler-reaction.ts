@@ -44,8 +44,12 @@ async function deployment(s: Stack, pipelineId: string, min: number, extra: Reco
 }
 
 async function stopAll(s: Stack, id: string) {
-  await s.temporal.workflow.getHandle(scalerWorkflowId(id)).terminate('bench trial done').catch(() => {});
-  for (const r of await s.prisma.replica.findMany({ where: { deploymentId: id, state: { not: 'STOPPED' } } })) await s.worker.providers.LOCAL!.stopReplica(r.id);
+  await s.temporal.workflow
+    .getHandle(scalerWorkflowId(id))
+    .terminate('bench trial done')
+    .catch(() => {});
+  for (const r of await s.prisma.replica.findMany({ where: { deploymentId: id, state: { not: 'STOPPED' } } }))
+    await s.worker.providers.LOCAL!.stopReplica(r.id);
   await s.prisma.replica.updateMany({ where: { deploymentId: id }, data: { state: 'STOPPED' } });
 }
 
@@ -70,7 +74,12 @@ async function burstTrial(s: Stack, pipelineId: string, need: number, startMs: n
   await Promise.all(streams);
   const started = await s.prisma.replica.findMany({ where: { deploymentId: id, startedAt: { gte: new Date(t0) } } });
   await stopAll(s, id);
-  return { decideMs: decidedAt - t0, allReadyMs: allReadyAt - t0, replicaStartMs: median(started.map((r) => r.coldStartMs ?? 0)), started: started.length };
+  return {
+    decideMs: decidedAt - t0,
+    allReadyMs: allReadyAt - t0,
+    replicaStartMs: median(started.map((r) => r.coldStartMs ?? 0)),
+    started: started.length,
+  };
 }
 
 /** Load returns while two replicas drain long streams: how soon both serve again, and how many replicas were started. */
@@ -108,11 +117,16 @@ async function main() {
   const out: Record<string, unknown> = {};
   for (const startMs of starts) {
     const s = await benchStack(`reaction-${startMs}`, {
-      SIM_COLD_START_MS: String(startMs), SIM_WARM_START_MS: String(startMs), SIM_ITL_MS: String(ITL_MS), SIM_TTFT_MS: '5',
-      GATEWAY_QUEUE_TIMEOUT_MS: '60000', SCALER_DRAIN_TIMEOUT_SECONDS: '60',
+      SIM_COLD_START_MS: String(startMs),
+      SIM_WARM_START_MS: String(startMs),
+      SIM_ITL_MS: String(ITL_MS),
+      SIM_TTFT_MS: '5',
+      GATEWAY_QUEUE_TIMEOUT_MS: '60000',
+      SCALER_DRAIN_TIMEOUT_SECONDS: '60',
     });
     try {
-      const pipelineId = (await s.gql(CREATE_PIPELINE, { input: { name: 'bench', task: 'CHAT', model: 'sim/tiny-chat' } })).createPipeline.id;
+      const pipelineId = (await s.gql(CREATE_PIPELINE, { input: { name: 'bench', task: 'CHAT', model: 'sim/tiny-chat' } })).createPipeline
+        .id;
       const rows: Record<string, unknown> = {};
       for (const need of needs) {
         const trialsOut = [];

@@ -55,6 +55,7 @@ case "$cmd" in
     npx tsc -p tsconfig.json --noEmit
     step "linting"
     npx eslint --max-warnings 0 .
+    npx prettier --check . >/dev/null || { npx prettier --check . 2>&1 | tail -20; echo "format with: npm run format" >&2; exit 1; }
     step "running tests"
     # Mercurius loads an ES module with a dynamic import; jest needs vm modules for that.
     NODE_OPTIONS="${NODE_OPTIONS:-} --experimental-vm-modules --no-warnings=ExperimentalWarning" exec npx jest --runInBand "$@"

@@ -70,7 +70,8 @@ function rootModule(config: Config, logger: Logger) {
 /** Builds the api process: GraphQL at /graphql, the gateway at /v1/*, /metrics, /healthz. */
 export async function createApp(config: Config, logger: Logger): Promise<AppHandle> {
   // Fastify binds a callback per request body (GraphQL); Node's bind made every request's objects outlive young GCs.
-  if (installLeanAsyncResourceBind()) logger.debug('AsyncResource.prototype.bind replaced by a lean version (src/common/async-resource-bind.ts)');
+  if (installLeanAsyncResourceBind())
+    logger.debug('AsyncResource.prototype.bind replaced by a lean version (src/common/async-resource-bind.ts)');
   // /v1/* is answered by the gateway before Fastify sees it (Gateway.handle); everything else goes on to
   // Fastify and Nest. The server gets Fastify's own defaults, which it only sets on servers it makes itself.
   let handler: GatewayHandle['handle'] | null = null;

@@ -22,7 +22,9 @@ export default async function globalSetup() {
   process.env.LOG_LEVEL = process.env.LOG_LEVEL ?? 'warn';
 
   if (!process.env.TEMPORAL_ADDRESS) {
-    const cliPath = process.env.TEMPORAL_CLI_PATH ?? execFileSync('bash', [resolve(__dirname, '../scripts/temporal-cli.sh')], { encoding: 'utf8' }).trim();
+    const cliPath =
+      process.env.TEMPORAL_CLI_PATH ??
+      execFileSync('bash', [resolve(__dirname, '../scripts/temporal-cli.sh')], { encoding: 'utf8' }).trim();
     const server = await startDevServer({ cliPath, port: await freePort(), logFile: join(process.env.DATA_DIR, 'temporal.log') });
     process.env.TEMPORAL_ADDRESS = server.address;
     (globalThis as Record<string, unknown>).__temporal = server;

@@ -1,4 +1,12 @@
-import { ApplicationFailure, ParentClosePolicy, patched, proxyActivities, setHandler, startChild, WorkflowIdReusePolicy } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  ParentClosePolicy,
+  patched,
+  proxyActivities,
+  setHandler,
+  startChild,
+  WorkflowIdReusePolicy,
+} from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { PERMANENT_FAILURES } from '../src/domain/errors';
 import { DeployInput, DeployProgress, deployProgressQuery, scalerWorkflowId } from './messages';
@@ -58,13 +66,15 @@ export async function deployWorkflow(input: DeployInput): Promise<{ url: string 
         workflowId: scalerWorkflowId(deploymentId),
         parentClosePolicy: ParentClosePolicy.ABANDON,
         workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
-        args: [{
-          deploymentId,
-          policy: plan.policy,
-          initialReplicas: plan.initialReplicas,
-          planMaxReplicas: plan.planMaxReplicas,
-          drainTimeoutMs: input.drainTimeoutMs ?? REPLAY_DRAIN_TIMEOUT_MS,
-        }],
+        args: [
+          {
+            deploymentId,
+            policy: plan.policy,
+            initialReplicas: plan.initialReplicas,
+            planMaxReplicas: plan.planMaxReplicas,
+            drainTimeoutMs: input.drainTimeoutMs ?? REPLAY_DRAIN_TIMEOUT_MS,
+          },
+        ],
       });
     }
     return { url };
@@ -78,4 +88,3 @@ export async function deployWorkflow(input: DeployInput): Promise<{ url: string 
     throw ApplicationFailure.nonRetryable(`deploy failed: ${reason}`, 'DeployFailed');
   }
 }
-

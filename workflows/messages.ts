@@ -12,14 +12,7 @@ export interface DeployInput {
 }
 
 export type DeployStep =
-  | 'checking-plan'
-  | 'provisioning'
-  | 'waiting-healthy'
-  | 'issuing-key'
-  | 'publishing-routes'
-  | 'active'
-  | 'compensating'
-  | 'failed';
+  'checking-plan' | 'provisioning' | 'waiting-healthy' | 'issuing-key' | 'publishing-routes' | 'active' | 'compensating' | 'failed';
 
 export interface DeployProgress {
   step: DeployStep;
@@ -84,7 +77,9 @@ export interface ScalerStatus {
   draining?: number;
 }
 
-export type PolicyPatch = Partial<Pick<ScalingPolicy, 'minReplicas' | 'maxReplicas' | 'targetConcurrency' | 'scaleDownWindowSeconds' | 'idleTimeoutSeconds'>>;
+export type PolicyPatch = Partial<
+  Pick<ScalingPolicy, 'minReplicas' | 'maxReplicas' | 'targetConcurrency' | 'scaleDownWindowSeconds' | 'idleTimeoutSeconds'>
+>;
 
 export const loadReportSignal = defineSignal<[LoadReport]>('loadReport');
 export const pauseScalerSignal = defineSignal('pauseScaler');

@@ -1,14 +1,39 @@
 import {
-  allHandlersFinished, CancellationScope, condition, continueAsNew, isCancellation, patched, proxyActivities, setHandler, sleep, workflowInfo,
+  allHandlersFinished,
+  CancellationScope,
+  condition,
+  continueAsNew,
+  isCancellation,
+  patched,
+  proxyActivities,
+  setHandler,
+  sleep,
+  workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { PERMANENT_FAILURES } from '../src/domain/errors';
 import {
-  decide, Decision, initialScalerState, LoadReport, nextDecisionAt, policyProblems, problemAsAssignment, ScalerState, ScalingPolicy,
+  decide,
+  Decision,
+  initialScalerState,
+  LoadReport,
+  nextDecisionAt,
+  policyProblems,
+  problemAsAssignment,
+  ScalerState,
+  ScalingPolicy,
   startBackoffMs,
 } from '../src/domain/scaling';
 import {
-  ActuationSnapshot, loadReportSignal, pauseScalerSignal, PolicyPatch, resumeScalerSignal, ScalerInput, ScalerStatus, scalerStatusQuery, ScalingDecisionRecord,
+  ActuationSnapshot,
+  loadReportSignal,
+  pauseScalerSignal,
+  PolicyPatch,
+  resumeScalerSignal,
+  ScalerInput,
+  ScalerStatus,
+  scalerStatusQuery,
+  ScalingDecisionRecord,
   setPolicyUpdate,
 } from './messages';
 import { failureMessage } from './saga';
@@ -32,7 +57,10 @@ export class ScalerRun {
   /** Coalesced: only the newest report of each gateway waits for the loop. */
   private pending: Record<string, LoadReport> = {};
 
-  constructor(private readonly input: ScalerInput, now: number) {
+  constructor(
+    private readonly input: ScalerInput,
+    now: number,
+  ) {
     this.policy = input.policy;
     this.state = input.state ?? initialScalerState(input.initialReplicas, now);
     this.decisions = input.decisions ?? [];
@@ -87,7 +115,12 @@ export class ScalerRun {
 
   status(actuation?: { starting: number; draining: number }): ScalerStatus {
     return {
-      desired: this.desired, current: this.state.current, paused: this.paused, noData: this.noData, policy: this.policy, decisions: [...this.decisions],
+      desired: this.desired,
+      current: this.state.current,
+      paused: this.paused,
+      noData: this.noData,
+      policy: this.policy,
+      decisions: [...this.decisions],
       ...actuation,
     };
   }
@@ -95,7 +128,15 @@ export class ScalerRun {
   /** The next run's input: reports that arrived while handlers finished are carried in the state. */
   snapshot(actuation?: ActuationSnapshot): ScalerInput {
     const state = { ...this.state, reports: { ...this.state.reports, ...this.pending } };
-    return { ...this.input, policy: this.policy, state, decisions: this.decisions, paused: this.paused, actuation, forceContinueAsNewAfterTurns: undefined };
+    return {
+      ...this.input,
+      policy: this.policy,
+      state,
+      decisions: this.decisions,
+      paused: this.paused,
+      actuation,
+      forceContinueAsNewAfterTurns: undefined,
+    };
   }
 }
 
@@ -113,17 +154,19 @@ class DeadlineTimer {
     if (at === null) return;
     const scope = new CancellationScope();
     this.scope = scope;
-    scope.run(() => sleep(Math.max(1, at - Date.now()))).then(
-      () => {
-        if (this.scope !== scope) return;
-        this.fired = true;
-        this.scope = null;
-        this.at = null;
-      },
-      (err) => {
-        if (!isCancellation(err)) throw err;
-      },
-    );
+    scope
+      .run(() => sleep(Math.max(1, at - Date.now())))
+      .then(
+        () => {
+          if (this.scope !== scope) return;
+          this.fired = true;
+          this.scope = null;
+          this.at = null;
+        },
+        (err) => {
+          if (!isCancellation(err)) throw err;
+        },
+      );
   }
 }
 
@@ -201,7 +244,8 @@ class Actuator {
       const target = this.target;
       try {
         const r = await this.short.reconcileReplicaCount({ deploymentId: this.input.deploymentId, desired: target, reason: this.reason });
-        if (r.reused.length) this.note(`scale-down cancelled: ${r.reused.length} draining replica(s) back to serving, ${r.started.length} new`);
+        if (r.reused.length)
+          this.note(`scale-down cancelled: ${r.reused.length} draining replica(s) back to serving, ${r.started.length} new`);
         for (const id of r.starting) this.watchStart(id);
         for (const id of r.draining) this.watchDrain(id);
       } catch (err) {
@@ -250,9 +294,9 @@ class Actuator {
  * scaler:<deploymentId> — one per deployment, for its whole life. Gateways
  * signal load reports; the loop runs decide() on each report, and once more
  * when a scale-down window or idle timeout ends (one durable timer, kept
- * while its deadline stands: an idle deployment writes no history), and
- * applies a changed count through one activity. Lifecycle operations pause
- * and resume it.
+ * while its deadline stands: an idle deployment writes no history), and hands
+ * a changed count to the Actuator, which applies it without blocking the loop.
+ * Lifecycle operations pause and resume it.
  */
 export async function scalerWorkflow(input: ScalerInput): Promise<void> {
   const run = new ScalerRun(input, Date.now());
@@ -264,11 +308,13 @@ export async function scalerWorkflow(input: ScalerInput): Promise<void> {
   const asyncActuation = patched('scaler-async-actuation');
   const timer = new DeadlineTimer();
 
+  // Every scaler activity's retries are bounded; a permanent failure is not retried at all.
+  const bounded = { maximumInterval: '10s', maximumAttempts: 5, nonRetryableErrorTypes: [...PERMANENT_FAILURES] };
+  // Pre-patch scalers only: one blocking activity that waits for healthy replicas or drains (both heartbeat).
   const act = proxyActivities<Activities>({
-    // Scale-ups wait for healthy replicas and scale-downs for drains: both heartbeat.
     startToCloseTimeout: `${Math.ceil(input.drainTimeoutMs / 1000) + 600} seconds`,
     heartbeatTimeout: '30 seconds',
-    retry: { maximumInterval: '10s', maximumAttempts: 5, nonRetryableErrorTypes: [...PERMANENT_FAILURES] },
+    retry: bounded,
   });
 
   // Stamped on receipt: a gateway's clock skew cannot expire its reports early or keep them alive.
@@ -281,7 +327,6 @@ export async function scalerWorkflow(input: ScalerInput): Promise<void> {
       if (problems.length) throw new Error(problems.join('; '));
     },
   });
-  const bounded = { maximumInterval: '10s', maximumAttempts: 5, nonRetryableErrorTypes: [...PERMANENT_FAILURES] };
   const actuator = asyncActuation
     ? new Actuator(
         run,
@@ -317,19 +362,32 @@ export async function scalerWorkflow(input: ScalerInput): Promise<void> {
       if (d.desired !== from) {
         const decidedAt = Date.now();
         try {
-          await act.applyReplicaCount({ deploymentId: input.deploymentId, desired: d.desired, reason: d.reason, drainTimeoutMs: input.drainTimeoutMs });
+          await act.applyReplicaCount({
+            deploymentId: input.deploymentId,
+            desired: d.desired,
+            reason: d.reason,
+            drainTimeoutMs: input.drainTimeoutMs,
+          });
           run.record({ at: decidedAt, from, to: d.desired, reason: d.reason });
         } catch (err) {
           if (isCancellation(err)) throw err;
           // The count stays where it was, so the next decision tries again; the scaler itself never fails.
-          run.record({ at: decidedAt, from, to: from, reason: `could not apply ${from} -> ${d.desired} (${d.reason}): ${failureMessage(err)}` });
+          run.record({
+            at: decidedAt,
+            from,
+            to: from,
+            reason: `could not apply ${from} -> ${d.desired} (${d.reason}): ${failureMessage(err)}`,
+          });
           next = { ...next, current: from };
         }
       }
       run.state = next;
     }
     if (deadlineTimer) timer.arm(run.paused ? null : nextDecisionAt(run.policy, run.state, Date.now()));
-    if (workflowInfo().continueAsNewSuggested || (input.forceContinueAsNewAfterTurns !== undefined && turn >= input.forceContinueAsNewAfterTurns)) {
+    if (
+      workflowInfo().continueAsNewSuggested ||
+      (input.forceContinueAsNewAfterTurns !== undefined && turn >= input.forceContinueAsNewAfterTurns)
+    ) {
       await condition(allHandlersFinished);
       await continueAsNew<typeof scalerWorkflow>(run.snapshot(actuator?.snapshot()));
     }

@@ -17,7 +17,14 @@ export async function bootstrap(config: Config, log: (msg: string) => void, toke
   if (await ensureDatabase(config.DATABASE_URL)) log('created the database');
   const m = await migrate(config.DATABASE_URL, MIGRATIONS, log);
   log(`migrations: ${m.applied.length} applied, ${m.alreadyApplied.length} already applied`);
-  const saved = config.BOOTSTRAP_TOKEN ?? (tokenFile ? await readFile(tokenFile, 'utf8').then((s) => s.trim(), () => undefined) : undefined);
+  const saved =
+    config.BOOTSTRAP_TOKEN ??
+    (tokenFile
+      ? await readFile(tokenFile, 'utf8').then(
+          (s) => s.trim(),
+          () => undefined,
+        )
+      : undefined);
   const prisma = createPrisma(config.DATABASE_URL, 2);
   try {
     const { token } = await ensureDefaultWorkspace(prisma, saved);
@@ -33,7 +40,9 @@ if (require.main === module) {
   const config = loadConfig();
   bootstrap(config, (m) => process.stderr.write(`${m}\n`))
     .then(({ token }) => {
-      process.stderr.write(config.BOOTSTRAP_TOKEN ? 'default workspace ready (token from BOOTSTRAP_TOKEN)\n' : `default workspace token: ${token}\n`);
+      process.stderr.write(
+        config.BOOTSTRAP_TOKEN ? 'default workspace ready (token from BOOTSTRAP_TOKEN)\n' : `default workspace token: ${token}\n`,
+      );
     })
     .catch((err) => {
       process.stderr.write(`bootstrap failed: ${err instanceof Error ? err.message : String(err)}\n`);

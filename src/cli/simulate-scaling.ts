@@ -4,7 +4,15 @@ import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { DEFAULT_QUEUE_THRESHOLD_MS, hardFloor, policyProblems, problemAsField, ScalingPolicy, scalingPolicy } from '../domain/scaling';
 import {
-  chartSvg, generateTrace, REFERENCE_CONFIGS, REFERENCE_PATTERN, REFERENCE_REPLICA, simulate, SUMMARY_HEADER, summaryRow, TraceRequest,
+  chartSvg,
+  generateTrace,
+  REFERENCE_CONFIGS,
+  REFERENCE_PATTERN,
+  REFERENCE_REPLICA,
+  simulate,
+  SUMMARY_HEADER,
+  summaryRow,
+  TraceRequest,
 } from '../scaling/whatif';
 
 /**
@@ -31,9 +39,15 @@ const policyFile = z.object({
   gpuHourlyUsd: z.number().min(0).default(REFERENCE_REPLICA.gpuHourlyUsd),
 });
 const patternFile = z.object({
-  avgRps: z.number().min(0), burstRps: z.number().min(0).default(0), burstEverySeconds: z.number().min(0).default(0),
-  burstSeconds: z.number().min(0).default(0), durationSeconds: z.number().positive(), meanDurationMs: z.number().positive(),
-  seed: z.number().int().default(1), quietFromSeconds: z.number().optional(), quietToSeconds: z.number().optional(),
+  avgRps: z.number().min(0),
+  burstRps: z.number().min(0).default(0),
+  burstEverySeconds: z.number().min(0).default(0),
+  burstSeconds: z.number().min(0).default(0),
+  durationSeconds: z.number().positive(),
+  meanDurationMs: z.number().positive(),
+  seed: z.number().int().default(1),
+  quietFromSeconds: z.number().optional(),
+  quietToSeconds: z.number().optional(),
 });
 const traceFile = z.array(z.object({ at: z.number().min(0), durationMs: z.number().positive() }));
 
@@ -46,7 +60,9 @@ function readJson(path: string): unknown {
 }
 
 function main() {
-  const { values } = parseArgs({ options: { trace: { type: 'string' }, policy: { type: 'string' }, svg: { type: 'string' }, reference: { type: 'boolean' } } });
+  const { values } = parseArgs({
+    options: { trace: { type: 'string' }, policy: { type: 'string' }, svg: { type: 'string' }, reference: { type: 'boolean' } },
+  });
   const runs: Array<{ name: string; trace: TraceRequest[]; policy: ScalingPolicy; opts: z.infer<typeof policyFile> }> = [];
   if (values.reference) {
     const trace = generateTrace(REFERENCE_PATTERN);
@@ -56,7 +72,9 @@ function main() {
   } else {
     if (!values.trace || !values.policy) throw new Error('give --trace <file> and --policy <file>, or --reference');
     const rawTrace = readJson(values.trace);
-    const trace = Array.isArray(rawTrace) ? traceFile.parse(rawTrace).sort((a, b) => a.at - b.at) : generateTrace(patternFile.parse(rawTrace));
+    const trace = Array.isArray(rawTrace)
+      ? traceFile.parse(rawTrace).sort((a, b) => a.at - b.at)
+      : generateTrace(patternFile.parse(rawTrace));
     const opts = policyFile.parse(readJson(values.policy));
     const policy = scalingPolicy(opts);
     const problems = policyProblems(policy);
@@ -87,6 +105,8 @@ function main() {
 try {
   main();
 } catch (e) {
-  process.stderr.write(`simulate: ${e instanceof z.ZodError ? e.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') : (e as Error).message}\n`);
+  process.stderr.write(
+    `simulate: ${e instanceof z.ZodError ? e.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') : (e as Error).message}\n`,
+  );
   process.exit(2);
 }

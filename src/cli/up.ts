@@ -70,7 +70,10 @@ async function main() {
 
   const { token } = await bootstrap(config, say, resolve(dataDir, 'bootstrap-token'));
 
-  for (const [name, entry] of [['worker', 'dist/src/worker.js'], ['api', 'dist/src/main.js']] as const) {
+  for (const [name, entry] of [
+    ['worker', 'dist/src/worker.js'],
+    ['api', 'dist/src/main.js'],
+  ] as const) {
     const child = spawn(process.execPath, [resolve(root, entry)], { env, stdio: 'inherit', cwd: root });
     child.once('exit', (code, signal) => {
       if (!stopping) {

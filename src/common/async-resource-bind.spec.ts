@@ -33,7 +33,9 @@ describe('lean AsyncResource.bind', () => {
   it('binds thisArg when given, and the static form still works', () => {
     const target = { n: 7 };
     // Node documents bind(fn, thisArg); @types/node declares only bind(fn).
-    const resource = new AsyncResource('test') as AsyncResource & { bind<F extends (...args: never[]) => unknown>(fn: F, thisArg: unknown): F };
+    const resource = new AsyncResource('test') as AsyncResource & {
+      bind<F extends (...args: never[]) => unknown>(fn: F, thisArg: unknown): F;
+    };
     const bound = resource.bind(function (this: { n: number }) {
       return this.n;
     }, target);
@@ -43,6 +45,8 @@ describe('lean AsyncResource.bind', () => {
 
   it('refuses a non-function like the built-in does', () => {
     const resource = new AsyncResource('test');
-    expect(() => resource.bind(42 as unknown as () => void)).toThrow(expect.objectContaining({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => resource.bind(42 as unknown as () => void)).toThrow(
+      expect.objectContaining({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' }),
+    );
   });
 });

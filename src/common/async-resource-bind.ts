@@ -15,7 +15,9 @@ export function installLeanAsyncResourceBind(): boolean {
     enumerable: false,
     value: function bind(this: AsyncResource, fn: (...args: unknown[]) => unknown, thisArg?: unknown) {
       if (typeof fn !== 'function') {
-        throw Object.assign(new TypeError(`The "fn" argument must be of type function. Received ${fn === null ? 'null' : typeof fn}`), { code: 'ERR_INVALID_ARG_TYPE' });
+        throw Object.assign(new TypeError(`The "fn" argument must be of type function. Received ${fn === null ? 'null' : typeof fn}`), {
+          code: 'ERR_INVALID_ARG_TYPE',
+        });
       }
       // The wrapper's own `this` is the caller's, so the resource is captured by name.
       // eslint-disable-next-line @typescript-eslint/no-this-alias

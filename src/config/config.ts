@@ -7,10 +7,11 @@ import { z } from 'zod';
  */
 const portRule = 'must be an integer from 0 to 65535';
 const port = z.coerce.number({ error: portRule }).int(portRule).min(0, portRule).max(65535, portRule);
-const positiveInt = z.coerce.number({ error: 'must be a positive integer' }).int('must be a positive integer').positive('must be a positive integer');
-const bool = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'])
-  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const positiveInt = z.coerce
+  .number({ error: 'must be a positive integer' })
+  .int('must be a positive integer')
+  .positive('must be a positive integer');
+const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
 
 export const configSchema = z.object({
   DATABASE_URL: z
@@ -28,10 +29,7 @@ export const configSchema = z.object({
   API_HOST: z.string().min(1).default('127.0.0.1'),
   API_PORT: port.default(8080),
   /** Base URL clients use to reach the gateway; deployment URLs are this plus /v1. */
-  PUBLIC_BASE_URL: z
-    .string()
-    .url()
-    .optional(),
+  PUBLIC_BASE_URL: z.string().url().optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Management token for the default workspace; generated when empty. */
   BOOTSTRAP_TOKEN: z

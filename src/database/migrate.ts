@@ -36,7 +36,10 @@ interface LocalMigration {
 
 export async function readMigrations(dir: string): Promise<LocalMigration[]> {
   const entries = await readdir(dir, { withFileTypes: true });
-  const names = entries.filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  const names = entries
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name)
+    .sort();
   const out: LocalMigration[] = [];
   for (const name of names) {
     const buf = await readFile(join(dir, name, 'migration.sql'));
@@ -45,11 +48,7 @@ export async function readMigrations(dir: string): Promise<LocalMigration[]> {
   return out;
 }
 
-export async function migrate(
-  databaseUrl: string,
-  dir: string,
-  log: (msg: string) => void = () => {},
-): Promise<MigrationResult> {
+export async function migrate(databaseUrl: string, dir: string, log: (msg: string) => void = () => {}): Promise<MigrationResult> {
   const client = new Client({ connectionString: databaseUrl });
   await client.connect();
   try {
@@ -104,10 +103,7 @@ export async function migrate(
         await client.query('UPDATE "_prisma_migrations" SET logs = $2 WHERE id = $1', [id, message]);
         throw new MigrationError(`migration ${m.name} failed: ${message}`);
       }
-      await client.query(
-        'UPDATE "_prisma_migrations" SET finished_at = now(), applied_steps_count = 1 WHERE id = $1',
-        [id],
-      );
+      await client.query('UPDATE "_prisma_migrations" SET finished_at = now(), applied_steps_count = 1 WHERE id = $1', [id]);
       log(`applied migration ${m.name}`);
       result.applied.push(m.name);
     }

@@ -13,20 +13,19 @@ import type { DeployPipelineInput } from './deployments.types';
 import type { deployWorkflow } from '../../workflows/deploy';
 import { deployWorkflowId, DeployInput } from '../../workflows/messages';
 
-const deploySchema = z
-  .object({
-    pipelineId: z.string().min(1),
-    variantId: z.string().min(1).optional().nullable(),
-    target: z.enum(['LOCAL', 'RUNPOD', 'MODAL', 'CUSTOM']),
-    gpu: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/, 'must be 1-64 characters of letters, digits, space, ., _ or -'),
-    mode: z.enum(['FLEX', 'ACTIVE']),
-    // Types only: the knobs' rules are policyProblems (src/domain/scaling.ts), checked once defaults are resolved.
-    minReplicas: z.number().nullish(),
-    maxReplicas: z.number().nullish(),
-    targetConcurrency: z.number().nullish(),
-    scaleDownWindowSeconds: z.number().nullish(),
-    idleTimeoutSeconds: z.number().nullish(),
-  });
+const deploySchema = z.object({
+  pipelineId: z.string().min(1),
+  variantId: z.string().min(1).optional().nullable(),
+  target: z.enum(['LOCAL', 'RUNPOD', 'MODAL', 'CUSTOM']),
+  gpu: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/, 'must be 1-64 characters of letters, digits, space, ., _ or -'),
+  mode: z.enum(['FLEX', 'ACTIVE']),
+  // Types only: the knobs' rules are policyProblems (src/domain/scaling.ts), checked once defaults are resolved.
+  minReplicas: z.number().nullish(),
+  maxReplicas: z.number().nullish(),
+  targetConcurrency: z.number().nullish(),
+  scaleDownWindowSeconds: z.number().nullish(),
+  idleTimeoutSeconds: z.number().nullish(),
+});
 
 @Injectable()
 export class DeploymentsService {
@@ -40,7 +39,12 @@ export class DeploymentsService {
   /** Plan rules from the reference; each violation is a PLAN_LIMIT error naming the rule. */
   checkPlan(ws: Workspace, mode: ModeName, maxReplicas: number) {
     const v = planViolation(ws.plan as PlanName, mode, maxReplicas, ws.maxReplicas);
-    if (v) throw new DomainError(ErrorCode.PLAN_LIMIT, v.message, { plan: ws.plan, ...(v.field ? { field: v.field } : {}), ...(v.limit !== undefined ? { limit: v.limit } : {}) });
+    if (v)
+      throw new DomainError(ErrorCode.PLAN_LIMIT, v.message, {
+        plan: ws.plan,
+        ...(v.field ? { field: v.field } : {}),
+        ...(v.limit !== undefined ? { limit: v.limit } : {}),
+      });
   }
 
   async deploy(ws: Workspace, raw: DeployPipelineInput) {
@@ -91,10 +95,23 @@ export class DeploymentsService {
       await tx.operation.create({ data: { id: operationId, deploymentId: id, kind: 'DEPLOY', workflowId, status: 'RUNNING' } });
       // Stored hashed and inactive; the deploy workflow issues it once replicas are healthy.
       await tx.apiKey.create({
-        data: { id: newId('key'), workspaceId: ws.id, scope: 'DEPLOYMENT', deploymentId: id, pipelineId: pipeline.id, name: `${pipeline.name} deployment key`, prefix: key.prefix, hash: key.hash },
+        data: {
+          id: newId('key'),
+          workspaceId: ws.id,
+          scope: 'DEPLOYMENT',
+          deploymentId: id,
+          pipelineId: pipeline.id,
+          name: `${pipeline.name} deployment key`,
+          prefix: key.prefix,
+          hash: key.hash,
+        },
       });
       await tx.deploymentEvent.create({
-        data: { deploymentId: id, kind: 'deploy.requested', message: `deploy of ${pipeline.name} (${variant.name}) on ${input.target} ${input.gpu}, ${input.mode} ${minReplicas}-${maxReplicas} replicas` },
+        data: {
+          deploymentId: id,
+          kind: 'deploy.requested',
+          message: `deploy of ${pipeline.name} (${variant.name}) on ${input.target} ${input.gpu}, ${input.mode} ${minReplicas}-${maxReplicas} replicas`,
+        },
       });
     });
 
@@ -116,7 +133,10 @@ export class DeploymentsService {
       this.log.error({ err, deploymentId: id }, 'could not start the deploy workflow');
       await this.prisma.deployment.delete({ where: { id } }).catch((undoErr: unknown) =>
         // The PENDING row stays, holding its operation lock with no workflow behind it: someone must remove it.
-        this.log.error({ err: undoErr, deploymentId: id, operationId }, 'could not undo a deploy whose workflow did not start; its PENDING row remains'),
+        this.log.error(
+          { err: undoErr, deploymentId: id, operationId },
+          'could not undo a deploy whose workflow did not start; its PENDING row remains',
+        ),
       );
       throw new DomainError(ErrorCode.UNAVAILABLE, 'the workflow engine is unavailable; nothing was deployed, try again shortly');
     }

@@ -65,8 +65,15 @@ export class DeployPipelineInput {
   @Field({ description: 'GPU type id on the target (e.g. NVIDIA L40S); "sim" for the local simulator.' }) gpu!: string;
   @Field(() => DeploymentMode, { defaultValue: 'FLEX' }) mode!: DeploymentMode;
   @Field(() => Int, { nullable: true, description: 'Floor. Flex default 0, Active default 1.' }) minReplicas?: number;
-  @Field(() => Int, { nullable: true, description: 'Ceiling and spend cap; requests past it queue, then get 503. Default max(1, minReplicas).' }) maxReplicas?: number;
-  @Field(() => Int, { nullable: true, description: 'Per-replica in-flight target; default from the optimization run or the task.' }) targetConcurrency?: number;
-  @Field(() => Int, { nullable: true, description: 'Below-target time before scaling down. Flex 30, Active 120.' }) scaleDownWindowSeconds?: number;
-  @Field(() => Int, { nullable: true, description: 'Flex: no traffic for this long scales to zero. Default 300.' }) idleTimeoutSeconds?: number;
+  @Field(() => Int, {
+    nullable: true,
+    description: 'Ceiling and spend cap; requests past it queue, then get 503. Default max(1, minReplicas).',
+  })
+  maxReplicas?: number;
+  @Field(() => Int, { nullable: true, description: 'Per-replica in-flight target; default from the optimization run or the task.' })
+  targetConcurrency?: number;
+  @Field(() => Int, { nullable: true, description: 'Below-target time before scaling down. Flex 30, Active 120.' })
+  scaleDownWindowSeconds?: number;
+  @Field(() => Int, { nullable: true, description: 'Flex: no traffic for this long scales to zero. Default 300.' })
+  idleTimeoutSeconds?: number;
 }

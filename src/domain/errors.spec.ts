@@ -2,11 +2,14 @@ import { ApplicationFailure } from '@temporalio/common';
 import { NotFoundError, PERMANENT_FAILURES, PlanError, ProviderError, ProviderPermanentError, ReplicaUnhealthyError } from './errors';
 
 describe('activity failure types', () => {
-  it.each([PlanError, NotFoundError, ReplicaUnhealthyError, ProviderPermanentError])('should list %p as permanent under the type the SDK gives it', (C) => {
-    const type = ApplicationFailure.fromError(new C('x')).type;
-    expect(PERMANENT_FAILURES).toContain(type);
-    expect(new C('x').name).toBe(type);
-  });
+  it.each([PlanError, NotFoundError, ReplicaUnhealthyError, ProviderPermanentError])(
+    'should list %p as permanent under the type the SDK gives it',
+    (C) => {
+      const type = ApplicationFailure.fromError(new C('x')).type;
+      expect(PERMANENT_FAILURES).toContain(type);
+      expect(new C('x').name).toBe(type);
+    },
+  );
 
   it('should leave a transient provider error retryable', () => {
     expect(PERMANENT_FAILURES).not.toContain(ApplicationFailure.fromError(new ProviderError('503')).type);

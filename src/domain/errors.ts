@@ -24,8 +24,7 @@ export class DomainError extends Error {
   }
 }
 
-export const notFound = (what: string, id: string) =>
-  new DomainError(ErrorCode.NOT_FOUND, `${what} ${id} not found`, { id });
+export const notFound = (what: string, id: string) => new DomainError(ErrorCode.NOT_FOUND, `${what} ${id} not found`, { id });
 
 // ---- Activity failures ----
 // An activity's error name becomes the ApplicationFailure type the workflows see. The classes live
@@ -66,4 +65,6 @@ type ErrorClass = abstract new (message: string) => Error;
 export const failureType = (c: ErrorClass): string => c.name;
 
 /** Every permanent activity error's type, for nonRetryableErrorTypes. */
-export const PERMANENT_FAILURES: readonly string[] = [PlanError, NotFoundError, ReplicaUnhealthyError, ProviderPermanentError].map(failureType);
+export const PERMANENT_FAILURES: readonly string[] = [PlanError, NotFoundError, ReplicaUnhealthyError, ProviderPermanentError].map(
+  failureType,
+);

@@ -36,10 +36,22 @@ describe('plans', () => {
 
 describe('planViolation', () => {
   it.each([
-    ['STARTER', 'FLEX', 1, null, { message: 'the STARTER plan cannot deploy; deployment needs the Pro plan or higher (Starter can test in the playground)' }],
+    [
+      'STARTER',
+      'FLEX',
+      1,
+      null,
+      { message: 'the STARTER plan cannot deploy; deployment needs the Pro plan or higher (Starter can test in the playground)' },
+    ],
     ['PRO', 'ACTIVE', 2, null, { message: 'ACTIVE mode needs the Team plan or higher (workspace is on PRO)', field: 'mode' }],
     ['PRO', 'FLEX', 9, null, { message: "maxReplicas 9 exceeds the PRO plan's ceiling of 8", field: 'maxReplicas', limit: 8 }],
-    ['ENTERPRISE', 'ACTIVE', 101, 100, { message: "maxReplicas 101 exceeds the ENTERPRISE plan's ceiling of 100", field: 'maxReplicas', limit: 100 }],
+    [
+      'ENTERPRISE',
+      'ACTIVE',
+      101,
+      100,
+      { message: "maxReplicas 101 exceeds the ENTERPRISE plan's ceiling of 100", field: 'maxReplicas', limit: 100 },
+    ],
     ['PRO', 'FLEX', 8, null, null],
     ['TEAM', 'ACTIVE', 32, null, null],
   ] as const)('should judge %s %s with max %d (override %s)', (plan, mode, max, override, expected) => {

@@ -21,10 +21,42 @@ export interface PlanLimits {
 }
 
 export const PLANS: Record<PlanName, PlanLimits> = {
-  STARTER: { canDeploy: false, modes: [], maxReplicas: 0, maxConcurrency: 0, playgroundPerDay: 100, keyRateDefault: null, keyRateMax: null },
-  PRO: { canDeploy: true, modes: ['FLEX'], maxReplicas: 8, maxConcurrency: 240, playgroundPerDay: null, keyRateDefault: 500, keyRateMax: 1000 },
-  TEAM: { canDeploy: true, modes: ['FLEX', 'ACTIVE'], maxReplicas: 32, maxConcurrency: 960, playgroundPerDay: null, keyRateDefault: 5000, keyRateMax: 10000 },
-  ENTERPRISE: { canDeploy: true, modes: ['FLEX', 'ACTIVE'], maxReplicas: null, maxConcurrency: null, playgroundPerDay: null, keyRateDefault: 5000, keyRateMax: null },
+  STARTER: {
+    canDeploy: false,
+    modes: [],
+    maxReplicas: 0,
+    maxConcurrency: 0,
+    playgroundPerDay: 100,
+    keyRateDefault: null,
+    keyRateMax: null,
+  },
+  PRO: {
+    canDeploy: true,
+    modes: ['FLEX'],
+    maxReplicas: 8,
+    maxConcurrency: 240,
+    playgroundPerDay: null,
+    keyRateDefault: 500,
+    keyRateMax: 1000,
+  },
+  TEAM: {
+    canDeploy: true,
+    modes: ['FLEX', 'ACTIVE'],
+    maxReplicas: 32,
+    maxConcurrency: 960,
+    playgroundPerDay: null,
+    keyRateDefault: 5000,
+    keyRateMax: 10000,
+  },
+  ENTERPRISE: {
+    canDeploy: true,
+    modes: ['FLEX', 'ACTIVE'],
+    maxReplicas: null,
+    maxConcurrency: null,
+    playgroundPerDay: null,
+    keyRateDefault: 5000,
+    keyRateMax: null,
+  },
 };
 
 /** Each replica serves up to 30 concurrent requests unless its variant says otherwise. */
@@ -71,7 +103,12 @@ export interface PlanViolation {
  * The reference's plan rules for a deployment, checked by the api (a clear error at
  * once) and again by the deploy workflow (the plan may change in between).
  */
-export function planViolation(plan: PlanName, mode: ModeName, maxReplicas: number, maxReplicasOverride?: number | null): PlanViolation | null {
+export function planViolation(
+  plan: PlanName,
+  mode: ModeName,
+  maxReplicas: number,
+  maxReplicasOverride?: number | null,
+): PlanViolation | null {
   const limits = PLANS[plan];
   if (!limits.canDeploy) {
     return { message: `the ${plan} plan cannot deploy; deployment needs the Pro plan or higher (Starter can test in the playground)` };

@@ -56,7 +56,11 @@ export function tokenCostUsd(table: PriceTable, d: { target: BillingTarget; mode
 }
 
 /** USD for warm replica time; only Active deployments pay for it. */
-export function capacityCostUsd(table: PriceTable, d: { target: BillingTarget; mode: BillingMode; gpu: string }, replicaSeconds: number): number {
+export function capacityCostUsd(
+  table: PriceTable,
+  d: { target: BillingTarget; mode: BillingMode; gpu: string },
+  replicaSeconds: number,
+): number {
   if (!metered(d.target) || d.mode !== 'ACTIVE' || replicaSeconds <= 0) return 0;
   return replicaSeconds * gpuRates(table, d.gpu).activePerReplicaSecondUsd;
 }

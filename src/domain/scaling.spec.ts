@@ -1,18 +1,41 @@
 import fc from 'fast-check';
 import { DomainError, ErrorCode } from './errors';
 import {
-  decide, initialScalerState, LoadReport, nextDecisionAt, policyProblems, policyRefusal, problemAsAssignment, problemAsField, ScalerState, ScalingPolicy,
-  scalingPolicy, startBackoffMs, withModeDefaults,
+  decide,
+  initialScalerState,
+  LoadReport,
+  nextDecisionAt,
+  policyProblems,
+  policyRefusal,
+  problemAsAssignment,
+  problemAsField,
+  ScalerState,
+  ScalingPolicy,
+  scalingPolicy,
+  startBackoffMs,
+  withModeDefaults,
 } from './scaling';
 
 const flex: ScalingPolicy = {
-  mode: 'FLEX', minReplicas: 0, maxReplicas: 8, targetConcurrency: 32,
-  scaleDownWindowSeconds: 30, idleTimeoutSeconds: 300, queueThresholdMs: 2000, reportTtlMs: 5000,
+  mode: 'FLEX',
+  minReplicas: 0,
+  maxReplicas: 8,
+  targetConcurrency: 32,
+  scaleDownWindowSeconds: 30,
+  idleTimeoutSeconds: 300,
+  queueThresholdMs: 2000,
+  reportTtlMs: 5000,
 };
 const active: ScalingPolicy = { ...flex, mode: 'ACTIVE', minReplicas: 2, scaleDownWindowSeconds: 120 };
 
 const T0 = 1_000_000;
-const report = (at: number, inFlight: number, queued = 0, oldestQueuedMs = 0, gatewayId = 'g1'): LoadReport => ({ gatewayId, inFlight, queued, oldestQueuedMs, at });
+const report = (at: number, inFlight: number, queued = 0, oldestQueuedMs = 0, gatewayId = 'g1'): LoadReport => ({
+  gatewayId,
+  inFlight,
+  queued,
+  oldestQueuedMs,
+  at,
+});
 const state = (current: number, extra: Partial<ScalerState> = {}): ScalerState => ({ ...initialScalerState(current, T0), ...extra });
 
 /** Drives decide() on a synthetic clock: one report per gateway every tickMs. */
@@ -36,7 +59,13 @@ describe('decide: one row per rule', () => {
     ['one request over the average target scales up at once', flex, 2, [report(T0, 65)], 3],
     ['a request queued past the threshold adds a replica even under target', flex, 2, [report(T0, 20, 1, 2500)], 3],
     // Replicas capped at the target (30 of 30) can never exceed it: queued requests count.
-    ['queued requests count as demand: 30 running + 40 queued on 1 replica -> 3', { ...flex, targetConcurrency: 30 }, 1, [report(T0, 30, 40, 100)], 3],
+    [
+      'queued requests count as demand: 30 running + 40 queued on 1 replica -> 3',
+      { ...flex, targetConcurrency: 30 },
+      1,
+      [report(T0, 30, 40, 100)],
+      3,
+    ],
     ['a queue younger than the threshold does not', flex, 2, [report(T0, 20, 1, 1500)], 2],
     ['requests waiting on zero replicas wake one at once (cold start)', flex, 0, [report(T0, 0, 1, 10)], 1],
     ['reports of several gateways are summed', flex, 1, [report(T0, 40, 0, 0, 'a'), report(T0, 40, 0, 0, 'b')], 3],
@@ -60,8 +89,9 @@ describe('decide: one row per rule', () => {
   });
 
   it('should explain an up-scale with the numbers that caused it', () => {
-    expect(decide(flex, state(2), { now: T0, reports: [report(T0, 100)] }).reason)
-      .toBe('average 50.0 in flight or queued per replica exceeds target 32 (100 in flight, 0 queued): 2 -> 4');
+    expect(decide(flex, state(2), { now: T0, reports: [report(T0, 100)] }).reason).toBe(
+      'average 50.0 in flight or queued per replica exceeds target 32 (100 in flight, 0 queued): 2 -> 4',
+    );
   });
 });
 
@@ -98,7 +128,10 @@ describe('decide: scenarios on a synthetic clock', () => {
     const { trace } = run(flex, state(2), (t) => (t < 10_000 ? 20 : 0), 400_000);
     // 20 in flight fits one replica from t=0: 2 -> 1 when the 30 s window ends;
     // the last request is seen at t=9 s, so zero comes 300 s after that.
-    expect(trace.map((e) => [e.t, e.desired])).toEqual([[30_000, 1], [309_000, 0]]);
+    expect(trace.map((e) => [e.t, e.desired])).toEqual([
+      [30_000, 1],
+      [309_000, 0],
+    ]);
     expect(trace[1].reason).toMatch(/^idle for 300 s/);
   });
 
@@ -158,23 +191,32 @@ describe('nextDecisionAt: the scaler sleeps until then instead of ticking', () =
       reportTtlMs: fc.constant(10_000_000),
     });
     // Reports every 1-20 s with random load; then silence while the state is probed.
-    const stepsArb = fc.array(fc.record({ gapMs: fc.integer({ min: 1000, max: 20_000 }), inFlight: fc.integer({ min: 0, max: 300 }) }), { minLength: 1, maxLength: 40 });
+    const stepsArb = fc.array(fc.record({ gapMs: fc.integer({ min: 1000, max: 20_000 }), inFlight: fc.integer({ min: 0, max: 300 }) }), {
+      minLength: 1,
+      maxLength: 40,
+    });
     fc.assert(
-      fc.property(policyArb, fc.integer({ min: 0, max: 10 }), stepsArb, fc.array(fc.integer({ min: 1, max: 600_000 }), { minLength: 5, maxLength: 20 }), (policy, start, steps, probes) => {
-        let s = state(Math.min(start, policy.maxReplicas));
-        let now = T0;
-        for (const step of steps) {
-          now += step.gapMs;
-          s = decide(policy, s, { now, reports: [report(now, step.inFlight)] }).nextState;
-        }
-        const wake = nextDecisionAt(policy, s, now) ?? Infinity;
-        for (const dt of probes) {
-          const t = now + dt;
-          if (t >= wake) continue;
-          expect(decide(policy, s, { now: t, reports: [] }).desired).toBe(s.current);
-        }
-        if (wake !== Infinity) expect(wake).toBeGreaterThan(now);
-      }),
+      fc.property(
+        policyArb,
+        fc.integer({ min: 0, max: 10 }),
+        stepsArb,
+        fc.array(fc.integer({ min: 1, max: 600_000 }), { minLength: 5, maxLength: 20 }),
+        (policy, start, steps, probes) => {
+          let s = state(Math.min(start, policy.maxReplicas));
+          let now = T0;
+          for (const step of steps) {
+            now += step.gapMs;
+            s = decide(policy, s, { now, reports: [report(now, step.inFlight)] }).nextState;
+          }
+          const wake = nextDecisionAt(policy, s, now) ?? Infinity;
+          for (const dt of probes) {
+            const t = now + dt;
+            if (t >= wake) continue;
+            expect(decide(policy, s, { now: t, reports: [] }).desired).toBe(s.current);
+          }
+          if (wake !== Infinity) expect(wake).toBeGreaterThan(now);
+        },
+      ),
       { numRuns: 2000 },
     );
   });
@@ -197,24 +239,72 @@ describe('startBackoffMs: a crash-looping image cannot start replicas in a tight
 describe('policyProblems: the knob rules, one row per rule, in both formats', () => {
   it.each([
     // [rule, knobs changed from flex (min 0, max 8, target 32, window 30 s, idle 300 s), as GraphQL reads it, as the scaler answers]
-    ['minReplicas is at least 0', { minReplicas: -1 }, 'minReplicas: must be an integer of at least 0', 'minReplicas=-1: must be an integer of at least 0'],
-    ['maxReplicas is at least 1', { maxReplicas: 0 }, 'maxReplicas: must be an integer of at least 1', 'maxReplicas=0: must be an integer of at least 1'],
-    ['targetConcurrency is at least 1', { targetConcurrency: 0 }, 'targetConcurrency: must be an integer of at least 1',
-      'targetConcurrency=0: must be an integer of at least 1'],
-    ['a knob is an integer', { targetConcurrency: 1.5 }, 'targetConcurrency: must be an integer of at least 1',
-      'targetConcurrency=1.5: must be an integer of at least 1'],
-    ['scaleDownWindowSeconds is at least 1', { scaleDownWindowSeconds: 0 }, 'scaleDownWindowSeconds: must be an integer from 1 to 86400',
-      'scaleDownWindowSeconds=0: must be an integer from 1 to 86400'],
-    ['scaleDownWindowSeconds is at most a day', { scaleDownWindowSeconds: 86_401 }, 'scaleDownWindowSeconds: must be an integer from 1 to 86400',
-      'scaleDownWindowSeconds=86401: must be an integer from 1 to 86400'],
-    ['idleTimeoutSeconds is at least 1', { idleTimeoutSeconds: 0 }, 'idleTimeoutSeconds: must be an integer from 1 to 604800',
-      'idleTimeoutSeconds=0: must be an integer from 1 to 604800'],
-    ['idleTimeoutSeconds is at most a week', { idleTimeoutSeconds: 604_801 }, 'idleTimeoutSeconds: must be an integer from 1 to 604800',
-      'idleTimeoutSeconds=604801: must be an integer from 1 to 604800'],
-    ['min <= max', { minReplicas: 3, maxReplicas: 2 }, 'minReplicas: must not exceed maxReplicas (2)', 'minReplicas=3: must not exceed maxReplicas (2)'],
-    ['ACTIVE keeps a warm floor', { mode: 'ACTIVE', minReplicas: 0 }, 'minReplicas: ACTIVE mode keeps at least 1 warm replica',
-      'minReplicas=0: ACTIVE mode keeps at least 1 warm replica'],
-    ["max <= the plan's ceiling", { maxReplicas: 40 }, "maxReplicas: exceeds the plan's ceiling of 32", "maxReplicas=40: exceeds the plan's ceiling of 32"],
+    [
+      'minReplicas is at least 0',
+      { minReplicas: -1 },
+      'minReplicas: must be an integer of at least 0',
+      'minReplicas=-1: must be an integer of at least 0',
+    ],
+    [
+      'maxReplicas is at least 1',
+      { maxReplicas: 0 },
+      'maxReplicas: must be an integer of at least 1',
+      'maxReplicas=0: must be an integer of at least 1',
+    ],
+    [
+      'targetConcurrency is at least 1',
+      { targetConcurrency: 0 },
+      'targetConcurrency: must be an integer of at least 1',
+      'targetConcurrency=0: must be an integer of at least 1',
+    ],
+    [
+      'a knob is an integer',
+      { targetConcurrency: 1.5 },
+      'targetConcurrency: must be an integer of at least 1',
+      'targetConcurrency=1.5: must be an integer of at least 1',
+    ],
+    [
+      'scaleDownWindowSeconds is at least 1',
+      { scaleDownWindowSeconds: 0 },
+      'scaleDownWindowSeconds: must be an integer from 1 to 86400',
+      'scaleDownWindowSeconds=0: must be an integer from 1 to 86400',
+    ],
+    [
+      'scaleDownWindowSeconds is at most a day',
+      { scaleDownWindowSeconds: 86_401 },
+      'scaleDownWindowSeconds: must be an integer from 1 to 86400',
+      'scaleDownWindowSeconds=86401: must be an integer from 1 to 86400',
+    ],
+    [
+      'idleTimeoutSeconds is at least 1',
+      { idleTimeoutSeconds: 0 },
+      'idleTimeoutSeconds: must be an integer from 1 to 604800',
+      'idleTimeoutSeconds=0: must be an integer from 1 to 604800',
+    ],
+    [
+      'idleTimeoutSeconds is at most a week',
+      { idleTimeoutSeconds: 604_801 },
+      'idleTimeoutSeconds: must be an integer from 1 to 604800',
+      'idleTimeoutSeconds=604801: must be an integer from 1 to 604800',
+    ],
+    [
+      'min <= max',
+      { minReplicas: 3, maxReplicas: 2 },
+      'minReplicas: must not exceed maxReplicas (2)',
+      'minReplicas=3: must not exceed maxReplicas (2)',
+    ],
+    [
+      'ACTIVE keeps a warm floor',
+      { mode: 'ACTIVE', minReplicas: 0 },
+      'minReplicas: ACTIVE mode keeps at least 1 warm replica',
+      'minReplicas=0: ACTIVE mode keeps at least 1 warm replica',
+    ],
+    [
+      "max <= the plan's ceiling",
+      { maxReplicas: 40 },
+      "maxReplicas: exceeds the plan's ceiling of 32",
+      "maxReplicas=40: exceeds the plan's ceiling of 32",
+    ],
   ] as const)('should refuse when %s', (_rule, change, field, assignment) => {
     const problems = policyProblems({ ...flex, ...change }, 32);
     expect(problems.map(problemAsField)).toEqual([field]);
@@ -238,7 +328,9 @@ describe('policyProblems: the knob rules, one row per rule, in both formats', ()
 
   it('should report each mistake once: a rule between knobs waits for both to be in range', () => {
     // max 0 is out of range: min 1 > max 0 is not a second problem, nor is the ceiling.
-    expect(policyProblems({ ...active, minReplicas: 1, maxReplicas: 0 }, 32).map(problemAsField)).toEqual(['maxReplicas: must be an integer of at least 1']);
+    expect(policyProblems({ ...active, minReplicas: 1, maxReplicas: 0 }, 32).map(problemAsField)).toEqual([
+      'maxReplicas: must be an integer of at least 1',
+    ]);
     expect(policyProblems({ ...active, minReplicas: -1 }).map(problemAsField)).toEqual(['minReplicas: must be an integer of at least 0']);
   });
 
@@ -261,7 +353,10 @@ describe('policyProblems: the knob rules, one row per rule, in both formats', ()
       details: { field: 'targetConcurrency' },
     });
     const scaler = policyRefusal(policyProblems({ ...flex, minReplicas: 9 }), problemAsAssignment, { deploymentId: 'dep_1' });
-    expect(scaler).toMatchObject({ message: 'minReplicas=9: must not exceed maxReplicas (8)', details: { deploymentId: 'dep_1', field: 'minReplicas' } });
+    expect(scaler).toMatchObject({
+      message: 'minReplicas=9: must not exceed maxReplicas (8)',
+      details: { deploymentId: 'dep_1', field: 'minReplicas' },
+    });
   });
 });
 

@@ -166,7 +166,10 @@ export function decide(policy: ScalingPolicy, state: ScalerState, obs: Observati
     return {
       desired,
       noData: true,
-      reason: desired === current ? `no load reports: holding ${current}` : `no load reports: ${current} -> ${desired} to respect min ${floor} / max ${policy.maxReplicas}`,
+      reason:
+        desired === current
+          ? `no load reports: holding ${current}`
+          : `no load reports: ${current} -> ${desired} to respect min ${floor} / max ${policy.maxReplicas}`,
       nextState: { ...state, reports, current: desired, belowSince: null, belowPeakNeeded: 0 },
     };
   }

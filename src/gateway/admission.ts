@@ -43,7 +43,10 @@ export class Admission {
       const spent = await this.directory.monthSpendUsd(key.workspaceId);
       if (spent >= key.spendCapUsd) {
         return {
-          ok: false, status: 403, type: 'permission_error', code: 'plan_limit_exceeded',
+          ok: false,
+          status: 403,
+          type: 'permission_error',
+          code: 'plan_limit_exceeded',
           message: `This workspace has spent $${spent.toFixed(2)} of its $${key.spendCapUsd.toFixed(2)} monthly spend cap; raise the cap to continue.`,
         };
       }
@@ -58,7 +61,10 @@ export class Admission {
       headers['x-ratelimit-reset'] = String(Math.ceil(r.resetMs / 1000));
       if (!r.allowed) {
         return {
-          ok: false, status: 429, type: 'rate_limit_error', code: 'rate_limit_exceeded',
+          ok: false,
+          status: 429,
+          type: 'rate_limit_error',
+          code: 'rate_limit_exceeded',
           message: `Rate limit of ${limit} requests per minute reached for this key; retry after the Retry-After header's seconds.`,
           headers: Object.assign(headers, { 'retry-after': String(Math.max(1, Math.ceil(r.retryAfterMs / 1000))) }),
         };
@@ -67,7 +73,10 @@ export class Admission {
     const slot = await this.limited((l) => l.acquireSlot(key.workspaceId, key.concurrencyBudget));
     if (!slot.ok) {
       return {
-        ok: false, status: 429, type: 'rate_limit_error', code: 'concurrency_limit_exceeded',
+        ok: false,
+        status: 429,
+        type: 'rate_limit_error',
+        code: 'concurrency_limit_exceeded',
         message: `This workspace already has ${slot.inUse} requests in flight, its plan's budget of ${key.concurrencyBudget}; retry when some finish.`,
         headers: Object.assign(headers, { 'retry-after': '1' }),
       };

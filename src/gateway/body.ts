@@ -7,7 +7,13 @@ import type { OpenAIError } from './errors';
 
 const JSON_TYPE = /^application\/json\s*(?:;|$)/i;
 
-const bad = (status: number, code: string, message: string): OpenAIError => ({ ok: false, status, type: 'invalid_request_error', code, message });
+const bad = (status: number, code: string, message: string): OpenAIError => ({
+  ok: false,
+  status,
+  type: 'invalid_request_error',
+  code,
+  message,
+});
 
 /**
  * Reads a /v1 request's JSON body, at most `limitBytes` (raw-body: the
@@ -23,7 +29,8 @@ export async function readJsonBody(req: IncomingMessage, limitBytes: number): Pr
   const length = req.headers['content-length'];
   if (req.headers['transfer-encoding'] === undefined && (length === undefined || length === '0')) return { value: undefined };
   const type = req.headers['content-type'];
-  if (!type || !JSON_TYPE.test(type)) return bad(415, 'invalid_body', `Content-Type must be application/json${type ? `, not ${type.slice(0, 100)}` : ''}`);
+  if (!type || !JSON_TYPE.test(type))
+    return bad(415, 'invalid_body', `Content-Type must be application/json${type ? `, not ${type.slice(0, 100)}` : ''}`);
   let text: string;
   try {
     text = await getRawBody(req, { length, limit: limitBytes, encoding: 'utf-8' });

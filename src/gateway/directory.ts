@@ -125,7 +125,12 @@ export class Directory {
     ttlMs: number,
     private readonly log: Logger,
   ) {
-    this.keys = new Lookup(100_000, ttlMs, (hash) => this.loadKey(hash), (v) => (v ? ttlMs : Math.min(ttlMs, 1000)));
+    this.keys = new Lookup(
+      100_000,
+      ttlMs,
+      (hash) => this.loadKey(hash),
+      (v) => (v ? ttlMs : Math.min(ttlMs, 1000)),
+    );
     this.routes = new Lookup(10_000, ttlMs, (id) => this.loadRoute(id));
     this.byName = new Lookup(10_000, ttlMs, (k) => {
       const [workspaceId, pipelineId, model] = k.split('\0');

@@ -35,7 +35,9 @@ export function sendError(res: ServerResponse, e: OpenAIError) {
   sendJson(res, e.status, envelope(e), e.headers);
 }
 
-export const invalidKey = (message = 'Invalid API key. Send Authorization: Bearer <key> with a key issued for this workspace.'): OpenAIError => ({
+export const invalidKey = (
+  message = 'Invalid API key. Send Authorization: Bearer <key> with a key issued for this workspace.',
+): OpenAIError => ({
   ok: false,
   status: 401,
   type: 'authentication_error',

@@ -87,12 +87,19 @@ export class Gateway {
     else if (req.method === 'POST' && path === '/v1/embeddings') served = this.proxy(req, res, 'embeddings');
     else if (req.method === 'GET' && path === '/v1/models') served = this.models(req, res);
     else {
-      sendError(res, { ok: false, status: 404, type: 'invalid_request_error', code: 'unknown_url', message: `Unknown request URL: ${req.method} ${url.slice(0, 200)}` });
+      sendError(res, {
+        ok: false,
+        status: 404,
+        type: 'invalid_request_error',
+        code: 'unknown_url',
+        message: `Unknown request URL: ${req.method} ${url.slice(0, 200)}`,
+      });
       return true;
     }
     served.catch((err: unknown) => {
       this.o.log.error({ err }, 'gateway error');
-      if (!res.headersSent) sendError(res, { ok: false, status: 500, type: 'server_error', code: 'internal_error', message: 'internal error' });
+      if (!res.headersSent)
+        sendError(res, { ok: false, status: 500, type: 'server_error', code: 'internal_error', message: 'internal error' });
       else res.destroy();
     });
     return true;
@@ -109,7 +116,9 @@ export class Gateway {
     const routes = await this.o.directory.reachable(key);
     const data = routes.flatMap((r) => {
       const created = 0;
-      const entries = [{ id: r.deploymentId, object: 'model', created, owned_by: r.workspaceId, pipeline: r.pipelineName, task: r.task.toLowerCase() }];
+      const entries = [
+        { id: r.deploymentId, object: 'model', created, owned_by: r.workspaceId, pipeline: r.pipelineName, task: r.task.toLowerCase() },
+      ];
       if (key.scope !== 'WORKSPACE') entries.unshift(Object.assign({}, entries[0], { id: 'default' }));
       else entries.push(Object.assign({}, entries[0], { id: r.pipelineName }));
       return entries;
@@ -127,13 +136,34 @@ export class Gateway {
     }
     const route = deploymentId ? await this.o.directory.route(deploymentId) : null;
     if (!route || route.workspaceId !== key.workspaceId) {
-      return { ok: false, status: 404, type: 'invalid_request_error', code: 'model_not_found', param: 'model', message: `The model '${model}' does not exist or this key cannot reach it.` };
+      return {
+        ok: false,
+        status: 404,
+        type: 'invalid_request_error',
+        code: 'model_not_found',
+        param: 'model',
+        message: `The model '${model}' does not exist or this key cannot reach it.`,
+      };
     }
     if (key.deploymentId && !['default', route.deploymentId, route.pipelineName, route.model].includes(model)) {
-      return { ok: false, status: 404, type: 'invalid_request_error', code: 'model_not_found', param: 'model', message: `The model '${model}' is not served by this key's deployment; use 'default'.` };
+      return {
+        ok: false,
+        status: 404,
+        type: 'invalid_request_error',
+        code: 'model_not_found',
+        param: 'model',
+        message: `The model '${model}' is not served by this key's deployment; use 'default'.`,
+      };
     }
     if (route.deploymentStatus !== 'ACTIVE') {
-      return { ok: false, status: 503, type: 'server_error', code: 'deployment_not_active', message: `Deployment ${route.deploymentId} is ${route.deploymentStatus}.`, headers: { 'retry-after': '5' } };
+      return {
+        ok: false,
+        status: 503,
+        type: 'server_error',
+        code: 'deployment_not_active',
+        message: `Deployment ${route.deploymentId} is ${route.deploymentStatus}.`,
+        headers: { 'retry-after': '5' },
+      };
     }
     return route;
   }
@@ -185,22 +215,41 @@ export class Gateway {
     if (estimateMs <= this.o.requestTimeoutMs) return null;
     const basis = load.msPerToken === null ? 'assumed until this deployment has been measured' : 'as measured on this deployment';
     return {
-      ok: false, status: 400, type: 'invalid_request_error', code: 'stream_required', param: 'max_tokens',
-      message: `max_tokens ${maxTokens} at about ${per.toFixed(1)} ms per token (${basis}) would take about ${Math.round(estimateMs / 1000)} s, `
-        + `past the ${Math.round(this.o.requestTimeoutMs / 1000)} s limit on non-streamed requests; set "stream": true `
-        + `(a stream has no total limit, only ${Math.round(this.o.idleTimeoutMs / 1000)} s of silence) or lower max_tokens.`,
+      ok: false,
+      status: 400,
+      type: 'invalid_request_error',
+      code: 'stream_required',
+      param: 'max_tokens',
+      message:
+        `max_tokens ${maxTokens} at about ${per.toFixed(1)} ms per token (${basis}) would take about ${Math.round(estimateMs / 1000)} s, ` +
+        `past the ${Math.round(this.o.requestTimeoutMs / 1000)} s limit on non-streamed requests; set "stream": true ` +
+        `(a stream has no total limit, only ${Math.round(this.o.idleTimeoutMs / 1000)} s of silence) or lower max_tokens.`,
     };
   }
 
   /** Resolves, queues and sends the request, retrying once on another replica; true once pipe() owns the response. */
-  private async forward(res: ServerResponse, json: unknown, kind: RequestKind, key: KeyInfo, admitted: Admitted, started: bigint): Promise<boolean> {
+  private async forward(
+    res: ServerResponse,
+    json: unknown,
+    kind: RequestKind,
+    key: KeyInfo,
+    admitted: Admitted,
+    started: bigint,
+  ): Promise<boolean> {
     const parsed = parseRequest(kind, json);
     if (!parsed.success) return this.fail(res, kind, parsed.error);
     const body = parsed.data;
     const route = await this.resolve(key, body.model);
     if (refused(route)) return this.fail(res, kind, route);
     if ((kind === 'chat' && route.task !== 'CHAT') || (kind === 'embeddings' && route.task !== 'EMBEDDINGS')) {
-      return this.fail(res, kind, { ok: false, status: 400, type: 'invalid_request_error', code: 'unsupported_task', param: 'model', message: `Deployment ${route.deploymentId} serves ${route.task.toLowerCase()}, not ${kind}.` });
+      return this.fail(res, kind, {
+        ok: false,
+        status: 400,
+        type: 'invalid_request_error',
+        code: 'unsupported_task',
+        param: 'model',
+        message: `Deployment ${route.deploymentId} serves ${route.task.toLowerCase()}, not ${kind}.`,
+      });
     }
     const load = this.queue.loadOf(route.deploymentId);
     load.targetConcurrency = route.targetConcurrency;
@@ -244,12 +293,14 @@ export class Gateway {
       }
       if (!handed) {
         const ready = (await this.o.directory.route(route.deploymentId))?.replicas.length ?? 0;
-        return refuse(noReplica(
-          ready === 0
-            ? `Deployment ${route.deploymentId} has no ready replica after ${queuedMs} ms of cold start; retry shortly.`
-            : `Every replica of deployment ${route.deploymentId} is busy and the queue timed out after ${queuedMs} ms; retry shortly.`,
-          load.retryAfterSeconds(Date.now(), ready),
-        ));
+        return refuse(
+          noReplica(
+            ready === 0
+              ? `Deployment ${route.deploymentId} has no ready replica after ${queuedMs} ms of cold start; retry shortly.`
+              : `Every replica of deployment ${route.deploymentId} is busy and the queue timed out after ${queuedMs} ms; retry shortly.`,
+            load.retryAfterSeconds(Date.now(), ready),
+          ),
+        );
       }
       if (cold) this.o.metrics.coldStarts.inc();
     }
@@ -257,7 +308,8 @@ export class Gateway {
     const tried = new Set<string>();
     // A replica that fails before the first byte is retried once on another.
     for (let attempt = 0; attempt < 2; attempt++) {
-      const replica = attempt === 0 ? handed : load.acquire((await this.o.directory.route(route.deploymentId))?.replicas ?? [], Date.now(), tried);
+      const replica =
+        attempt === 0 ? handed : load.acquire((await this.o.directory.route(route.deploymentId))?.replicas ?? [], Date.now(), tried);
       if (!replica) break;
       tried.add(replica.id);
       const sentAt = Date.now();
@@ -281,7 +333,10 @@ export class Gateway {
         if (err instanceof errors.HeadersTimeoutError) {
           // Not retried: another replica would make the client wait as long again.
           return refuse({
-            ok: false, status: 504, type: 'server_error', code: 'upstream_timeout',
+            ok: false,
+            status: 504,
+            type: 'server_error',
+            code: 'upstream_timeout',
             message: stream
               ? `The replica sent nothing within ${this.o.ttfbTimeoutMs} ms (GATEWAY_TTFB_TIMEOUT_MS).`
               : `The replica did not answer within ${this.o.requestTimeoutMs} ms (GATEWAY_REQUEST_TIMEOUT_MS); for long completions set "stream": true.`,
@@ -296,14 +351,30 @@ export class Gateway {
         this.queue.release(load, replica.id, false);
         continue;
       }
-      const served: Served = { kind, replicaId: replica.id, cold, queuedMs, stripUsage, started, sentAt, gone, load, admitted, route, key, sentHr };
+      const served: Served = {
+        kind,
+        replicaId: replica.id,
+        cold,
+        queuedMs,
+        stripUsage,
+        started,
+        sentAt,
+        gone,
+        load,
+        admitted,
+        route,
+        key,
+        sentHr,
+      };
       pipe(res, upstream, served, this.piping);
       return true;
     }
-    return refuse(noReplica(
-      `No replica of deployment ${route.deploymentId} could take this request; retry shortly.`,
-      load.retryAfterSeconds(Date.now(), route.replicas.length),
-    ));
+    return refuse(
+      noReplica(
+        `No replica of deployment ${route.deploymentId} could take this request; retry shortly.`,
+        load.retryAfterSeconds(Date.now(), route.replicas.length),
+      ),
+    );
   }
 
   /** The end of a piped response: the replica's slot and the admission slot back, then accounting. */
@@ -328,7 +399,15 @@ export class Gateway {
   };
 
   /** Rolls a finished request into usage: tokens, latency, time to first byte and what it cost. Returns its latency, ms. */
-  private account(route: Route, key: KeyInfo, ok: boolean, usage: Usage | null, started: bigint, ttftMs: number | null, billable = ok): number {
+  private account(
+    route: Route,
+    key: KeyInfo,
+    ok: boolean,
+    usage: Usage | null,
+    started: bigint,
+    ttftMs: number | null,
+    billable = ok,
+  ): number {
     const latencyMs = Number(process.hrtime.bigint() - started) / 1e6;
     const prompt = usage?.promptTokens ?? 0;
     const completion = usage?.completionTokens ?? 0;

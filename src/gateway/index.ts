@@ -50,7 +50,10 @@ export async function createGateway({ config, prisma, temporal, log, bodyLimitBy
   const gatewayLog = log.child({ component: 'gateway' });
   const gatewayId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   const limits: LimitStore = config.REDIS_URL
-    ? new RedisLimitStore(new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false }), gatewayId)
+    ? new RedisLimitStore(
+        new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false }),
+        gatewayId,
+      )
     : new MemoryLimitStore();
   // The reporter reads the gateway's loads and the gateway pokes the reporter: `gateway` is set before either runs.
   const reporter: LoadReporter = new LoadReporter({

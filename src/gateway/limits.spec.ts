@@ -11,30 +11,40 @@ describe('gcra: a leaky bucket with a burst', () => {
       if (d.allowed) tat = d.tat;
       out.push([d.allowed, d.allowed ? d.remaining : d.retryAfterMs]);
     }
-    expect(out).toEqual([[true, 2], [true, 1], [true, 0], [false, 1000]]);
+    expect(out).toEqual([
+      [true, 2],
+      [true, 1],
+      [true, 0],
+      [false, 1000],
+    ]);
     expect(gcra(tat, 1000, 60, 3)).toMatchObject({ allowed: true, remaining: 0 });
   });
 
   it('should never let more than burst + t * rate pass in any interval of t', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 10_000 }), fc.integer({ min: 1, max: 50 }), fc.array(fc.integer({ min: 0, max: 500 }), { minLength: 1, maxLength: 300 }), (limit, burst, gaps) => {
-        let tat: number | null = null;
-        let now = 0;
-        const passed: number[] = [];
-        for (const g of gaps) {
-          now += g;
-          const d = gcra(tat, now, limit, burst);
-          if (d.allowed) {
-            tat = d.tat;
-            passed.push(now);
+      fc.property(
+        fc.integer({ min: 1, max: 10_000 }),
+        fc.integer({ min: 1, max: 50 }),
+        fc.array(fc.integer({ min: 0, max: 500 }), { minLength: 1, maxLength: 300 }),
+        (limit, burst, gaps) => {
+          let tat: number | null = null;
+          let now = 0;
+          const passed: number[] = [];
+          for (const g of gaps) {
+            now += g;
+            const d = gcra(tat, now, limit, burst);
+            if (d.allowed) {
+              tat = d.tat;
+              passed.push(now);
+            }
           }
-        }
-        for (let i = 0; i < passed.length; i++) {
-          for (let j = i; j < passed.length; j++) {
-            expect(j - i + 1).toBeLessThanOrEqual(burst + ((passed[j] - passed[i]) * limit) / 60_000 + 1e-9);
+          for (let i = 0; i < passed.length; i++) {
+            for (let j = i; j < passed.length; j++) {
+              expect(j - i + 1).toBeLessThanOrEqual(burst + ((passed[j] - passed[i]) * limit) / 60_000 + 1e-9);
+            }
           }
-        }
-      }),
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -46,7 +56,10 @@ describe('limit stores', () => {
   let stores: Array<[string, MemoryLimitStore | RedisLimitStore]>;
   beforeAll(async () => {
     await redis.connect();
-    stores = [['memory', new MemoryLimitStore()], ['redis', new RedisLimitStore(redis.duplicate(), 'gw-a', prefix)]];
+    stores = [
+      ['memory', new MemoryLimitStore()],
+      ['redis', new RedisLimitStore(redis.duplicate(), 'gw-a', prefix)],
+    ];
   });
   afterAll(async () => {
     for (const [, s] of stores) await s.close();

@@ -129,12 +129,24 @@ export class RedisLimitStore implements LimitStore {
 
   async takeRate(keyId: string, limitPerMinute: number, burst: number): Promise<RateDecision> {
     const interval = 60_000 / limitPerMinute;
-    const [ok, remaining, resetMs, retryAfterMs] = await this.run<number[]>('infercpRate', `${this.prefix}rate:${keyId}`, interval, interval * burst);
+    const [ok, remaining, resetMs, retryAfterMs] = await this.run<number[]>(
+      'infercpRate',
+      `${this.prefix}rate:${keyId}`,
+      interval,
+      interval * burst,
+    );
     return { allowed: ok === 1, remaining, resetMs, retryAfterMs };
   }
 
   async acquireSlot(workspaceId: string, budget: number) {
-    const [ok, inUse] = await this.run<number[]>('infercpAcquire', `${this.prefix}slots:${workspaceId}`, this.gatewayId, budget, `${this.prefix}gw:`, this.livenessTtlMs);
+    const [ok, inUse] = await this.run<number[]>(
+      'infercpAcquire',
+      `${this.prefix}slots:${workspaceId}`,
+      this.gatewayId,
+      budget,
+      `${this.prefix}gw:`,
+      this.livenessTtlMs,
+    );
     return { ok: ok === 1, inUse };
   }
 

@@ -28,7 +28,9 @@ describe('DeploymentLoad: in-flight accounting and the FIFO queue', () => {
 
   it('should hand freed slots to waiters oldest first, reserving them', () => {
     const l = new DeploymentLoad('d');
-    while (l.acquire(replicas, 0)) { /* fill */ }
+    while (l.acquire(replicas, 0)) {
+      /* fill */
+    }
     const first = waiter(l, 100);
     const second = waiter(l, 200);
     expect(l.oldestQueuedMs(1100)).toBe(1000);
@@ -124,7 +126,11 @@ describe('LoadReporter: coalesced reports with a heartbeat', () => {
     await tick(1000); // the change goes out
     await tick(2000); // unchanged, before the heartbeat
     await tick(3000); // heartbeat
-    expect(sent.map(([, rep]) => [rep.at, rep.inFlight])).toEqual([[0, 1], [1000, 2], [3000, 2]]);
+    expect(sent.map(([, rep]) => [rep.at, rep.inFlight])).toEqual([
+      [0, 1],
+      [1000, 2],
+      [3000, 2],
+    ]);
   });
 
   it('should send a rise of one replica target at once, within the interval, and smaller changes at its end', async () => {
@@ -142,7 +148,11 @@ describe('LoadReporter: coalesced reports with a heartbeat', () => {
     l.acquire(many, 0);
     await tick(300); // +1 again: the interval holds it
     await tick(1200); // the interval after the urgent report
-    expect(sent.map(([, rep]) => [rep.at, rep.inFlight])).toEqual([[0, 1], [200, 3], [1200, 4]]);
+    expect(sent.map(([, rep]) => [rep.at, rep.inFlight])).toEqual([
+      [0, 1],
+      [200, 3],
+      [1200, 4],
+    ]);
   });
 
   it('should heartbeat zero for serving deployments with no local traffic, and forget the rest', async () => {
@@ -150,7 +160,10 @@ describe('LoadReporter: coalesced reports with a heartbeat', () => {
     await tick(0);
     await tick(1000);
     await tick(2000);
-    expect(sent.map(([id, rep]) => [id, rep.at, rep.inFlight, rep.queued])).toEqual([['idle', 0, 0, 0], ['idle', 2000, 0, 0]]);
+    expect(sent.map(([id, rep]) => [id, rep.at, rep.inFlight, rep.queued])).toEqual([
+      ['idle', 0, 0, 0],
+      ['idle', 2000, 0, 0],
+    ]);
   });
 
   it('should report a queue at once when poked (cold start), then its age as it grows', async () => {
@@ -161,7 +174,10 @@ describe('LoadReporter: coalesced reports with a heartbeat', () => {
     await Promise.resolve();
     await tick(10_500);
     await tick(11_000);
-    expect(sent.map(([, rep]) => [rep.at, rep.queued, rep.oldestQueuedMs])).toEqual([[10_000, 1, 0], [11_000, 1, 1000]]);
+    expect(sent.map(([, rep]) => [rep.at, rep.queued, rep.oldestQueuedMs])).toEqual([
+      [10_000, 1, 0],
+      [11_000, 1, 1000],
+    ]);
   });
 
   it('should stop reporting for a while to a deployment without a scaler', async () => {

@@ -32,7 +32,12 @@ export interface Piped {
  * byte (ms; null when none came) and the replica's decode time (ms from a stream's first byte, else from sending).
  */
 export type PipeFinished<R extends Piped> = (
-  r: R, outcome: PipeOutcome, status: number, usage: Usage, ttftMs: number | null, decodeMs: number,
+  r: R,
+  outcome: PipeOutcome,
+  status: number,
+  usage: Usage,
+  ttftMs: number | null,
+  decodeMs: number,
 ) => void;
 
 /** One per gateway. */
@@ -126,7 +131,13 @@ export function pipe<R extends Piped>(raw: ServerResponse, res: Dispatcher.Respo
     if (sse) {
       // After the first byte the status is sent: end the stream with an error event.
       const e: OpenAIError = silent
-        ? { ok: false, status: 504, type: 'server_error', code: 'upstream_timeout', message: `replica ${err.message} (GATEWAY_${silent === 'ttfb' ? 'TTFB' : 'IDLE'}_TIMEOUT_MS)` }
+        ? {
+            ok: false,
+            status: 504,
+            type: 'server_error',
+            code: 'upstream_timeout',
+            message: `replica ${err.message} (GATEWAY_${silent === 'ttfb' ? 'TTFB' : 'IDLE'}_TIMEOUT_MS)`,
+          }
         : { ok: false, status: 502, type: 'server_error', code: 'upstream_error', message: `replica failed mid-stream: ${err.message}` };
       raw.end(`${tap.flush().toString()}data: ${JSON.stringify(envelope(e))}\n\n`);
     } else {

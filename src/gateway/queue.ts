@@ -56,14 +56,12 @@ export class Queue {
       // Past the queue timeout a request keeps waiting while replicas are starting (capacity on the way),
       // up to the cold-start timeout; then it gets its 503.
       const expire = () => {
-        void this.directory.route(load.deploymentId).then(
-          (route) => {
-            const left = this.coldStartTimeoutMs - (Date.now() - w.enqueuedAt);
-            if ((route?.starting ?? 0) > 0 && left > 0 && load.queue.includes(w)) timer = setTimeout(expire, Math.min(left, this.queueTimeoutMs));
-            else giveUp();
-          },
-          giveUp,
-        );
+        void this.directory.route(load.deploymentId).then((route) => {
+          const left = this.coldStartTimeoutMs - (Date.now() - w.enqueuedAt);
+          if ((route?.starting ?? 0) > 0 && left > 0 && load.queue.includes(w))
+            timer = setTimeout(expire, Math.min(left, this.queueTimeoutMs));
+          else giveUp();
+        }, giveUp);
       };
       let timer = setTimeout(cold ? giveUp : expire, cold ? this.coldStartTimeoutMs : this.queueTimeoutMs);
       gone.once('abort', giveUp);

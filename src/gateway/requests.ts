@@ -15,7 +15,10 @@ const chatBody = z
     messages: z.array(z.unknown(), { error: "'messages' must be an array" }).min(1, "'messages' must not be empty"),
     stream: z.boolean({ error: "'stream' must be a boolean" }).optional().nullable(),
     stream_options: z
-      .object({ include_usage: z.boolean({ error: "'stream_options.include_usage' must be a boolean" }).optional() }, { error: "'stream_options' must be an object" })
+      .object(
+        { include_usage: z.boolean({ error: "'stream_options.include_usage' must be a boolean" }).optional() },
+        { error: "'stream_options' must be an object" },
+      )
       .passthrough()
       .optional()
       .nullable(),
@@ -52,13 +55,23 @@ export type ParsedRequest = { success: true; data: RequestBody } | { success: fa
 
 export function parseRequest(kind: RequestKind, json: unknown): ParsedRequest {
   if (json === undefined || json === null) {
-    return { success: false, error: { ok: false, status: 400, type: 'invalid_request_error', code: 'invalid_body', message: 'request body must be a JSON object' } };
+    return {
+      success: false,
+      error: { ok: false, status: 400, type: 'invalid_request_error', code: 'invalid_body', message: 'request body must be a JSON object' },
+    };
   }
   const parsed = (kind === 'chat' ? chatBody : embeddingsBody).safeParse(json);
   if (parsed.success) return parsed as { success: true; data: RequestBody };
   const issue = parsed.error.issues[0];
   return {
     success: false,
-    error: { ok: false, status: 400, type: 'invalid_request_error', code: 'invalid_body', param: issue?.path.join('.') || null, message: zodMessage(parsed.error) },
+    error: {
+      ok: false,
+      status: 400,
+      type: 'invalid_request_error',
+      code: 'invalid_body',
+      param: issue?.path.join('.') || null,
+      message: zodMessage(parsed.error),
+    },
   };
 }

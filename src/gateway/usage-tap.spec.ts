@@ -6,8 +6,10 @@ import { loadPrices } from '../usage/prices';
 import { DEFAULT_PRICES, capacityCostUsd, tokenCostUsd } from '../domain/pricing';
 import { parseUsageObject, UsageTap } from './usage-tap';
 
-const chunk = (content: string) => `data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":${JSON.stringify(content)}},"finish_reason":null}],"usage":null}\n\n`;
-const usageEvent = 'data: {"id":"c","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15}}\n\n';
+const chunk = (content: string) =>
+  `data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":${JSON.stringify(content)}},"finish_reason":null}],"usage":null}\n\n`;
+const usageEvent =
+  'data: {"id":"c","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15}}\n\n';
 const stream = [
   'data: {"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}\n\n',
   chunk('héllo'),
@@ -62,7 +64,11 @@ describe('UsageTap: usage read from a response as it passes', () => {
   });
 
   it('should read usage from the tail of a JSON body, wherever it was cut, and ignore a body without it', () => {
-    const body = JSON.stringify({ id: 'x', choices: [{ message: { content: 'x'.repeat(10_000) } }], usage: { prompt_tokens: 7, completion_tokens: 2, total_tokens: 9, prompt_tokens_details: { cached_tokens: 0 } } });
+    const body = JSON.stringify({
+      id: 'x',
+      choices: [{ message: { content: 'x'.repeat(10_000) } }],
+      usage: { prompt_tokens: 7, completion_tokens: 2, total_tokens: 9, prompt_tokens_details: { cached_tokens: 0 } },
+    });
     const b = Buffer.from(body);
     fc.assert(
       fc.property(fc.array(fc.integer({ min: 1, max: b.length - 1 }), { maxLength: 8 }), (c) => {
@@ -87,16 +93,24 @@ describe('pricing', () => {
     expect(capacityCostUsd(DEFAULT_PRICES, { ...d, mode: 'ACTIVE' }, 3600)).toBeCloseTo(3600 * h100.activePerReplicaSecondUsd);
     expect(capacityCostUsd(DEFAULT_PRICES, { ...d, mode: 'FLEX' }, 3600)).toBe(0);
     expect(tokenCostUsd(DEFAULT_PRICES, { target: 'MODAL', mode: 'FLEX', gpu: 'H100-80GB' }, 1e6)).toBe(0);
-    expect(tokenCostUsd(DEFAULT_PRICES, { target: 'LOCAL', mode: 'FLEX', gpu: 'unlisted' }, 1e6)).toBeCloseTo(DEFAULT_PRICES.gpus.default.flexPerMillionTokensUsd);
+    expect(tokenCostUsd(DEFAULT_PRICES, { target: 'LOCAL', mode: 'FLEX', gpu: 'unlisted' }, 1e6)).toBeCloseTo(
+      DEFAULT_PRICES.gpus.default.flexPerMillionTokensUsd,
+    );
   });
 
   it('should read PRICING_FILE as YAML and refuse one that misses the default, naming the file', () => {
     const dir = mkdtempSync(join(tmpdir(), 'prices-'));
     const good = join(dir, 'good.yaml');
-    writeFileSync(good, 'gpus:\n  default: { flexPerMillionTokensUsd: 1, activePerMillionTokensUsd: 0.5, activePerReplicaSecondUsd: 0.001 }\n');
+    writeFileSync(
+      good,
+      'gpus:\n  default: { flexPerMillionTokensUsd: 1, activePerMillionTokensUsd: 0.5, activePerReplicaSecondUsd: 0.001 }\n',
+    );
     expect(loadPrices(good).gpus.default.flexPerMillionTokensUsd).toBe(1);
     const bad = join(dir, 'bad.json');
-    writeFileSync(bad, JSON.stringify({ gpus: { L4: { flexPerMillionTokensUsd: 1, activePerMillionTokensUsd: 1, activePerReplicaSecondUsd: 1 } } }));
+    writeFileSync(
+      bad,
+      JSON.stringify({ gpus: { L4: { flexPerMillionTokensUsd: 1, activePerMillionTokensUsd: 1, activePerReplicaSecondUsd: 1 } } }),
+    );
     expect(() => loadPrices(bad)).toThrow(`PRICING_FILE=${bad}: gpus: must have a 'default' entry for GPUs not listed`);
     expect(loadPrices('')).toBe(DEFAULT_PRICES);
   });

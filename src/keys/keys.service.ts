@@ -18,9 +18,12 @@ const createKeySchema = z
     rateLimitPerMinute: z.number().int().min(1, 'must be at least 1').optional().nullable(),
   })
   .superRefine((v, ctx) => {
-    if (v.scope === 'PIPELINE' && !v.pipelineId) ctx.addIssue({ code: 'custom', path: ['pipelineId'], message: 'is required for a PIPELINE key' });
-    if (v.scope === 'DEPLOYMENT' && !v.deploymentId) ctx.addIssue({ code: 'custom', path: ['deploymentId'], message: 'is required for a DEPLOYMENT key' });
-    if (v.expiresAt && v.expiresAt.getTime() <= Date.now()) ctx.addIssue({ code: 'custom', path: ['expiresAt'], message: 'must be in the future' });
+    if (v.scope === 'PIPELINE' && !v.pipelineId)
+      ctx.addIssue({ code: 'custom', path: ['pipelineId'], message: 'is required for a PIPELINE key' });
+    if (v.scope === 'DEPLOYMENT' && !v.deploymentId)
+      ctx.addIssue({ code: 'custom', path: ['deploymentId'], message: 'is required for a DEPLOYMENT key' });
+    if (v.expiresAt && v.expiresAt.getTime() <= Date.now())
+      ctx.addIssue({ code: 'custom', path: ['expiresAt'], message: 'must be in the future' });
   });
 
 @Injectable()
@@ -34,9 +37,13 @@ export class KeysService {
       throw new DomainError(ErrorCode.PLAN_LIMIT, `the ${ws.plan} plan has no API keys; upgrade to Pro or higher`);
     }
     if (input.rateLimitPerMinute != null && plan.keyRateMax != null && input.rateLimitPerMinute > plan.keyRateMax) {
-      throw new DomainError(ErrorCode.PLAN_LIMIT, `rateLimitPerMinute ${input.rateLimitPerMinute} exceeds the ${ws.plan} plan's ${plan.keyRateMax}`, { field: 'rateLimitPerMinute' });
+      throw new DomainError(
+        ErrorCode.PLAN_LIMIT,
+        `rateLimitPerMinute ${input.rateLimitPerMinute} exceeds the ${ws.plan} plan's ${plan.keyRateMax}`,
+        { field: 'rateLimitPerMinute' },
+      );
     }
-    let pipelineId = input.scope === 'WORKSPACE' ? null : input.pipelineId ?? null;
+    let pipelineId = input.scope === 'WORKSPACE' ? null : (input.pipelineId ?? null);
     let deploymentId: string | null = null;
     if (input.scope === 'DEPLOYMENT') {
       const d = await this.prisma.deployment.findFirst({ where: { id: input.deploymentId!, workspaceId: ws.id } });

@@ -8,7 +8,9 @@ import { DEFAULT_REPLICA_CONCURRENCY } from '../domain/plans';
 import type { CreatePipelineInput } from './pipelines.types';
 
 const createPipelineSchema = z.object({
-  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be 1-63 characters of letters, digits, ., _ or -, starting with a letter or digit'),
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be 1-63 characters of letters, digits, ., _ or -, starting with a letter or digit'),
   task: z.enum(['CHAT', 'EMBEDDINGS', 'IMAGE']),
   model: z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters'),
   gpu: z.string().min(1).max(64).optional(),

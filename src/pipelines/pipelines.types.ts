@@ -9,7 +9,8 @@ export class Variant {
   @Field() engine!: string;
   @Field(() => String, { nullable: true }) quantization!: string | null;
   @Field(() => Int, { description: 'Concurrent requests one replica serves at most.' }) maxConcurrency!: number;
-  @Field(() => Int, { nullable: true, description: 'Measured scaler target; null means the task default.' }) targetConcurrency!: number | null;
+  @Field(() => Int, { nullable: true, description: 'Measured scaler target; null means the task default.' }) targetConcurrency!:
+    number | null;
   @Field(() => Float, { nullable: true }) throughputTps!: number | null;
   @Field(() => Float, { nullable: true }) latencyP50Ms!: number | null;
   @Field() isDefault!: boolean;

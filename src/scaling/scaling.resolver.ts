@@ -11,17 +11,24 @@ import { ScalingPolicyInput, ScalingSimulation, ScalingStatus, SimulateScalingIn
 export class ScalingResolver {
   constructor(private readonly svc: ScalingService) {}
 
-  @ResolveField(() => ScalingStatus, { nullable: true, description: "The scaler's view: desired and current replicas and its recent decisions." })
+  @ResolveField(() => ScalingStatus, {
+    nullable: true,
+    description: "The scaler's view: desired and current replicas and its recent decisions.",
+  })
   scaling(@Parent() d: Deployment) {
     return this.svc.status(d.id);
   }
 
-  @Mutation(() => ScalingStatus, { description: 'Changes autoscaling knobs; bad values are refused with the knob, the value and the rule.' })
+  @Mutation(() => ScalingStatus, {
+    description: 'Changes autoscaling knobs; bad values are refused with the knob, the value and the rule.',
+  })
   setScalingPolicy(@CurrentAuth() auth: AuthContext, @Args('input') input: ScalingPolicyInput) {
     return this.svc.setPolicy(auth.workspace.id, input);
   }
 
-  @Query(() => ScalingSimulation, { description: 'Replays generated traffic through the scaler decision: replicas, cold starts, queue waits, 503s and cost.' })
+  @Query(() => ScalingSimulation, {
+    description: 'Replays generated traffic through the scaler decision: replicas, cold starts, queue waits, 503s and cost.',
+  })
   simulateScaling(@CurrentAuth() auth: AuthContext, @Args('input') input: SimulateScalingInput): ScalingSimulation {
     return this.svc.simulate(auth.workspace, input);
   }

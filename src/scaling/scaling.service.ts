@@ -16,17 +16,32 @@ import { chartSvg, generateTrace, simulate } from './whatif';
 const MAX_SIMULATED_REQUESTS = 500_000;
 const simulationSchema = z
   .object({
-    avgRps: z.number().min(0), burstRps: z.number().min(0), burstEverySeconds: z.number().int().min(0), burstSeconds: z.number().int().min(0),
-    durationSeconds: z.number().int().min(1).max(86_400, 'must be at most 86400 (one day)'), meanDurationMs: z.number().int().min(1),
-    seed: z.number().int(), mode: z.enum(['FLEX', 'ACTIVE']),
+    avgRps: z.number().min(0),
+    burstRps: z.number().min(0),
+    burstEverySeconds: z.number().int().min(0),
+    burstSeconds: z.number().int().min(0),
+    durationSeconds: z.number().int().min(1).max(86_400, 'must be at most 86400 (one day)'),
+    meanDurationMs: z.number().int().min(1),
+    seed: z.number().int(),
+    mode: z.enum(['FLEX', 'ACTIVE']),
     // Types only: the knobs' rules are policyProblems, checked on the policy with its defaults.
-    minReplicas: z.number().nullish(), maxReplicas: z.number(), targetConcurrency: z.number(),
-    scaleDownWindowSeconds: z.number().nullish(), idleTimeoutSeconds: z.number().nullish(),
-    coldStartMs: z.number().int().min(0), replicaConcurrency: z.number().int().min(1), gpuHourlyUsd: z.number().min(0), queueTimeoutMs: z.number().int().min(0),
+    minReplicas: z.number().nullish(),
+    maxReplicas: z.number(),
+    targetConcurrency: z.number(),
+    scaleDownWindowSeconds: z.number().nullish(),
+    idleTimeoutSeconds: z.number().nullish(),
+    coldStartMs: z.number().int().min(0),
+    replicaConcurrency: z.number().int().min(1),
+    gpuHourlyUsd: z.number().min(0),
+    queueTimeoutMs: z.number().int().min(0),
   })
   .superRefine((v, ctx) => {
     if (Math.max(v.avgRps, v.burstRps) * v.durationSeconds > MAX_SIMULATED_REQUESTS) {
-      ctx.addIssue({ code: 'custom', path: ['durationSeconds'], message: `the trace would exceed ${MAX_SIMULATED_REQUESTS} requests; shorten it or lower the rates` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['durationSeconds'],
+        message: `the trace would exceed ${MAX_SIMULATED_REQUESTS} requests; shorten it or lower the rates`,
+      });
     }
   });
 

@@ -14,8 +14,10 @@ export class ScalingDecision {
 export class ScalingStatus {
   @Field(() => Int, { description: 'What the last decision asked for.' }) desired!: number;
   @Field(() => Int, { description: 'Replicas the scaler has applied.' }) current!: number;
-  @Field(() => Int, { nullable: true, description: 'Of those, replicas started and not yet serving (capacity on the way).' }) starting?: number | null;
-  @Field(() => Int, { nullable: true, description: 'Replicas draining before they stop; load that returns takes them back first.' }) draining?: number | null;
+  @Field(() => Int, { nullable: true, description: 'Of those, replicas started and not yet serving (capacity on the way).' }) starting?:
+    number | null;
+  @Field(() => Int, { nullable: true, description: 'Replicas draining before they stop; load that returns takes them back first.' })
+  draining?: number | null;
   @Field({ description: 'Paused during lifecycle operations.' }) paused!: boolean;
   @Field({ description: 'True while no gateway has reported load: the count is held.' }) noData!: boolean;
   @Field(() => Int) minReplicas!: number;
@@ -23,7 +25,8 @@ export class ScalingStatus {
   @Field(() => Int) targetConcurrency!: number;
   @Field(() => Int) scaleDownWindowSeconds!: number;
   @Field(() => Int) idleTimeoutSeconds!: number;
-  @Field(() => [ScalingDecision], { description: 'Recent changes of the count, oldest first, with their reasons.' }) decisions!: ScalingDecision[];
+  @Field(() => [ScalingDecision], { description: 'Recent changes of the count, oldest first, with their reasons.' })
+  decisions!: ScalingDecision[];
 }
 
 @InputType()

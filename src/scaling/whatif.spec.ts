@@ -2,8 +2,14 @@ import { ScalingPolicy } from '../domain/scaling';
 import { chartSvg, generateTrace, REFERENCE_CONFIGS, REFERENCE_PATTERN, REFERENCE_REPLICA, simulate } from './whatif';
 
 const flex0: ScalingPolicy = {
-  mode: 'FLEX', minReplicas: 0, maxReplicas: 4, targetConcurrency: 30, scaleDownWindowSeconds: 30,
-  idleTimeoutSeconds: 60, queueThresholdMs: 2000, reportTtlMs: 5000,
+  mode: 'FLEX',
+  minReplicas: 0,
+  maxReplicas: 4,
+  targetConcurrency: 30,
+  scaleDownWindowSeconds: 30,
+  idleTimeoutSeconds: 60,
+  queueThresholdMs: 2000,
+  reportTtlMs: 5000,
 };
 const replica = { coldStartMs: 1000, concurrency: 30, gpuHourlyUsd: 3.6 };
 
@@ -11,7 +17,10 @@ describe('what-if simulator', () => {
   it('should serve a lone request through one cold start, then idle back to zero', () => {
     const r = simulate([{ at: 0, durationMs: 500 }], { policy: flex0, replica, initialReplicas: 0, queueTimeoutMs: 5000, tickMs: 1000 });
     expect(r).toMatchObject({ requests: 1, served: 1, rejected503: 0, coldStarts: 1, maxReplicas: 1, queueWaitP50Ms: 1000 });
-    expect(r.decisions.map((d) => [d.t, d.from, d.to])).toEqual([[0, 0, 1], [61_000, 1, 0]]);
+    expect(r.decisions.map((d) => [d.t, d.from, d.to])).toEqual([
+      [0, 0, 1],
+      [61_000, 1, 0],
+    ]);
     // Alive from 0 to 61 s: 61 GPU-seconds at $3.60/h.
     expect(r.gpuSeconds).toBe(61);
     expect(r.costUsd).toBe(0.06);
@@ -19,16 +28,32 @@ describe('what-if simulator', () => {
 
   it('should let a request that met zero replicas wait out a cold start longer than the queue timeout, like the gateway', () => {
     const slow = { ...replica, coldStartMs: 4000 };
-    const served = simulate([{ at: 0, durationMs: 500 }], { policy: flex0, replica: slow, initialReplicas: 0, queueTimeoutMs: 2000, tickMs: 1000 });
+    const served = simulate([{ at: 0, durationMs: 500 }], {
+      policy: flex0,
+      replica: slow,
+      initialReplicas: 0,
+      queueTimeoutMs: 2000,
+      tickMs: 1000,
+    });
     expect(served).toMatchObject({ served: 1, rejected503: 0, queueWaitP50Ms: 4000 });
-    const tooSlow = simulate([{ at: 0, durationMs: 500 }], { policy: flex0, replica: slow, initialReplicas: 0, queueTimeoutMs: 2000, coldStartTimeoutMs: 3000, tickMs: 1000 });
+    const tooSlow = simulate([{ at: 0, durationMs: 500 }], {
+      policy: flex0,
+      replica: slow,
+      initialReplicas: 0,
+      queueTimeoutMs: 2000,
+      coldStartTimeoutMs: 3000,
+      tickMs: 1000,
+    });
     expect(tooSlow).toMatchObject({ served: 0, rejected503: 1 });
   });
 
   it('should answer 503 to what waits past the queue timeout at the ceiling', () => {
     const one: ScalingPolicy = { ...flex0, minReplicas: 1, maxReplicas: 1 };
     const r = simulate(
-      [{ at: 0, durationMs: 5000 }, { at: 0, durationMs: 5000 }],
+      [
+        { at: 0, durationMs: 5000 },
+        { at: 0, durationMs: 5000 },
+      ],
       { policy: one, replica: { ...replica, concurrency: 1 }, initialReplicas: 1, queueTimeoutMs: 2000, tickMs: 1000 },
     );
     expect(r).toMatchObject({ served: 1, rejected503: 1, maxReplicas: 1, coldStarts: 0 });
@@ -54,7 +79,13 @@ describe('what-if simulator', () => {
   it("should reproduce the reference's trade-offs for 5 RPS with bursts to 30", () => {
     const trace = generateTrace(REFERENCE_PATTERN);
     const [f0, f1, a2] = REFERENCE_CONFIGS.map((c) =>
-      simulate(trace, { policy: c.policy, replica: REFERENCE_REPLICA, initialReplicas: c.policy.mode === 'ACTIVE' ? 2 : c.policy.minReplicas, queueTimeoutMs: 2000, tickMs: 1000 }),
+      simulate(trace, {
+        policy: c.policy,
+        replica: REFERENCE_REPLICA,
+        initialReplicas: c.policy.mode === 'ACTIVE' ? 2 : c.policy.minReplicas,
+        queueTimeoutMs: 2000,
+        tickMs: 1000,
+      }),
     );
     // Bursts scale Flex to its ceiling of 4 and queue from there.
     expect(f0.maxReplicas).toBe(4);

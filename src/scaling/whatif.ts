@@ -91,7 +91,8 @@ export function generateTrace(p: Pattern): TraceRequest[] {
   const end = p.durationSeconds * 1000;
   while (t < end) {
     const inBurst = p.burstEverySeconds > 0 && (t / 1000) % p.burstEverySeconds < p.burstSeconds;
-    const quiet = p.quietFromSeconds !== undefined && p.quietToSeconds !== undefined && t >= p.quietFromSeconds * 1000 && t < p.quietToSeconds * 1000;
+    const quiet =
+      p.quietFromSeconds !== undefined && p.quietToSeconds !== undefined && t >= p.quietFromSeconds * 1000 && t < p.quietToSeconds * 1000;
     const rate = quiet ? 0 : inBurst ? p.burstRps : p.avgRps;
     if (rate <= 0) {
       t += 100;
@@ -119,8 +120,17 @@ export function simulate(trace: TraceRequest[], o: SimOptions): SimResult {
   const coldTimeoutMs = o.coldStartTimeoutMs ?? 60_000;
   const waits: number[] = [];
   const res: SimResult = {
-    requests: trace.length, served: 0, rejected503: 0, coldStarts: 0, queueWaitP50Ms: 0, queueWaitP99Ms: 0,
-    maxReplicas: o.initialReplicas, gpuSeconds: 0, costUsd: 0, series: [], decisions: [],
+    requests: trace.length,
+    served: 0,
+    rejected503: 0,
+    coldStarts: 0,
+    queueWaitP50Ms: 0,
+    queueWaitP99Ms: 0,
+    maxReplicas: o.initialReplicas,
+    gpuSeconds: 0,
+    costUsd: 0,
+    series: [],
+    decisions: [],
   };
   let state = initialScalerState(o.initialReplicas, 0);
   let next = 0;
@@ -134,11 +144,14 @@ export function simulate(trace: TraceRequest[], o: SimOptions): SimResult {
     if (desired === before) return;
     res.decisions.push({ t, from: before, to: desired, reason });
     if (desired > before) {
-      for (let i = before; i < desired; i++) replicas.push({ startedAt: t, readyAt: t + o.replica.coldStartMs, draining: false, running: [] });
+      for (let i = before; i < desired; i++)
+        replicas.push({ startedAt: t, readyAt: t + o.replica.coldStartMs, draining: false, running: [] });
       res.coldStarts += desired - before;
     } else {
       // Drain the least busy first; a draining replica finishes what it runs and takes nothing new.
-      const victims = live().sort((a, b) => a.running.length - b.running.length).slice(0, before - desired);
+      const victims = live()
+        .sort((a, b) => a.running.length - b.running.length)
+        .slice(0, before - desired);
       for (const v of victims) v.draining = true;
     }
     res.maxReplicas = Math.max(res.maxReplicas, live().length);
@@ -156,10 +169,11 @@ export function simulate(trace: TraceRequest[], o: SimOptions): SimResult {
   for (let t = 0; t <= end; t += step) {
     // Completions, and drained replicas leave.
     for (const r of replicas) r.running = r.running.filter((e) => e > t);
-    for (let i = replicas.length - 1; i >= 0; i--) if (replicas[i].draining && replicas[i].running.length === 0) {
-      gpuMs += t - replicas[i].startedAt;
-      replicas.splice(i, 1);
-    }
+    for (let i = replicas.length - 1; i >= 0; i--)
+      if (replicas[i].draining && replicas[i].running.length === 0) {
+        gpuMs += t - replicas[i].startedAt;
+        replicas.splice(i, 1);
+      }
     // Arrivals. A request meeting zero replicas wakes the scaler at once (the cold-start path).
     let woke = false;
     while (next < trace.length && trace[next].at <= t) {
@@ -191,7 +205,13 @@ export function simulate(trace: TraceRequest[], o: SimOptions): SimResult {
     if (t >= nextTick) {
       tick(t);
       const o2 = observe(t);
-      res.series.push({ t, replicas: live().length, ready: live().filter((r) => r.readyAt <= t).length, inFlight: o2.inFlight, queued: o2.queued });
+      res.series.push({
+        t,
+        replicas: live().length,
+        ready: live().filter((r) => r.readyAt <= t).length,
+        inFlight: o2.inFlight,
+        queued: o2.queued,
+      });
       nextTick += o.tickMs;
     }
   }
@@ -215,7 +235,17 @@ export function chartSvg(r: SimResult, title: string, width = 900, height = 260)
   const yLoad = (v: number) => height - pad - (v / loadMax) * (height - 2 * pad);
   const path = (pts: Array<[number, number]>) => pts.map(([px, py], i) => `${i ? 'L' : 'M'}${px.toFixed(1)},${py.toFixed(1)}`).join('');
   const load = path(r.series.map((s) => [x(s.t), yLoad(s.inFlight + s.queued)]));
-  const reps = path(r.series.flatMap((s, i) => (i ? [[x(s.t), yRep(r.series[i - 1].replicas)], [x(s.t), yRep(s.replicas)]] : [[x(s.t), yRep(s.replicas)]]) as Array<[number, number]>));
+  const reps = path(
+    r.series.flatMap(
+      (s, i) =>
+        (i
+          ? [
+              [x(s.t), yRep(r.series[i - 1].replicas)],
+              [x(s.t), yRep(s.replicas)],
+            ]
+          : [[x(s.t), yRep(s.replicas)]]) as Array<[number, number]>,
+    ),
+  );
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`,
     `<rect width="100%" height="100%" fill="white"/>`,
@@ -232,8 +262,15 @@ export function chartSvg(r: SimResult, title: string, width = 900, height = 260)
 
 /** The reference's example: 5 RPS average with bursts to 30 RPS, and one quiet period. */
 export const REFERENCE_PATTERN: Pattern = {
-  avgRps: 5, burstRps: 30, burstEverySeconds: 300, burstSeconds: 30, durationSeconds: 3600,
-  meanDurationMs: 4000, seed: 42, quietFromSeconds: 1800, quietToSeconds: 2400,
+  avgRps: 5,
+  burstRps: 30,
+  burstEverySeconds: 300,
+  burstSeconds: 30,
+  durationSeconds: 3600,
+  meanDurationMs: 4000,
+  seed: 42,
+  quietFromSeconds: 1800,
+  quietToSeconds: 2400,
 };
 
 export const REFERENCE_REPLICA: ReplicaModel = { coldStartMs: 1500, concurrency: 30, gpuHourlyUsd: 1 };
@@ -250,4 +287,5 @@ export function summaryRow(name: string, r: SimResult): string {
   return `| ${name} | ${r.requests} | ${r.maxReplicas} | ${r.coldStarts} | ${r.queueWaitP50Ms} | ${firstWait} | ${r.rejected503} | ${r.gpuSeconds} | ${r.costUsd.toFixed(2)} |`;
 }
 
-export const SUMMARY_HEADER = '| config | requests | max replicas | cold starts | queue wait p50 ms | queue wait p99 ms | 503s | GPU-seconds | cost USD |\n|---|---|---|---|---|---|---|---|---|';
+export const SUMMARY_HEADER =
+  '| config | requests | max replicas | cold starts | queue wait p50 ms | queue wait p99 ms | 503s | GPU-seconds | cost USD |\n|---|---|---|---|---|---|---|---|---|';

@@ -45,9 +45,18 @@ describe('replica simulator', () => {
   it('should stream max_tokens content chunks, then usage, then [DONE]', async () => {
     const s = await sim({});
     await s.ready;
-    const res = await post(`${s.url}/v1/chat/completions`, { model: 'x', stream: true, max_tokens: 4, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'hello' }] });
+    const res = await post(`${s.url}/v1/chat/completions`, {
+      model: 'x',
+      stream: true,
+      max_tokens: 4,
+      stream_options: { include_usage: true },
+      messages: [{ role: 'user', content: 'hello' }],
+    });
     expect(res.headers.get('content-type')).toBe('text/event-stream');
-    const events = (await res.text()).split('\n\n').filter(Boolean).map((e) => e.replace(/^data: /, ''));
+    const events = (await res.text())
+      .split('\n\n')
+      .filter(Boolean)
+      .map((e) => e.replace(/^data: /, ''));
     expect(events.at(-1)).toBe('[DONE]');
     const chunks = events.slice(0, -1).map((e) => JSON.parse(e));
     expect(chunks.filter((c) => c.choices[0]?.delta?.content).length).toBe(4);
@@ -57,7 +66,12 @@ describe('replica simulator', () => {
   it('should give the same completion for the same prompt', async () => {
     const s = await sim({});
     await s.ready;
-    const ask = async () => ((await (await post(`${s.url}/v1/chat/completions`, { model: 'x', messages: [{ role: 'user', content: 'same' }] })).json()) as { choices: Array<{ message: { content: string } }> }).choices[0].message.content;
+    const ask = async () =>
+      (
+        (await (await post(`${s.url}/v1/chat/completions`, { model: 'x', messages: [{ role: 'user', content: 'same' }] })).json()) as {
+          choices: Array<{ message: { content: string } }>;
+        }
+      ).choices[0].message.content;
     expect(await ask()).toBe(await ask());
   });
 
@@ -70,7 +84,12 @@ describe('replica simulator', () => {
 
     const cutting = await sim({ cutStreamRate: 1 });
     await cutting.ready;
-    const res = await post(`${cutting.url}/v1/chat/completions`, { model: 'x', stream: true, max_tokens: 10, messages: [{ role: 'user', content: 'x' }] });
+    const res = await post(`${cutting.url}/v1/chat/completions`, {
+      model: 'x',
+      stream: true,
+      max_tokens: 10,
+      messages: [{ role: 'user', content: 'x' }],
+    });
     await expect(res.text()).rejects.toThrow();
   });
 
@@ -90,9 +109,13 @@ describe('replica simulator', () => {
   it('should return deterministic unit embeddings, as floats or base64 float32', async () => {
     const s = await sim({ task: 'EMBEDDINGS', embeddingDim: 8 });
     await s.ready;
-    const floats = (await (await post(`${s.url}/v1/embeddings`, { model: 'x', input: ['a', 'b'] })).json()) as { data: Array<{ embedding: number[] }> };
+    const floats = (await (await post(`${s.url}/v1/embeddings`, { model: 'x', input: ['a', 'b'] })).json()) as {
+      data: Array<{ embedding: number[] }>;
+    };
     expect(floats.data[0].embedding).toEqual(embed('a', 8));
-    const b64 = (await (await post(`${s.url}/v1/embeddings`, { model: 'x', input: 'a', encoding_format: 'base64' })).json()) as { data: Array<{ embedding: string }> };
+    const b64 = (await (await post(`${s.url}/v1/embeddings`, { model: 'x', input: 'a', encoding_format: 'base64' })).json()) as {
+      data: Array<{ embedding: string }>;
+    };
     const buf = Buffer.from(b64.data[0].embedding, 'base64');
     const decoded = Array.from(new Float32Array(buf.buffer, buf.byteOffset, buf.length / 4));
     decoded.forEach((x, i) => expect(x).toBeCloseTo(embed('a', 8)[i], 6));

@@ -59,8 +59,10 @@ export const SIMULATOR_DEFAULTS: SimulatorOptions = {
   embeddingDim: 64,
 };
 
-const WORDS = ('the a model replica token stream answer quickly gpu batch cache warm cold start request ' +
-  'latency scale route key deploy queue serve infer vector prompt reply').split(' ');
+const WORDS = (
+  'the a model replica token stream answer quickly gpu batch cache warm cold start request ' +
+  'latency scale route key deploy queue serve infer vector prompt reply'
+).split(' ');
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -101,7 +103,14 @@ function sendJson(res: ServerResponse, status: number, body: unknown) {
   res.end(data);
 }
 
-function sendError(res: ServerResponse, status: number, message: string, type: string, code: string | null = null, param: string | null = null) {
+function sendError(
+  res: ServerResponse,
+  status: number,
+  message: string,
+  type: string,
+  code: string | null = null,
+  param: string | null = null,
+) {
   sendJson(res, status, { error: { message, type, param, code } });
 }
 
@@ -157,8 +166,12 @@ export async function startSimulator(partial: Partial<SimulatorOptions> = {}): P
       return sendError(res, 400, "'messages' must be a non-empty array", 'invalid_request_error', null, 'messages');
     }
     const prompt = messages.map((m) => (typeof m?.content === 'string' ? m.content : JSON.stringify(m?.content ?? ''))).join('\n');
-    const maxTokens = typeof body.max_tokens === 'number' ? body.max_tokens
-      : typeof body.max_completion_tokens === 'number' ? body.max_completion_tokens : o.defaultMaxTokens;
+    const maxTokens =
+      typeof body.max_tokens === 'number'
+        ? body.max_tokens
+        : typeof body.max_completion_tokens === 'number'
+          ? body.max_completion_tokens
+          : o.defaultMaxTokens;
     if (!Number.isInteger(maxTokens) || maxTokens < 1) {
       return sendError(res, 400, "'max_tokens' must be a positive integer", 'invalid_request_error', null, 'max_tokens');
     }
@@ -201,7 +214,9 @@ export async function startSimulator(partial: Partial<SimulatorOptions> = {}): P
         }
         res.write(chunk({}, 'length'));
         if (includeUsage) {
-          res.write(`data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: o.model, choices: [], usage: { prompt_tokens: promptTokens, completion_tokens: maxTokens, total_tokens: promptTokens + maxTokens } })}\n\n`);
+          res.write(
+            `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: o.model, choices: [], usage: { prompt_tokens: promptTokens, completion_tokens: maxTokens, total_tokens: promptTokens + maxTokens } })}\n\n`,
+          );
         }
         res.end('data: [DONE]\n\n');
       } else {
@@ -227,7 +242,8 @@ export async function startSimulator(partial: Partial<SimulatorOptions> = {}): P
 
   async function embeddings(res: ServerResponse, body: Record<string, unknown>) {
     const input = body.input;
-    const inputs = typeof input === 'string' ? [input] : Array.isArray(input) && input.every((x) => typeof x === 'string') ? (input as string[]) : null;
+    const inputs =
+      typeof input === 'string' ? [input] : Array.isArray(input) && input.every((x) => typeof x === 'string') ? (input as string[]) : null;
     if (!inputs || inputs.length === 0) {
       return sendError(res, 400, "'input' must be a string or a non-empty array of strings", 'invalid_request_error', null, 'input');
     }
@@ -272,10 +288,12 @@ export async function startSimulator(partial: Partial<SimulatorOptions> = {}): P
           }
           const b = body as Record<string, unknown>;
           if (url === '/v1/embeddings') {
-            if (o.task !== 'EMBEDDINGS') return sendError(res, 400, `model ${o.model} does not serve embeddings`, 'invalid_request_error', 'unsupported_task');
+            if (o.task !== 'EMBEDDINGS')
+              return sendError(res, 400, `model ${o.model} does not serve embeddings`, 'invalid_request_error', 'unsupported_task');
             return embeddings(res, b);
           }
-          if (o.task !== 'CHAT') return sendError(res, 400, `model ${o.model} does not serve chat completions`, 'invalid_request_error', 'unsupported_task');
+          if (o.task !== 'CHAT')
+            return sendError(res, 400, `model ${o.model} does not serve chat completions`, 'invalid_request_error', 'unsupported_task');
           return chat(req, res, b);
         })
         .catch((err: Error) => {
@@ -301,7 +319,10 @@ export async function startSimulator(partial: Partial<SimulatorOptions> = {}): P
   // machine, short when the local cache already holds them ("Instant Start").
   const ready = (async () => {
     const marker = join(o.cacheDir, `${o.weightsKey.replace(/[^A-Za-z0-9._-]/g, '_')}.weights`);
-    const cached = await stat(marker).then(() => true, () => false);
+    const cached = await stat(marker).then(
+      () => true,
+      () => false,
+    );
     const ms = cached ? o.warmStartMs : o.coldStartMs;
     await sleep(ms);
     await mkdir(o.cacheDir, { recursive: true });

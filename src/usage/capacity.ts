@@ -25,7 +25,10 @@ export class CapacityAccountant {
   ) {}
 
   start() {
-    const run = () => void this.account(Date.now()).catch((err) => this.log.error({ err: (err as Error).message }, 'capacity accounting failed; next pass retries'));
+    const run = () =>
+      void this.account(Date.now()).catch((err) =>
+        this.log.error({ err: (err as Error).message }, 'capacity accounting failed; next pass retries'),
+      );
     run();
     this.timer = setInterval(run, this.intervalMs);
     this.timer.unref();
@@ -41,7 +44,9 @@ export class CapacityAccountant {
     const from = now - (this.first ? START_LOOKBACK_MS : LOOKBACK_MS);
     this.first = false;
     // A replica is warm from readyAt until stoppedAt, or until now while READY or DRAINING.
-    const rows = await this.prisma.$queryRawUnsafe<Array<{ deploymentId: string; minute: Date; seconds: number; mode: BillingMode; target: BillingTarget; gpu: string }>>(
+    const rows = await this.prisma.$queryRawUnsafe<
+      Array<{ deploymentId: string; minute: Date; seconds: number; mode: BillingMode; target: BillingTarget; gpu: string }>
+    >(
       `WITH warm AS (
          SELECT r."deploymentId", r."readyAt" AS s,
                 COALESCE(r."stoppedAt", CASE WHEN r.state IN ('READY', 'DRAINING') THEN $1::timestamp(3) ELSE r."readyAt" END) AS e

@@ -69,7 +69,19 @@ export class UsageRecorder {
         this.pending.delete(oldest);
         this.dropped++;
       }
-      r = { deploymentId: s.deploymentId, apiKeyId: s.apiKeyId, minute, requests: 0, errors: 0, promptTokens: 0, completionTokens: 0, latencyMsSum: 0, ttftMsSum: 0, ttftCount: 0, costUsd: 0 };
+      r = {
+        deploymentId: s.deploymentId,
+        apiKeyId: s.apiKeyId,
+        minute,
+        requests: 0,
+        errors: 0,
+        promptTokens: 0,
+        completionTokens: 0,
+        latencyMsSum: 0,
+        ttftMsSum: 0,
+        ttftCount: 0,
+        costUsd: 0,
+      };
       this.pending.set(k, r);
     }
     r.requests++;
@@ -134,7 +146,10 @@ export class UsageRecorder {
         this.pending.set(k, r);
       }
       this.onFlush?.(rows.length, false);
-      this.log.error({ err: (err as Error).message, rows: rows.length }, 'usage rollup write failed; keeping the rows for the next interval');
+      this.log.error(
+        { err: (err as Error).message, rows: rows.length },
+        'usage rollup write failed; keeping the rows for the next interval',
+      );
     }
   }
 

@@ -9,7 +9,7 @@ import { UsageInput, UsageReport } from './usage.types';
 export class UsageResolver {
   constructor(private readonly svc: UsageService) {}
 
-  @Query(() => UsageReport, { description: 'Requests, tokens, latency and cost per bucket, from the gateway\'s per-minute rollups.' })
+  @Query(() => UsageReport, { description: "Requests, tokens, latency and cost per bucket, from the gateway's per-minute rollups." })
   usage(@CurrentAuth() auth: AuthContext, @Args('input') input: UsageInput) {
     return this.svc.report(auth.workspace.id, input);
   }

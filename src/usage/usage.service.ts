@@ -21,7 +21,11 @@ const inputSchema = z
     if (v.to.getTime() <= v.from.getTime()) ctx.addIssue({ code: 'custom', path: ['to'], message: 'must be after from' });
     const buckets = Math.ceil((v.to.getTime() - v.from.getTime()) / BUCKET_MS[v.granularity]);
     if (buckets > MAX_BUCKETS) {
-      ctx.addIssue({ code: 'custom', path: ['granularity'], message: `from..to is ${buckets} ${v.granularity} buckets; at most ${MAX_BUCKETS}: use a coarser granularity or a shorter range` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['granularity'],
+        message: `from..to is ${buckets} ${v.granularity} buckets; at most ${MAX_BUCKETS}: use a coarser granularity or a shorter range`,
+      });
     }
   });
 
@@ -48,7 +52,10 @@ export class UsageService {
 
   async report(workspaceId: string, raw: UsageInput): Promise<UsageReport> {
     const input = inputSchema.parse(raw);
-    if (input.deploymentId && !(await this.prisma.deployment.findFirst({ where: { id: input.deploymentId, workspaceId }, select: { id: true } }))) {
+    if (
+      input.deploymentId &&
+      !(await this.prisma.deployment.findFirst({ where: { id: input.deploymentId, workspaceId }, select: { id: true } }))
+    ) {
       throw notFound('deployment', input.deploymentId);
     }
     if (input.apiKeyId && !(await this.prisma.apiKey.findFirst({ where: { id: input.apiKeyId, workspaceId }, select: { id: true } }))) {
@@ -93,8 +100,21 @@ export class UsageService {
     }
     const buckets = [...byStart.keys()].sort((a, b) => a - b).map((t) => bucket(byStart.get(t)!));
     const total = buckets.reduce<UsageBucket>(
-      (acc, b) => sumInto(acc, b, ['requests', 'errors', 'promptTokens', 'completionTokens', 'replicaSeconds', 'tokenCostUsd', 'capacityCostUsd']),
-      { start: input.from, requests: 0, errors: 0, promptTokens: 0, completionTokens: 0, avgLatencyMs: null, avgTtftMs: null, replicaSeconds: 0, tokenCostUsd: 0, capacityCostUsd: 0, costUsd: 0 },
+      (acc, b) =>
+        sumInto(acc, b, ['requests', 'errors', 'promptTokens', 'completionTokens', 'replicaSeconds', 'tokenCostUsd', 'capacityCostUsd']),
+      {
+        start: input.from,
+        requests: 0,
+        errors: 0,
+        promptTokens: 0,
+        completionTokens: 0,
+        avgLatencyMs: null,
+        avgTtftMs: null,
+        replicaSeconds: 0,
+        tokenCostUsd: 0,
+        capacityCostUsd: 0,
+        costUsd: 0,
+      },
     );
     const latency = tokens.reduce((s, r) => s + r.latency, 0);
     const ttft = tokens.reduce((s, r) => s + r.ttft, 0);

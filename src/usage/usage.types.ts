@@ -13,7 +13,8 @@ export class UsageInput {
   @Field({ description: 'End, exclusive.' }) to!: Date;
   @Field(() => UsageGranularity, { defaultValue: UsageGranularity.HOUR }) granularity!: UsageGranularity;
   @Field(() => ID, { nullable: true, description: 'One deployment; all of the workspace when omitted.' }) deploymentId?: string;
-  @Field(() => ID, { nullable: true, description: 'One API key. Warm replica time belongs to no key, so it is left out.' }) apiKeyId?: string;
+  @Field(() => ID, { nullable: true, description: 'One API key. Warm replica time belongs to no key, so it is left out.' })
+  apiKeyId?: string;
 }
 
 @ObjectType()
@@ -24,9 +25,10 @@ export class UsageBucket {
   @Field(() => Float) promptTokens!: number;
   @Field(() => Float) completionTokens!: number;
   @Field(() => Float, { nullable: true, description: 'Mean time from request to last byte, ms.' }) avgLatencyMs!: number | null;
-  @Field(() => Float, { nullable: true, description: 'Mean time from request to the first byte of the response, ms.' }) avgTtftMs!: number | null;
+  @Field(() => Float, { nullable: true, description: 'Mean time from request to the first byte of the response, ms.' }) avgTtftMs!:
+    number | null;
   @Field(() => Float, { description: 'Warm replica time, seconds.' }) replicaSeconds!: number;
-  @Field(() => Float, { description: 'USD for tokens at the deployment\'s plan rates.' }) tokenCostUsd!: number;
+  @Field(() => Float, { description: "USD for tokens at the deployment's plan rates." }) tokenCostUsd!: number;
   @Field(() => Float, { description: 'USD for warm replica time (Active deployments).' }) capacityCostUsd!: number;
   @Field(() => Float) costUsd!: number;
 }

@@ -71,7 +71,13 @@ export async function ensureDefaultWorkspace(prisma: PrismaClient, givenToken?: 
   const secret = givenToken ? secretFromPlaintext(givenToken) : issueSecret('mt');
   await prisma.managementToken.upsert({
     where: { hash: secret.hash },
-    create: { id: newId('mtk'), workspaceId: DEFAULT_WORKSPACE_ID, name: givenToken ? 'bootstrap' : 'generated', prefix: secret.prefix, hash: secret.hash },
+    create: {
+      id: newId('mtk'),
+      workspaceId: DEFAULT_WORKSPACE_ID,
+      name: givenToken ? 'bootstrap' : 'generated',
+      prefix: secret.prefix,
+      hash: secret.hash,
+    },
     update: { revokedAt: null },
   });
   return { token: secret.plaintext };

@@ -16,7 +16,12 @@ async function createPipeline(stack: Stack, token: string, name: string, task: '
   return r.data.createPipeline.id;
 }
 
-async function deployAndWait(stack: Stack, token: string, pipelineId: string, extra: Record<string, unknown> = {}): Promise<Deployed & { status: string; url: string }> {
+async function deployAndWait(
+  stack: Stack,
+  token: string,
+  pipelineId: string,
+  extra: Record<string, unknown> = {},
+): Promise<Deployed & { status: string; url: string }> {
   const r = await deploy(stack.as(token), { pipelineId, mode: 'FLEX', minReplicas: 1, maxReplicas: 2, ...extra });
   expect(r.errors).toBeUndefined();
   const { deployment, apiKey } = r.data.deployPipeline;
@@ -46,13 +51,24 @@ describe('deploy a pipeline and call it with the official OpenAI client', () => 
   });
 
   it('should be ACTIVE with its URL, a ready replica and every step as an event when the workflow finishes', async () => {
-    const q = await stack.gql<{ deployment: { url: string; replicas: Array<{ state: string }>; events: Array<{ kind: string }>; operations: Array<{ kind: string; status: string; workflowId: string }> } }>(
-      DEPLOYMENT, team.token, { id: chat.deploymentId },
-    );
+    const q = await stack.gql<{
+      deployment: {
+        url: string;
+        replicas: Array<{ state: string }>;
+        events: Array<{ kind: string }>;
+        operations: Array<{ kind: string; status: string; workflowId: string }>;
+      };
+    }>(DEPLOYMENT, team.token, { id: chat.deploymentId });
     expect(q.data.deployment.url).toBe(`${stack.url}/v1`);
     expect(q.data.deployment.replicas.map((r) => r.state)).toEqual(['READY']);
     expect(q.data.deployment.events.map((e) => e.kind)).toEqual([
-      'deploy.requested', 'plan.checked', 'replicas.provisioning', 'replica.ready', 'key.issued', 'routes.published', 'deployment.active',
+      'deploy.requested',
+      'plan.checked',
+      'replicas.provisioning',
+      'replica.ready',
+      'key.issued',
+      'routes.published',
+      'deployment.active',
     ]);
     expect(q.data.deployment.operations).toEqual([{ kind: 'DEPLOY', status: 'SUCCEEDED', workflowId: `deploy:${chat.deploymentId}` }]);
     const handle = stack.temporal.workflow.getHandle(`deploy:${chat.deploymentId}`);
@@ -82,7 +98,11 @@ describe('deploy a pipeline and call it with the official OpenAI client', () => 
   it('should stream a chat completion chunk by chunk, ending with [DONE]', async () => {
     const client = new OpenAI({ baseURL: chat.url, apiKey: chat.apiKey });
     const stream = await client.chat.completions.create({
-      model: 'default', stream: true, max_tokens: 6, stream_options: { include_usage: true }, messages: [{ role: 'user', content: 'Stream please' }],
+      model: 'default',
+      stream: true,
+      max_tokens: 6,
+      stream_options: { include_usage: true },
+      messages: [{ role: 'user', content: 'Stream please' }],
     });
     const parts: string[] = [];
     let usage: OpenAI.CompletionUsage | undefined;
@@ -127,25 +147,47 @@ describe('deploy a pipeline and call it with the official OpenAI client', () => 
     expect(a.data[1].embedding).not.toEqual(a.data[0].embedding);
     // The chat key of another deployment cannot reach it, and the task is checked.
     const wrongTask = new OpenAI({ baseURL: d.url, apiKey: d.apiKey, maxRetries: 0 });
-    await expect(wrongTask.chat.completions.create({ model: 'default', messages: [{ role: 'user', content: 'x' }] })).rejects.toMatchObject({
-      status: 400, code: 'unsupported_task',
-    });
+    await expect(wrongTask.chat.completions.create({ model: 'default', messages: [{ role: 'user', content: 'x' }] })).rejects.toMatchObject(
+      {
+        status: 400,
+        code: 'unsupported_task',
+      },
+    );
   });
 
   it('should answer 401 in the OpenAI envelope when the key is wrong', async () => {
     const client = new OpenAI({ baseURL: chat.url, apiKey: 'sk_not-a-real-key-at-all-0000000000000000', maxRetries: 0 });
     await expect(client.chat.completions.create({ model: 'default', messages: [{ role: 'user', content: 'x' }] })).rejects.toMatchObject({
-      status: 401, code: 'invalid_api_key', type: 'authentication_error',
+      status: 401,
+      code: 'invalid_api_key',
+      type: 'authentication_error',
     });
-    const res = await fetch(`${chat.url}/chat/completions`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+    const res = await fetch(`${chat.url}/chat/completions`, {
+      method: 'POST',
+      body: '{}',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(res.status).toBe(401);
-    expect(await res.json()).toEqual({ error: { message: expect.stringContaining('Missing API key'), type: 'authentication_error', param: null, code: 'invalid_api_key' } });
+    expect(await res.json()).toEqual({
+      error: { message: expect.stringContaining('Missing API key'), type: 'authentication_error', param: null, code: 'invalid_api_key' },
+    });
   });
 
   it('should answer 400 in the envelope for a malformed body, never a 500', async () => {
-    const bodies = ['{"model":', '[]', '{"model":"default"}', '{"model":"default","messages":"hi"}', '{"model":7,"messages":[]}', '\u00ff\u00fe'];
+    const bodies = [
+      '{"model":',
+      '[]',
+      '{"model":"default"}',
+      '{"model":"default","messages":"hi"}',
+      '{"model":7,"messages":[]}',
+      '\u00ff\u00fe',
+    ];
     for (const body of bodies) {
-      const res = await fetch(`${chat.url}/chat/completions`, { method: 'POST', body, headers: { authorization: `Bearer ${chat.apiKey}`, 'content-type': 'application/json' } });
+      const res = await fetch(`${chat.url}/chat/completions`, {
+        method: 'POST',
+        body,
+        headers: { authorization: `Bearer ${chat.apiKey}`, 'content-type': 'application/json' },
+      });
       expect(res.status).toBe(400);
       const json = (await res.json()) as { error: { type: string; message: string } };
       expect(json.error.type).toBe('invalid_request_error');
@@ -156,7 +198,8 @@ describe('deploy a pipeline and call it with the official OpenAI client', () => 
   it('should refuse a revoked key with 401 on the next request', async () => {
     const created = await stack.gql<{ createApiKey: { key: string; apiKey: { id: string; prefix: string } } }>(
       `mutation($input: CreateApiKeyInput!) { createApiKey(input: $input) { key apiKey { id prefix } } }`,
-      team.token, { input: { name: 'ci', scope: 'DEPLOYMENT', deploymentId: chat.deploymentId } },
+      team.token,
+      { input: { name: 'ci', scope: 'DEPLOYMENT', deploymentId: chat.deploymentId } },
     );
     const { key, apiKey } = created.data.createApiKey;
     expect(key.startsWith(apiKey.prefix)).toBe(true);
@@ -170,14 +213,18 @@ describe('deploy a pipeline and call it with the official OpenAI client', () => 
     const revoked = await stack.gql(`mutation($id: ID!) { revokeApiKey(id: $id) { revokedAt } }`, team.token, { id: apiKey.id });
     expect(revoked.errors).toBeUndefined();
     // Revocation reaches the gateway by NOTIFY; the cache TTL in this stack is a minute.
-    await eventually(async () => {
-      try {
-        await client.chat.completions.create({ model: 'default', messages: [{ role: 'user', content: 'x' }] });
-        return false;
-      } catch (e) {
-        return (e as { status?: number }).status === 401;
-      }
-    }, 1000, 20);
+    await eventually(
+      async () => {
+        try {
+          await client.chat.completions.create({ model: 'default', messages: [{ role: 'user', content: 'x' }] });
+          return false;
+        } catch (e) {
+          return (e as { status?: number }).status === 401;
+        }
+      },
+      1000,
+      20,
+    );
   });
 
   it("should refuse a Starter workspace's deploy with a clear PLAN_LIMIT error", async () => {
@@ -192,12 +239,25 @@ describe('deploy a pipeline and call it with the official OpenAI client', () => 
   it('should refuse ACTIVE mode on Pro and maxReplicas above the plan ceiling', async () => {
     const pro = await stack.workspace('PRO');
     const pipelineId = await createPipeline(stack, pro.token, 'pro-demo', 'CHAT', 'sim/tiny-chat');
-    const active = await stack.gql(DEPLOY, pro.token, { input: { pipelineId, target: 'LOCAL', gpu: 'sim', mode: 'ACTIVE', minReplicas: 1, maxReplicas: 2 } });
-    expect(active.errors?.[0]).toMatchObject({ message: expect.stringMatching(/ACTIVE mode needs the Team plan/), extensions: { code: 'PLAN_LIMIT' } });
+    const active = await stack.gql(DEPLOY, pro.token, {
+      input: { pipelineId, target: 'LOCAL', gpu: 'sim', mode: 'ACTIVE', minReplicas: 1, maxReplicas: 2 },
+    });
+    expect(active.errors?.[0]).toMatchObject({
+      message: expect.stringMatching(/ACTIVE mode needs the Team plan/),
+      extensions: { code: 'PLAN_LIMIT' },
+    });
     const big = await stack.gql(DEPLOY, pro.token, { input: { pipelineId, target: 'LOCAL', gpu: 'sim', mode: 'FLEX', maxReplicas: 9 } });
-    expect(big.errors?.[0]).toMatchObject({ message: "maxReplicas 9 exceeds the PRO plan's ceiling of 8", extensions: { code: 'PLAN_LIMIT', limit: 8 } });
-    const bad = await stack.gql(DEPLOY, pro.token, { input: { pipelineId, target: 'LOCAL', gpu: 'sim', mode: 'FLEX', minReplicas: 3, maxReplicas: 2 } });
-    expect(bad.errors?.[0]).toMatchObject({ message: 'minReplicas: must not exceed maxReplicas (2)', extensions: { code: 'BAD_USER_INPUT' } });
+    expect(big.errors?.[0]).toMatchObject({
+      message: "maxReplicas 9 exceeds the PRO plan's ceiling of 8",
+      extensions: { code: 'PLAN_LIMIT', limit: 8 },
+    });
+    const bad = await stack.gql(DEPLOY, pro.token, {
+      input: { pipelineId, target: 'LOCAL', gpu: 'sim', mode: 'FLEX', minReplicas: 3, maxReplicas: 2 },
+    });
+    expect(bad.errors?.[0]).toMatchObject({
+      message: 'minReplicas: must not exceed maxReplicas (2)',
+      extensions: { code: 'BAD_USER_INPUT' },
+    });
   });
 
   it("should not let another workspace's token read or touch the deployment", async () => {
@@ -211,15 +271,37 @@ describe('deploy a pipeline and call it with the official OpenAI client', () => 
     });
     expect(key.errors?.[0].extensions.code).toBe('NOT_FOUND');
     // Its workspace key cannot name the deployment through `model` either.
-    const ws = await stack.gql<{ createApiKey: { key: string } }>(`mutation { createApiKey(input: { name: "w", scope: WORKSPACE }) { key } }`, other.token);
+    const ws = await stack.gql<{ createApiKey: { key: string } }>(
+      `mutation { createApiKey(input: { name: "w", scope: WORKSPACE }) { key } }`,
+      other.token,
+    );
     const client = new OpenAI({ baseURL: chat.url, apiKey: ws.data.createApiKey.key, maxRetries: 0 });
-    await expect(client.chat.completions.create({ model: chat.deploymentId, messages: [{ role: 'user', content: 'x' }] })).rejects.toMatchObject({ status: 404, code: 'model_not_found' });
+    await expect(
+      client.chat.completions.create({ model: chat.deploymentId, messages: [{ role: 'user', content: 'x' }] }),
+    ).rejects.toMatchObject({ status: 404, code: 'model_not_found' });
   });
 
   it('should simulate scaling for a traffic pattern, and refuse a policy over the plan', async () => {
     const q = `query($input: SimulateScalingInput!) { simulateScaling(input: $input) { requests served rejected503 coldStarts maxReplicas svg decisions { from to reason } } }`;
-    const r = await stack.gql<{ simulateScaling: { requests: number; served: number; rejected503: number; maxReplicas: number; svg: string; decisions: Array<{ from: number; to: number }> } }>(q, team.token, {
-      input: { avgRps: 2, burstRps: 40, burstEverySeconds: 60, burstSeconds: 10, durationSeconds: 120, meanDurationMs: 3000, maxReplicas: 4 },
+    const r = await stack.gql<{
+      simulateScaling: {
+        requests: number;
+        served: number;
+        rejected503: number;
+        maxReplicas: number;
+        svg: string;
+        decisions: Array<{ from: number; to: number }>;
+      };
+    }>(q, team.token, {
+      input: {
+        avgRps: 2,
+        burstRps: 40,
+        burstEverySeconds: 60,
+        burstSeconds: 10,
+        durationSeconds: 120,
+        meanDurationMs: 3000,
+        maxReplicas: 4,
+      },
     });
     expect(r.errors).toBeUndefined();
     const sim = r.data.simulateScaling;
@@ -230,12 +312,17 @@ describe('deploy a pipeline and call it with the official OpenAI client', () => 
     const over = await stack.gql(q, team.token, { input: { avgRps: 1, maxReplicas: 33 } });
     expect(over.errors?.[0]).toMatchObject({ extensions: { code: 'PLAN_LIMIT', limit: 32 } });
     const huge = await stack.gql(q, team.token, { input: { avgRps: 1000, durationSeconds: 86_400, maxReplicas: 4 } });
-    expect(huge.errors?.[0]).toMatchObject({ message: expect.stringMatching(/^durationSeconds: the trace would exceed 500000 requests/), extensions: { code: 'BAD_USER_INPUT' } });
+    expect(huge.errors?.[0]).toMatchObject({
+      message: expect.stringMatching(/^durationSeconds: the trace would exceed 500000 requests/),
+      extensions: { code: 'BAD_USER_INPUT' },
+    });
   });
 
   it('should create, list by prefix and revoke management tokens, never by another workspace', async () => {
     const created = await stack.gql<{ createManagementToken: { id: string; prefix: string; token: string } }>(
-      `mutation { createManagementToken(name: "ci") { id prefix token } }`, team.token);
+      `mutation { createManagementToken(name: "ci") { id prefix token } }`,
+      team.token,
+    );
     const { id, prefix, token } = created.data.createManagementToken;
     expect(token.startsWith(prefix)).toBe(true);
     expect((await stack.gql(`{ workspace { id } }`, token)).errors).toBeUndefined();
@@ -271,9 +358,9 @@ describe('a deploy whose replica never becomes healthy', () => {
       const pipelineId = await createPipeline(stack, team.token, 'broken', 'CHAT', 'sim/tiny-chat');
       const d = await deployAndWait(stack, team.token, pipelineId);
       expect(d.status).toBe('FAILED');
-      const q = await stack.gql<{ deployment: { statusReason: string; url: string | null; replicas: Array<{ state: string }>; events: Array<{ kind: string }> } }>(
-        DEPLOYMENT, team.token, { id: d.deploymentId },
-      );
+      const q = await stack.gql<{
+        deployment: { statusReason: string; url: string | null; replicas: Array<{ state: string }>; events: Array<{ kind: string }> };
+      }>(DEPLOYMENT, team.token, { id: d.deploymentId });
       expect(q.data.deployment.statusReason).toMatch(/not healthy after 2 s/);
       expect(q.data.deployment.url).toBeNull();
       expect(q.data.deployment.events.map((e) => e.kind)).toEqual(expect.arrayContaining(['replicas.released', 'deployment.failed']));

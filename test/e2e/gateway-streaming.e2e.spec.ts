@@ -14,16 +14,22 @@ describe('gateway streaming, timeouts and usage', () => {
   let key: string;
 
   beforeAll(async () => {
-    stack = await startStack({ env: {
-      SIM_ITL_MS: '10',
-      GATEWAY_REQUEST_TIMEOUT_MS: '3000',
-      GATEWAY_ASSUMED_MS_PER_TOKEN: '40',
-      GATEWAY_IDLE_TIMEOUT_MS: '500',
-      USAGE_FLUSH_INTERVAL_MS: '100',
-      USAGE_CAPACITY_INTERVAL_MS: '300',
-    } });
+    stack = await startStack({
+      env: {
+        SIM_ITL_MS: '10',
+        GATEWAY_REQUEST_TIMEOUT_MS: '3000',
+        GATEWAY_ASSUMED_MS_PER_TOKEN: '40',
+        GATEWAY_IDLE_TIMEOUT_MS: '500',
+        USAGE_FLUSH_INTERVAL_MS: '100',
+        USAGE_CAPACITY_INTERVAL_MS: '300',
+      },
+    });
     ws = await stack.workspace('TEAM');
-    ({ deploymentId, apiKey: key } = await stack.deployed(ws.token, { name: 'streams' }, { mode: 'ACTIVE', minReplicas: 2, maxReplicas: 2 }));
+    ({ deploymentId, apiKey: key } = await stack.deployed(
+      ws.token,
+      { name: 'streams' },
+      { mode: 'ACTIVE', minReplicas: 2, maxReplicas: 2 },
+    ));
   });
   afterAll(async () => {
     await stack?.close();
@@ -38,14 +44,18 @@ describe('gateway streaming, timeouts and usage', () => {
     });
   /** The data events of an SSE body, parsed; [DONE] as the string. */
   const events = (text: string) =>
-    text.split('\n\n').filter((e) => e.startsWith('data: ')).map((e) => (e === 'data: [DONE]' ? '[DONE]' : JSON.parse(e.slice(6))));
+    text
+      .split('\n\n')
+      .filter((e) => e.startsWith('data: '))
+      .map((e) => (e === 'data: [DONE]' ? '[DONE]' : JSON.parse(e.slice(6))));
   const metric = async (line: RegExp) => {
     const text = await (await fetch(`${stack.url}/metrics`)).text();
     const m = text.split('\n').find((l) => line.test(l));
     return m ? Number(m.split(' ').pop()) : null;
   };
   const inFlight = () => metric(new RegExp(`^infercp_gateway_in_flight\\{deployment="${deploymentId}"\\}`));
-  const pidOf = async (replicaId: string) => Number((await stack.prisma.replica.findUniqueOrThrow({ where: { id: replicaId } })).providerId);
+  const pidOf = async (replicaId: string) =>
+    Number((await stack.prisma.replica.findUniqueOrThrow({ where: { id: replicaId } })).providerId);
 
   it('should refuse a non-streamed request whose max_tokens would outlast the request timeout, advising streaming', async () => {
     const r = await post({ max_tokens: 150 });
@@ -70,19 +80,27 @@ describe('gateway streaming, timeouts and usage', () => {
     const from = new Date(Date.now() - 60_000);
     // A key of its own: the rollups below hold exactly this test's requests.
     const created = await stack.gql<{ createApiKey: { key: string; apiKey: { id: string } } }>(
-      `mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { key apiKey { id } } }`, ws.token, { i: { name: 'usage', scope: 'DEPLOYMENT', deploymentId } });
+      `mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { key apiKey { id } } }`,
+      ws.token,
+      { i: { name: 'usage', scope: 'DEPLOYMENT', deploymentId } },
+    );
     const usageKey = created.data.createApiKey.key;
     const usageKeyId = created.data.createApiKey.apiKey.id;
     const plain = events(await (await post({ max_tokens: 7, stream: true }, undefined, usageKey)).text());
     expect(plain.at(-1)).toBe('[DONE]');
     expect(plain.slice(0, -1).every((e) => e.choices.length === 1 && !e.usage)).toBe(true);
-    const asked = events(await (await post({ max_tokens: 9, stream: true, stream_options: { include_usage: true } }, undefined, usageKey)).text());
+    const asked = events(
+      await (await post({ max_tokens: 9, stream: true, stream_options: { include_usage: true } }, undefined, usageKey)).text(),
+    );
     expect(asked.at(-2)).toMatchObject({ choices: [], usage: { prompt_tokens: 5, completion_tokens: 9, total_tokens: 14 } });
     const whole = (await (await post({ max_tokens: 4 }, undefined, usageKey)).json()) as { usage: object };
     expect(whole.usage).toEqual({ prompt_tokens: 5, completion_tokens: 4, total_tokens: 9 });
 
     const rows = await eventually(async () => {
-      const s = await stack.prisma.usageRollup.aggregate({ where: { apiKeyId: usageKeyId }, _sum: { requests: true, errors: true, promptTokens: true, completionTokens: true, ttftCount: true } });
+      const s = await stack.prisma.usageRollup.aggregate({
+        where: { apiKeyId: usageKeyId },
+        _sum: { requests: true, errors: true, promptTokens: true, completionTokens: true, ttftCount: true },
+      });
       return s._sum.requests === 3 ? s._sum : null;
     }, 10_000);
     expect(rows).toMatchObject({ errors: 0, promptTokens: 15n, completionTokens: 20n, ttftCount: 3 });
@@ -90,7 +108,9 @@ describe('gateway streaming, timeouts and usage', () => {
     const q = `query($i: UsageInput!) { usage(input: $i) { buckets { start requests } total { requests errors promptTokens completionTokens avgLatencyMs avgTtftMs replicaSeconds tokenCostUsd capacityCostUsd costUsd } } }`;
     const rates = DEFAULT_PRICES.gpus.default;
     const window = { from, to: new Date(Date.now() + 60_000) };
-    const byKey = await stack.gql<{ usage: { buckets: Array<{ requests: number }>; total: Record<string, number> } }>(q, ws.token, { i: { ...window, granularity: 'MINUTE', apiKeyId: usageKeyId } });
+    const byKey = await stack.gql<{ usage: { buckets: Array<{ requests: number }>; total: Record<string, number> } }>(q, ws.token, {
+      i: { ...window, granularity: 'MINUTE', apiKeyId: usageKeyId },
+    });
     const t = byKey.data.usage.total;
     expect(t).toMatchObject({ requests: 3, errors: 0, promptTokens: 15, completionTokens: 20, replicaSeconds: 0, capacityCostUsd: 0 });
     expect(t.avgTtftMs).toBeGreaterThan(0);
@@ -115,16 +135,24 @@ describe('gateway streaming, timeouts and usage', () => {
     const overheadCount = await metric(/^infercp_gateway_overhead_seconds_count\{route="chat"\}/);
     expect(overheadCount).toBeGreaterThanOrEqual(3);
     expect(overheadCount).toBe(await metric(/^infercp_gateway_request_duration_seconds_count\{route="chat"\}/));
-    expect(await metric(/^infercp_gateway_overhead_seconds_sum\{route="chat"\}/)).toBeLessThan((await metric(/^infercp_gateway_request_duration_seconds_sum\{route="chat"\}/))!);
+    expect(await metric(/^infercp_gateway_overhead_seconds_sum\{route="chat"\}/)).toBeLessThan(
+      (await metric(/^infercp_gateway_request_duration_seconds_sum\{route="chat"\}/))!,
+    );
   });
 
   it('should refuse a usage range that is backwards or too fine, naming the field', async () => {
     const q = `query($i: UsageInput!) { usage(input: $i) { total { requests } } }`;
     const now = Date.now();
     const back = await stack.gql(q, ws.token, { i: { from: new Date(now), to: new Date(now - 1000) } });
-    expect(back.errors?.[0]).toMatchObject({ message: expect.stringContaining('to: must be after from'), extensions: { code: 'BAD_USER_INPUT' } });
+    expect(back.errors?.[0]).toMatchObject({
+      message: expect.stringContaining('to: must be after from'),
+      extensions: { code: 'BAD_USER_INPUT' },
+    });
     const fine = await stack.gql(q, ws.token, { i: { from: new Date(now - 30 * 86_400_000), to: new Date(now), granularity: 'MINUTE' } });
-    expect(fine.errors?.[0]).toMatchObject({ message: expect.stringContaining('43200 MINUTE buckets'), extensions: { code: 'BAD_USER_INPUT' } });
+    expect(fine.errors?.[0]).toMatchObject({
+      message: expect.stringContaining('43200 MINUTE buckets'),
+      extensions: { code: 'BAD_USER_INPUT' },
+    });
     const other = await stack.workspace('TEAM');
     const foreign = await stack.gql(q, other.token, { i: { from: new Date(now - 1000), to: new Date(now), deploymentId } });
     expect(foreign.errors?.[0].extensions.code).toBe('NOT_FOUND');
@@ -160,7 +188,11 @@ describe('gateway streaming, timeouts and usage', () => {
         text += Buffer.from(value).toString();
       }
       const last = events(text).at(-1);
-      expect(last.error).toMatchObject({ type: 'server_error', code: 'upstream_timeout', message: expect.stringContaining('GATEWAY_IDLE_TIMEOUT_MS') });
+      expect(last.error).toMatchObject({
+        type: 'server_error',
+        code: 'upstream_timeout',
+        message: expect.stringContaining('GATEWAY_IDLE_TIMEOUT_MS'),
+      });
       expect(await inFlight()).toBe(0);
       const next = await post({ max_tokens: 2 });
       expect(next.status).toBe(200);
@@ -184,7 +216,11 @@ describe('gateway streaming, timeouts and usage', () => {
     const evs = events(text);
     // What came before the failure reached the client; then the error, and no [DONE].
     expect(evs[0].choices[0].delta.role).toBe('assistant');
-    expect(evs.at(-1).error).toMatchObject({ type: 'server_error', code: 'upstream_error', message: expect.stringContaining('replica failed mid-stream') });
+    expect(evs.at(-1).error).toMatchObject({
+      type: 'server_error',
+      code: 'upstream_error',
+      message: expect.stringContaining('replica failed mid-stream'),
+    });
     expect(await inFlight()).toBe(0);
     for (let i = 0; i < 3; i++) {
       const next = await post({ max_tokens: 2 });

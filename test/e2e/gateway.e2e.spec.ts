@@ -26,8 +26,10 @@ describe('gateway admission', () => {
 
   const newKey = async (rateLimitPerMinute?: number) => {
     const r = await stack.gql<{ createApiKey: { key: string } }>(
-      `mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { key } }`, ws.token,
-      { i: { name: 'k', scope: 'DEPLOYMENT', deploymentId, rateLimitPerMinute } });
+      `mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { key } }`,
+      ws.token,
+      { i: { name: 'k', scope: 'DEPLOYMENT', deploymentId, rateLimitPerMinute } },
+    );
     return r.data.createApiKey.key;
   };
   const chat = (base: string, key: string, maxTokens = 3) =>
@@ -37,12 +39,18 @@ describe('gateway admission', () => {
       body: JSON.stringify({ model: 'default', stream: true, max_tokens: maxTokens, messages: [{ role: 'user', content: 'hi' }] }),
     });
 
-  it('should refuse past a key\'s rate with 429, Retry-After and X-RateLimit-* on every response', async () => {
+  it("should refuse past a key's rate with 429, Retry-After and X-RateLimit-* on every response", async () => {
     const key = await newKey(60); // 1 per second; a 5 s burst is 5 requests
     const res = [];
     for (let i = 0; i < 7; i++) {
       const r = await chat(stack.url, key);
-      res.push({ status: r.status, remaining: r.headers.get('x-ratelimit-remaining'), limit: r.headers.get('x-ratelimit-limit'), retry: r.headers.get('retry-after'), body: await r.text() });
+      res.push({
+        status: r.status,
+        remaining: r.headers.get('x-ratelimit-remaining'),
+        limit: r.headers.get('x-ratelimit-limit'),
+        retry: r.headers.get('retry-after'),
+        body: await r.text(),
+      });
     }
     expect(res.slice(0, 5).map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
     expect(res.slice(0, 5).map((r) => r.remaining)).toEqual(['4', '3', '2', '1', '0']);
@@ -55,13 +63,23 @@ describe('gateway admission', () => {
 
   it('should refuse a workspace over its monthly spend cap with 403 plan_limit_exceeded, before any rate is spent', async () => {
     const other = await stack.workspace('PRO');
-    const { deploymentId: id, apiKey } = await stack.deployed(other.token, { name: 'spend' }, { mode: 'FLEX', minReplicas: 1, maxReplicas: 1 });
+    const { deploymentId: id, apiKey } = await stack.deployed(
+      other.token,
+      { name: 'spend' },
+      { mode: 'FLEX', minReplicas: 1, maxReplicas: 1 },
+    );
     await stack.prisma.workspace.update({ where: { id: other.id }, data: { monthlySpendCapUsd: 5 } });
     const key = await stack.prisma.apiKey.findFirstOrThrow({ where: { deploymentId: id } });
-    await stack.prisma.usageRollup.create({ data: { deploymentId: id, apiKeyId: key.id, minute: new Date(), requests: 1000, costUsd: 5.5 } });
+    await stack.prisma.usageRollup.create({
+      data: { deploymentId: id, apiKeyId: key.id, minute: new Date(), requests: 1000, costUsd: 5.5 },
+    });
     const r = await chat(stack.url, apiKey);
     expect(r.status).toBe(403);
-    expect(((await r.json()) as { error: object }).error).toMatchObject({ type: 'permission_error', code: 'plan_limit_exceeded', message: expect.stringContaining('$5.50 of its $5.00') });
+    expect(((await r.json()) as { error: object }).error).toMatchObject({
+      type: 'permission_error',
+      code: 'plan_limit_exceeded',
+      message: expect.stringContaining('$5.50 of its $5.00'),
+    });
     expect(r.headers.get('x-ratelimit-remaining')).toBeNull();
   });
 
@@ -73,7 +91,10 @@ describe('gateway admission', () => {
       expect(open.map((r) => r.status)).toEqual([200, 200]);
       const third = await chat(stack.url, key);
       expect(third.status).toBe(429);
-      expect(((await third.json()) as { error: object }).error).toMatchObject({ code: 'concurrency_limit_exceeded', message: expect.stringContaining('budget of 2') });
+      expect(((await third.json()) as { error: object }).error).toMatchObject({
+        code: 'concurrency_limit_exceeded',
+        message: expect.stringContaining('budget of 2'),
+      });
       expect(third.headers.get('retry-after')).toBe('1');
       await Promise.all(open.map((r) => r.text()));
       // Finished requests give their slots back.
@@ -83,14 +104,17 @@ describe('gateway admission', () => {
     }
   });
 
-  it('should queue past the replicas\' headroom, then answer 503 with a Retry-After from the measured drain rate', async () => {
+  it("should queue past the replicas' headroom, then answer 503 with a Retry-After from the measured drain rate", async () => {
     const key = await newKey();
     // One replica of 30 slots, 31 long streams: the last waits 300 ms in the queue and is refused.
     const streams = Array.from({ length: 31 }, () => chat(stack.url, key, 60));
     const res = await Promise.all(streams);
     const refused = res.filter((r) => r.status === 503);
     expect(refused.length).toBe(1);
-    expect(((await refused[0].json()) as { error: object }).error).toMatchObject({ code: 'no_replica_available', message: expect.stringContaining('queue timed out after') });
+    expect(((await refused[0].json()) as { error: object }).error).toMatchObject({
+      code: 'no_replica_available',
+      message: expect.stringContaining('queue timed out after'),
+    });
     const retry = Number(refused[0].headers.get('retry-after'));
     expect(retry).toBeGreaterThanOrEqual(1);
     expect(retry).toBeLessThanOrEqual(60);
@@ -100,24 +124,42 @@ describe('gateway admission', () => {
   it('should answer fuzzed bodies (wrong types, truncated JSON, bad UTF-8, huge) with 400 or 413 in the envelope, never a 500', async () => {
     const key = await newKey(1000);
     const post = (body: Buffer | string) =>
-      fetch(`${stack.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body });
+      fetch(`${stack.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+        body,
+      });
     const check = async (body: Buffer | string) => {
       const r = await post(body);
       const text = await r.text();
       expect([400, 413]).toContain(r.status);
-      expect(JSON.parse(text).error).toMatchObject({ type: 'invalid_request_error', code: expect.any(String), message: expect.any(String) });
+      expect(JSON.parse(text).error).toMatchObject({
+        type: 'invalid_request_error',
+        code: expect.any(String),
+        message: expect.any(String),
+      });
     };
     // Objects that are JSON but not a chat request: every field of the wrong type, or missing.
     await fc.assert(
       fc.asyncProperty(
-        fc.record({ model: fc.oneof(fc.integer(), fc.constant(null), fc.array(fc.string())), messages: fc.oneof(fc.string(), fc.integer(), fc.constant([])), stream: fc.oneof(fc.string(), fc.integer()) }, { requiredKeys: [] }),
+        fc.record(
+          {
+            model: fc.oneof(fc.integer(), fc.constant(null), fc.array(fc.string())),
+            messages: fc.oneof(fc.string(), fc.integer(), fc.constant([])),
+            stream: fc.oneof(fc.string(), fc.integer()),
+          },
+          { requiredKeys: [] },
+        ),
         async (body) => check(JSON.stringify(body)),
       ),
       { numRuns: 40 },
     );
     // Valid requests cut short, anywhere.
     const good = JSON.stringify({ model: 'default', messages: [{ role: 'user', content: 'héllo' }], max_tokens: 3 });
-    await fc.assert(fc.asyncProperty(fc.integer({ min: 1, max: good.length - 1 }), async (n) => check(good.slice(0, n))), { numRuns: 20 });
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: good.length - 1 }), async (n) => check(good.slice(0, n))),
+      { numRuns: 20 },
+    );
     // Bytes that are not UTF-8, a top-level non-object, and a body over the limit.
     await check(Buffer.from([0x7b, 0x22, 0x6d, 0xff, 0xfe, 0x22, 0x3a, 0x31, 0x7d]));
     await check('[1, 2, 3]');
@@ -136,14 +178,25 @@ describe('gateway admission', () => {
       });
     const form = await send('/v1/chat/completions', { type: 'application/x-www-form-urlencoded', body: 'model=default' });
     expect(form.status).toBe(415);
-    expect(((await form.json()) as { error: object }).error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_body', message: expect.stringContaining('application/json') });
+    expect(((await form.json()) as { error: object }).error).toMatchObject({
+      type: 'invalid_request_error',
+      code: 'invalid_body',
+      message: expect.stringContaining('application/json'),
+    });
     const unknown = await send('/v1/completions/legacy', { type: 'application/json', body });
     expect(unknown.status).toBe(404);
-    expect(((await unknown.json()) as { error: object }).error).toMatchObject({ code: 'unknown_url', message: 'Unknown request URL: POST /v1/completions/legacy' });
+    expect(((await unknown.json()) as { error: object }).error).toMatchObject({
+      code: 'unknown_url',
+      message: 'Unknown request URL: POST /v1/completions/legacy',
+    });
     const wrongMethod = await send('/v1/chat/completions', { method: 'GET' });
     expect(wrongMethod.status).toBe(404);
     // A wrong key with a body past the limit: refused for the key (nothing of the body is needed for that).
-    const huge = await send('/v1/chat/completions', { type: 'application/json', auth: 'sk-wrong', body: `{"x":"${'x'.repeat(17 * 1024 * 1024)}"}` });
+    const huge = await send('/v1/chat/completions', {
+      type: 'application/json',
+      auth: 'sk-wrong',
+      body: `{"x":"${'x'.repeat(17 * 1024 * 1024)}"}`,
+    });
     expect(huge.status).toBe(401);
     expect(((await huge.json()) as { error: object }).error).toMatchObject({ code: 'invalid_api_key' });
     // A query string does not change the route, and charset parameters are JSON all the same.
@@ -160,9 +213,17 @@ describe('gateway admission', () => {
         const port = await freePort();
         const child = spawn(process.execPath, [resolve(__dirname, '../../dist/src/main.js')], {
           env: {
-            ...process.env, ...Object.fromEntries(Object.entries(stack.config).filter(([, v]) => typeof v === 'string' || typeof v === 'number').map(([k, v]) => [k, String(v)])),
-            API_PORT: String(port), REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', LOG_LEVEL: 'error',
-            PUBLIC_BASE_URL: `http://127.0.0.1:${port}`, GRAPHQL_SCHEMA_FILE: '',
+            ...process.env,
+            ...Object.fromEntries(
+              Object.entries(stack.config)
+                .filter(([, v]) => typeof v === 'string' || typeof v === 'number')
+                .map(([k, v]) => [k, String(v)]),
+            ),
+            API_PORT: String(port),
+            REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+            LOG_LEVEL: 'error',
+            PUBLIC_BASE_URL: `http://127.0.0.1:${port}`,
+            GRAPHQL_SCHEMA_FILE: '',
           },
           stdio: ['ignore', 'ignore', 'inherit'],
         });
@@ -179,7 +240,9 @@ describe('gateway admission', () => {
     it('should never let a key past its rate, whichever process a request reaches', async () => {
       const key = await newKey(60); // burst 5, then 1 per second
       const t0 = Date.now();
-      const statuses = await Promise.all(Array.from({ length: 20 }, (_, i) => chat(urls[i % 2], key).then(async (r) => (await r.text(), r.status))));
+      const statuses = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => chat(urls[i % 2], key).then(async (r) => (await r.text(), r.status))),
+      );
       const elapsedS = (Date.now() - t0) / 1000;
       const ok = statuses.filter((s) => s === 200).length;
       expect(statuses.filter((s) => s !== 200 && s !== 429)).toEqual([]);

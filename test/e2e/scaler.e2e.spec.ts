@@ -4,7 +4,6 @@ import { loadReportSignal, scalerStatusQuery, scalerWorkflowId, setPolicyUpdate 
 import { Stack, startStack } from '../support/stack';
 import { eventually, pidAlive } from '../support/wait';
 
-
 describe('the scaler workflow on a real Temporal server', () => {
   let stack: Stack;
   let token: string;
@@ -18,9 +17,17 @@ describe('the scaler workflow on a real Temporal server', () => {
   });
 
   it('should scale up on a burst of real traffic, drain without cutting a stream, idle to zero, and serve through a cold start', async () => {
-    const { deploymentId: id, apiKey } = await stack.deployed(token, { name: 'scaled' }, {
-      mode: 'FLEX', minReplicas: 0, maxReplicas: 3, scaleDownWindowSeconds: 1, idleTimeoutSeconds: 3,
-    });
+    const { deploymentId: id, apiKey } = await stack.deployed(
+      token,
+      { name: 'scaled' },
+      {
+        mode: 'FLEX',
+        minReplicas: 0,
+        maxReplicas: 3,
+        scaleDownWindowSeconds: 1,
+        idleTimeoutSeconds: 3,
+      },
+    );
     const scaler = stack.temporal.workflow.getHandle(scalerWorkflowId(id));
     expect((await scaler.describe()).status.name).toBe('RUNNING');
     const client = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey, maxRetries: 0 });
@@ -34,7 +41,12 @@ describe('the scaler workflow on a real Temporal server', () => {
         if (c.choices[0]?.delta?.content) tokens++;
         finish = c.choices[0]?.finish_reason ?? finish;
       }
-      return { tokens, finish, queuedMs: Number(response.headers.get('x-infercp-queue-ms')), cold: response.headers.get('x-infercp-cold-start') };
+      return {
+        tokens,
+        finish,
+        queuedMs: Number(response.headers.get('x-infercp-queue-ms')),
+        cold: response.headers.get('x-infercp-cold-start'),
+      };
     };
 
     // 70 streams at once on one replica of 30 slots: 30 run, 40 queue, and the gateway reports it.
@@ -57,7 +69,10 @@ describe('the scaler workflow on a real Temporal server', () => {
 
     // No traffic: the gateway's heartbeats of zero take it down to 1 after the window, then to 0 after the idle timeout.
     await eventually(async () => (await scaler.query(scalerStatusQuery)).current === 0, 60_000, 200);
-    await eventually(async () => (await stack.prisma.replica.count({ where: { deploymentId: id, state: { not: 'STOPPED' } } })) === 0, 30_000);
+    await eventually(
+      async () => (await stack.prisma.replica.count({ where: { deploymentId: id, state: { not: 'STOPPED' } } })) === 0,
+      30_000,
+    );
     expect(pids.every((pid) => !pidAlive(pid))).toBe(true);
     const idle = await scaler.query(scalerStatusQuery);
     // Down only, each step from where the last left it: peak -> (2 while the burst's tail was in the window) -> 1, then 0 when idle.
@@ -72,12 +87,20 @@ describe('the scaler workflow on a real Temporal server', () => {
     expect(next).toMatchObject({ tokens: 5, finish: 'length', cold: 'true' });
     expect(next.queuedMs).toBeGreaterThan(0);
     const woke = await scaler.query(scalerStatusQuery);
-    expect(woke.decisions.at(-1)).toMatchObject({ from: 0, to: 1, reason: expect.stringMatching(/^cold start: 0 in flight, 1 queued with 0 replicas/) });
+    expect(woke.decisions.at(-1)).toMatchObject({
+      from: 0,
+      to: 1,
+      reason: expect.stringMatching(/^cold start: 0 in flight, 1 queued with 0 replicas/),
+    });
     const warm = await stream(5);
     expect(warm).toMatchObject({ cold: 'false', queuedMs: 0 });
 
     const kinds = (await stack.prisma.deploymentEvent.findMany({ where: { deploymentId: id }, orderBy: { id: 'asc' } })).map((e) => e.kind);
-    expect(kinds.filter((k) => k.startsWith('scale.'))).toEqual([...ups.map(() => 'scale.up'), ...downs.map(() => 'scale.down'), 'scale.up']);
+    expect(kinds.filter((k) => k.startsWith('scale.'))).toEqual([
+      ...ups.map(() => 'scale.up'),
+      ...downs.map(() => 'scale.down'),
+      'scale.up',
+    ]);
     const metrics = await (await fetch(`${stack.url}/metrics`)).text();
     expect(metrics).toMatch(/^infercp_gateway_cold_starts_total [1-9]/m);
     expect(metrics).toMatch(/^infercp_gateway_load_reports_total\{result="ok"\} [1-9]/m);
@@ -88,17 +111,31 @@ describe('the scaler workflow on a real Temporal server', () => {
 
   it('should refuse a bad policy naming the knob, apply a good one, and keep both across continue-as-new', async () => {
     const policy: ScalingPolicy = {
-      mode: 'FLEX', minReplicas: 0, maxReplicas: 4, targetConcurrency: 30, scaleDownWindowSeconds: 30,
-      idleTimeoutSeconds: 300, queueThresholdMs: 2000, reportTtlMs: 5000,
+      mode: 'FLEX',
+      minReplicas: 0,
+      maxReplicas: 4,
+      targetConcurrency: 30,
+      scaleDownWindowSeconds: 30,
+      idleTimeoutSeconds: 300,
+      queueThresholdMs: 2000,
+      reportTtlMs: 5000,
     };
     const workflowId = `scaler:can-${Date.now()}`;
     const handle = await stack.temporal.workflow.start('scalerWorkflow', {
       taskQueue: stack.config.TEMPORAL_TASK_QUEUE,
       workflowId,
-      args: [{
-        deploymentId: 'dep_without_rows', policy, initialReplicas: 2, planMaxReplicas: 32, tickMs: 100, drainTimeoutMs: 1000,
-        decisions: [{ at: 1, from: 1, to: 2, reason: 'earlier' }], forceContinueAsNewAfterTurns: 20,
-      }],
+      args: [
+        {
+          deploymentId: 'dep_without_rows',
+          policy,
+          initialReplicas: 2,
+          planMaxReplicas: 32,
+          tickMs: 100,
+          drainTimeoutMs: 1000,
+          decisions: [{ at: 1, from: 1, to: 2, reason: 'earlier' }],
+          forceContinueAsNewAfterTurns: 20,
+        },
+      ],
     });
     const firstRun = handle.firstExecutionRunId;
     await expect(handle.executeUpdate(setPolicyUpdate, { args: [{ maxReplicas: 40 }] })).rejects.toMatchObject({
@@ -110,10 +147,20 @@ describe('the scaler workflow on a real Temporal server', () => {
     expect(await handle.executeUpdate(setPolicyUpdate, { args: [{ maxReplicas: 6 }] })).toMatchObject({ maxReplicas: 6 });
     // Reports wake the loop (40-59 in flight still fits 2 replicas); the hook continues as new after 20 turns.
     let i = 0;
-    await eventually(async () => {
-      await handle.signal(loadReportSignal, { gatewayId: 'test-gw', inFlight: 40 + (i++ % 20), queued: 0, oldestQueuedMs: 0, at: Date.now() });
-      return (await stack.temporal.workflow.getHandle(workflowId).describe()).runId !== firstRun;
-    }, 30_000, 20);
+    await eventually(
+      async () => {
+        await handle.signal(loadReportSignal, {
+          gatewayId: 'test-gw',
+          inFlight: 40 + (i++ % 20),
+          queued: 0,
+          oldestQueuedMs: 0,
+          at: Date.now(),
+        });
+        return (await stack.temporal.workflow.getHandle(workflowId).describe()).runId !== firstRun;
+      },
+      30_000,
+      20,
+    );
     const status = await stack.temporal.workflow.getHandle(workflowId).query(scalerStatusQuery);
     expect(status).toMatchObject({ current: 2, policy: { maxReplicas: 6 }, decisions: [{ from: 1, to: 2, reason: 'earlier' }] });
     await stack.temporal.workflow.getHandle(workflowId).terminate('test done');

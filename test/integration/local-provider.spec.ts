@@ -11,7 +11,14 @@ const provider = (stateDir: string, cacheDir: string) =>
   new LocalProvider({ stateDir, cacheDir, command: '', simulatorArgs: ['--cold-start-ms 50', '--warm-start-ms 10'] });
 
 const spec = (replicaId: string, deploymentId = 'dep_x'): ReplicaSpec => ({
-  replicaId, deploymentId, pipelineId: 'pl_x', variantId: 'var_x', model: 'sim/tiny-chat', task: 'CHAT', gpu: 'sim', maxConcurrency: 30,
+  replicaId,
+  deploymentId,
+  pipelineId: 'pl_x',
+  variantId: 'var_x',
+  model: 'sim/tiny-chat',
+  task: 'CHAT',
+  gpu: 'sim',
+  maxConcurrency: 30,
 });
 
 describe('local provider', () => {
@@ -67,7 +74,12 @@ describe('local provider', () => {
 
   it('should fill the command template, so a real engine can replace the simulator', async () => {
     const out = join(stateDir, 'args.txt');
-    const p = new LocalProvider({ stateDir, cacheDir, command: `/bin/sh -c 'echo "$@" > ${out}; sleep 30' _ --model {model} --port {port} --max-num-seqs {maxConcurrency} --id {replicaId}`, simulatorArgs: [] });
+    const p = new LocalProvider({
+      stateDir,
+      cacheDir,
+      command: `/bin/sh -c 'echo "$@" > ${out}; sleep 30' _ --model {model} --port {port} --max-num-seqs {maxConcurrency} --id {replicaId}`,
+      simulatorArgs: [],
+    });
     const h = await p.ensureReplica(spec('r4'));
     const args = await eventually(async () => require('node:fs').readFileSync(out, 'utf8').trim() as string);
     expect(args).toBe(`--model sim/tiny-chat --port ${new URL(h.address).port} --max-num-seqs 30 --id r4`);
@@ -83,10 +95,25 @@ describe('worker start-up reconciliation', () => {
     const tag = Date.now().toString(36);
     try {
       await prisma.workspace.create({ data: { id: `ws_${tag}`, name: 'r', plan: 'TEAM' } });
-      await prisma.pipeline.create({ data: { id: `pl_${tag}`, workspaceId: `ws_${tag}`, name: 'p', task: 'CHAT', model: 'sim/tiny-chat' } });
+      await prisma.pipeline.create({
+        data: { id: `pl_${tag}`, workspaceId: `ws_${tag}`, name: 'p', task: 'CHAT', model: 'sim/tiny-chat' },
+      });
       await prisma.variant.create({ data: { id: `var_${tag}`, pipelineId: `pl_${tag}`, name: 'default', gpu: 'any', engine: 'vllm' } });
       const dep = (id: string, status: 'ACTIVE' | 'STOPPED') =>
-        prisma.deployment.create({ data: { id, workspaceId: `ws_${tag}`, pipelineId: `pl_${tag}`, variantId: `var_${tag}`, target: 'LOCAL', gpu: 'sim', mode: 'FLEX', minReplicas: 0, maxReplicas: 2, status } });
+        prisma.deployment.create({
+          data: {
+            id,
+            workspaceId: `ws_${tag}`,
+            pipelineId: `pl_${tag}`,
+            variantId: `var_${tag}`,
+            target: 'LOCAL',
+            gpu: 'sim',
+            mode: 'FLEX',
+            minReplicas: 0,
+            maxReplicas: 2,
+            status,
+          },
+        });
       await dep(`live_${tag}`, 'ACTIVE');
       await dep(`gone_${tag}`, 'STOPPED');
       const wanted = await p.ensureReplica(spec(`live_${tag}-r0`, `live_${tag}`));
@@ -94,9 +121,30 @@ describe('worker start-up reconciliation', () => {
       const orphan = await p.ensureReplica(spec(`nobody_${tag}-r0`, `nobody_${tag}`));
       await prisma.replica.createMany({
         data: [
-          { id: `live_${tag}-r0`, deploymentId: `live_${tag}`, state: 'READY', gpu: 'sim', providerId: wanted.providerId, address: wanted.address },
-          { id: `live_${tag}-r1`, deploymentId: `live_${tag}`, state: 'READY', gpu: 'sim', providerId: '999999', address: 'http://127.0.0.1:1' },
-          { id: `gone_${tag}-r0`, deploymentId: `gone_${tag}`, state: 'READY', gpu: 'sim', providerId: unwanted.providerId, address: unwanted.address },
+          {
+            id: `live_${tag}-r0`,
+            deploymentId: `live_${tag}`,
+            state: 'READY',
+            gpu: 'sim',
+            providerId: wanted.providerId,
+            address: wanted.address,
+          },
+          {
+            id: `live_${tag}-r1`,
+            deploymentId: `live_${tag}`,
+            state: 'READY',
+            gpu: 'sim',
+            providerId: '999999',
+            address: 'http://127.0.0.1:1',
+          },
+          {
+            id: `gone_${tag}-r0`,
+            deploymentId: `gone_${tag}`,
+            state: 'READY',
+            gpu: 'sim',
+            providerId: unwanted.providerId,
+            address: unwanted.address,
+          },
         ],
       });
 

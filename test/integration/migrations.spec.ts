@@ -32,7 +32,13 @@ function readSchema(text: string) {
   const enums = new Map<string, string[]>();
   const models = new Map<string, Array<{ name: string; type: string; optional: boolean }>>();
   for (const m of text.matchAll(/^enum (\w+) \{([^}]*)\}/gm)) {
-    enums.set(m[1], m[2].split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('//')));
+    enums.set(
+      m[1],
+      m[2]
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l && !l.startsWith('//')),
+    );
   }
   for (const m of text.matchAll(/^model (\w+) \{([^}]*)\}/gm)) {
     const fields = [];
@@ -50,8 +56,14 @@ function readSchema(text: string) {
 }
 
 const PG_TYPE: Record<string, string> = {
-  String: 'text', Int: 'integer', Float: 'double precision', Boolean: 'boolean', DateTime: 'timestamp without time zone',
-  Json: 'jsonb', BigInt: 'bigint', Decimal: 'numeric',
+  String: 'text',
+  Int: 'integer',
+  Float: 'double precision',
+  Boolean: 'boolean',
+  DateTime: 'timestamp without time zone',
+  Json: 'jsonb',
+  BigInt: 'bigint',
+  Decimal: 'numeric',
 };
 
 describe('migrations (applied without the Prisma schema engine)', () => {
@@ -66,18 +78,24 @@ describe('migrations (applied without the Prisma schema engine)', () => {
     await ensureDatabase(url);
     await migrate(url, MIGRATIONS);
     const { enums, models } = readSchema(readFileSync(resolve(__dirname, '../../prisma/schema.prisma'), 'utf8'));
-    const tables = await query<{ table_name: string }>(url,
-      `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_name <> '_prisma_migrations'`);
+    const tables = await query<{ table_name: string }>(
+      url,
+      `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_name <> '_prisma_migrations'`,
+    );
     expect(tables.map((t) => t.table_name).sort()).toEqual([...models.keys()].sort());
 
-    const dbEnums = await query<{ name: string; values: string[] }>(url,
+    const dbEnums = await query<{ name: string; values: string[] }>(
+      url,
       `SELECT t.typname AS name, array_agg(e.enumlabel::text ORDER BY e.enumsortorder) AS values
-       FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid GROUP BY t.typname`);
+       FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid GROUP BY t.typname`,
+    );
     expect(Object.fromEntries(dbEnums.map((e) => [e.name, e.values]))).toEqual(Object.fromEntries(enums));
 
-    const cols = await query<{ table_name: string; column_name: string; data_type: string; udt_name: string; is_nullable: string }>(url,
+    const cols = await query<{ table_name: string; column_name: string; data_type: string; udt_name: string; is_nullable: string }>(
+      url,
       `SELECT table_name, column_name, data_type, udt_name, is_nullable FROM information_schema.columns
-       WHERE table_schema = 'public' AND table_name <> '_prisma_migrations'`);
+       WHERE table_schema = 'public' AND table_name <> '_prisma_migrations'`,
+    );
     const actual = new Map<string, string>();
     for (const c of cols) {
       const type = c.data_type === 'USER-DEFINED' ? c.udt_name : c.data_type;
@@ -90,8 +108,11 @@ describe('migrations (applied without the Prisma schema engine)', () => {
     expect(Object.fromEntries([...actual].sort())).toEqual(Object.fromEntries([...expected].sort()));
   });
 
-  it("should record each migration in _prisma_migrations as Prisma does, and apply nothing twice", async () => {
-    const names = readdirSync(MIGRATIONS, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort();
+  it('should record each migration in _prisma_migrations as Prisma does, and apply nothing twice', async () => {
+    const names = readdirSync(MIGRATIONS, { withFileTypes: true })
+      .filter((d) => d.isDirectory())
+      .map((d) => d.name)
+      .sort();
     expect(names.length).toBeGreaterThan(1);
     const url = freshUrl('record');
     urls.push(url);
@@ -104,14 +125,20 @@ describe('migrations (applied without the Prisma schema engine)', () => {
     expect(upgrade).toEqual({ applied: names.slice(1), alreadyApplied: [names[0]] });
     const again = await migrate(url, MIGRATIONS);
     expect(again).toEqual({ applied: [], alreadyApplied: names });
-    const rows = await query<{ migration_name: string; checksum: string; finished_at: Date | null; applied_steps_count: number }>(url,
-      'SELECT migration_name, checksum, finished_at, applied_steps_count FROM "_prisma_migrations" ORDER BY migration_name');
-    expect(rows).toEqual(names.map((name) => ({
-      migration_name: name,
-      checksum: createHash('sha256').update(readFileSync(join(MIGRATIONS, name, 'migration.sql'))).digest('hex'),
-      finished_at: expect.any(Date),
-      applied_steps_count: 1,
-    })));
+    const rows = await query<{ migration_name: string; checksum: string; finished_at: Date | null; applied_steps_count: number }>(
+      url,
+      'SELECT migration_name, checksum, finished_at, applied_steps_count FROM "_prisma_migrations" ORDER BY migration_name',
+    );
+    expect(rows).toEqual(
+      names.map((name) => ({
+        migration_name: name,
+        checksum: createHash('sha256')
+          .update(readFileSync(join(MIGRATIONS, name, 'migration.sql')))
+          .digest('hex'),
+        finished_at: expect.any(Date),
+        applied_steps_count: 1,
+      })),
+    );
   });
 
   it('should record a failed migration, roll its changes back and block later runs with a clear message', async () => {
@@ -122,7 +149,9 @@ describe('migrations (applied without the Prisma schema engine)', () => {
     cpSync(MIGRATIONS, dir, { recursive: true });
     mkdirSync(join(dir, '20261123000000_broken'));
     writeFileSync(join(dir, '20261123000000_broken', 'migration.sql'), 'CREATE TABLE "Half" (id TEXT);\nSELECT no_such_function();\n');
-    await expect(migrate(url, dir)).rejects.toThrow(new MigrationError('migration 20261123000000_broken failed: function no_such_function() does not exist'));
+    await expect(migrate(url, dir)).rejects.toThrow(
+      new MigrationError('migration 20261123000000_broken failed: function no_such_function() does not exist'),
+    );
     expect(await query(url, `SELECT to_regclass('"Half"') AS t`)).toEqual([{ t: null }]);
     await expect(migrate(url, dir)).rejects.toThrow(/20261123000000_broken failed earlier and blocks new ones/);
   });

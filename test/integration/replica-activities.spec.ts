@@ -21,7 +21,9 @@ describe('replica activities', () => {
 
   beforeAll(async () => {
     prisma = createPrisma(process.env.DATABASE_URL!, 4);
-    ({ workspace: { id: workspaceId } } = await new WorkspacesService(prisma).create(`acts-${Date.now()}`, 'TEAM'));
+    ({
+      workspace: { id: workspaceId },
+    } = await new WorkspacesService(prisma).create(`acts-${Date.now()}`, 'TEAM'));
   });
   afterAll(async () => {
     for (const p of providers) await p.stopAll();
@@ -34,7 +36,9 @@ describe('replica activities', () => {
   /** A deployment row and activities over a local provider running `command` (default: the simulator). */
   async function setup(command = '') {
     const local = new LocalProvider({
-      stateDir: mkdtempSync(join(tmpdir(), 'acts-state-')), cacheDir: mkdtempSync(join(tmpdir(), 'acts-cache-')), command,
+      stateDir: mkdtempSync(join(tmpdir(), 'acts-state-')),
+      cacheDir: mkdtempSync(join(tmpdir(), 'acts-cache-')),
+      command,
       simulatorArgs: ['--cold-start-ms 100', '--warm-start-ms 100'],
     });
     providers.push(local);
@@ -44,9 +48,26 @@ describe('replica activities', () => {
     await prisma.variant.create({ data: { id: variantId, pipelineId, name: 'default', gpu: 'sim', engine: 'sim', isDefault: true } });
     const deploymentId = newId('dep');
     await prisma.deployment.create({
-      data: { id: deploymentId, workspaceId, pipelineId, variantId, target: 'LOCAL', gpu: 'sim', mode: 'FLEX', minReplicas: 0, maxReplicas: 8, status: 'ACTIVE' },
+      data: {
+        id: deploymentId,
+        workspaceId,
+        pipelineId,
+        variantId,
+        target: 'LOCAL',
+        gpu: 'sim',
+        mode: 'FLEX',
+        minReplicas: 0,
+        maxReplicas: 8,
+        status: 'ACTIVE',
+      },
     });
-    const acts = createActivities({ prisma, providers: { LOCAL: local }, publicBaseUrl: 'http://127.0.0.1', healthPollMs: 20, healthTimeoutSeconds: 10 });
+    const acts = createActivities({
+      prisma,
+      providers: { LOCAL: local },
+      publicBaseUrl: 'http://127.0.0.1',
+      healthPollMs: 20,
+      healthTimeoutSeconds: 10,
+    });
     const env = new MockActivityEnvironment();
     const run = <K extends keyof Activities>(name: K, ...args: Parameters<Activities[K]>) =>
       env.run(acts[name] as (...a: Parameters<Activities[K]>) => ReturnType<Activities[K]>, ...args) as ReturnType<Activities[K]>;
@@ -67,7 +88,11 @@ describe('replica activities', () => {
     expect(await byState()).toEqual({ STARTING: 3 });
     // A retry of the same count starts nothing more.
     expect((await run('reconcileReplicaCount', { deploymentId, desired: 3, reason: 'retry' })).started).toEqual([]);
-    expect(await Promise.all(r.started.map((id) => run('awaitReplicaReady', { deploymentId, replicaId: id })))).toEqual(['ready', 'ready', 'ready']);
+    expect(await Promise.all(r.started.map((id) => run('awaitReplicaReady', { deploymentId, replicaId: id })))).toEqual([
+      'ready',
+      'ready',
+      'ready',
+    ]);
     const ready = await rows();
     expect(ready.every((x) => x.state === 'READY' && x.readyAt && x.coldStartMs !== null)).toBe(true);
     expect(ready.every((x) => pidAlive(Number(x.providerId)))).toBe(true);
@@ -85,16 +110,25 @@ describe('replica activities', () => {
     expect(back).toMatchObject({ started: [], draining: [] });
     expect(back.reused.sort()).toEqual([...down.draining].sort());
     expect(await byState()).toEqual({ READY: 3 });
-    expect(await Promise.all(down.draining.map((id) => run('drainReplica', { deploymentId, replicaId: id, drainTimeoutMs: 5000 })))).toEqual(['reused', 'reused']);
+    expect(
+      await Promise.all(down.draining.map((id) => run('drainReplica', { deploymentId, replicaId: id, drainTimeoutMs: 5000 }))),
+    ).toEqual(['reused', 'reused']);
     // Now a scale-down that ends: both drained replicas stop, processes and rows.
     const again = await run('reconcileReplicaCount', { deploymentId, desired: 1, reason: 'quiet' });
-    expect(await Promise.all(again.draining.map((id) => run('drainReplica', { deploymentId, replicaId: id, drainTimeoutMs: 5000 })))).toEqual(['stopped', 'stopped']);
+    expect(
+      await Promise.all(again.draining.map((id) => run('drainReplica', { deploymentId, replicaId: id, drainTimeoutMs: 5000 }))),
+    ).toEqual(['stopped', 'stopped']);
     const stopped = (await rows()).filter((x) => again.draining.includes(x.id));
     expect(stopped.every((x) => x.state === 'STOPPED' && !pidAlive(Number(x.providerId)))).toBe(true);
     expect(await byState()).toEqual({ READY: 1, STOPPED: 2 });
     // The newest went first.
     const all = await rows();
-    expect(again.draining.sort()).toEqual(all.slice(1).map((x) => x.id).sort());
+    expect(again.draining.sort()).toEqual(
+      all
+        .slice(1)
+        .map((x) => x.id)
+        .sort(),
+    );
   });
 
   it('should stop a replica that never served at once when a scale-down takes it', async () => {

@@ -27,8 +27,24 @@ describe('usage rollups in Postgres', () => {
     await prisma.workspace.create({ data: { id: 'ws', name: 'ws', plan: 'TEAM' } });
     await prisma.pipeline.create({ data: { id: 'p', workspaceId: 'ws', name: 'p', task: 'CHAT', model: 'm' } });
     await prisma.variant.create({ data: { id: 'v', pipelineId: 'p', name: 'v', gpu: 'H100-80GB', engine: 'sim' } });
-    for (const [id, mode] of [['flex', 'FLEX'], ['active', 'ACTIVE']] as const) {
-      await prisma.deployment.create({ data: { id, workspaceId: 'ws', pipelineId: 'p', variantId: 'v', target: 'RUNPOD', gpu: 'H100-80GB', mode, minReplicas: 0, maxReplicas: 2, status: 'ACTIVE' } });
+    for (const [id, mode] of [
+      ['flex', 'FLEX'],
+      ['active', 'ACTIVE'],
+    ] as const) {
+      await prisma.deployment.create({
+        data: {
+          id,
+          workspaceId: 'ws',
+          pipelineId: 'p',
+          variantId: 'v',
+          target: 'RUNPOD',
+          gpu: 'H100-80GB',
+          mode,
+          minReplicas: 0,
+          maxReplicas: 2,
+          status: 'ACTIVE',
+        },
+      });
     }
     await prisma.apiKey.create({ data: { id: 'k', workspaceId: 'ws', scope: 'WORKSPACE', name: 'k', prefix: 'pfx', hash: 'h' } });
   });
@@ -38,17 +54,34 @@ describe('usage rollups in Postgres', () => {
   });
 
   const sample = (at: number, over: Partial<UsageSample> = {}): UsageSample => ({
-    deploymentId: 'flex', apiKeyId: 'k', at, ok: true, promptTokens: 10, completionTokens: 5, latencyMs: 100, ttftMs: 20, costUsd: 0.000006, ...over,
+    deploymentId: 'flex',
+    apiKeyId: 'k',
+    at,
+    ok: true,
+    promptTokens: 10,
+    completionTokens: 5,
+    latencyMs: 100,
+    ttftMs: 20,
+    costUsd: 0.000006,
+    ...over,
   });
 
   it('should sum every request of several gateway processes into one row per deployment, key and minute', async () => {
     const minute = Date.UTC(2026, 10, 1, 12, 0);
     const gateways = [0, 1, 2].map(() => new UsageRecorder(prisma, 60_000, log));
-    for (let i = 0; i < 300; i++) gateways[i % 3].record(sample(minute + Math.floor(i / 150) * 60_000 + (i % 60) * 1000, { ok: i % 10 !== 0, ttftMs: i % 2 ? 20 : null }));
+    for (let i = 0; i < 300; i++)
+      gateways[i % 3].record(
+        sample(minute + Math.floor(i / 150) * 60_000 + (i % 60) * 1000, { ok: i % 10 !== 0, ttftMs: i % 2 ? 20 : null }),
+      );
     await Promise.all(gateways.map((g) => g.flush()));
     await Promise.all(gateways.map((g) => g.flush()));
-    const rows = await prisma.usageRollup.findMany({ where: { deploymentId: 'flex', minute: { gte: new Date(minute), lt: new Date(minute + 120_000) } }, orderBy: { minute: 'asc' } });
-    expect(rows.map((r) => [r.minute.getTime(), r.requests, r.errors, Number(r.promptTokens), Number(r.completionTokens), r.ttftCount])).toEqual([
+    const rows = await prisma.usageRollup.findMany({
+      where: { deploymentId: 'flex', minute: { gte: new Date(minute), lt: new Date(minute + 120_000) } },
+      orderBy: { minute: 'asc' },
+    });
+    expect(
+      rows.map((r) => [r.minute.getTime(), r.requests, r.errors, Number(r.promptTokens), Number(r.completionTokens), r.ttftCount]),
+    ).toEqual([
       [minute, 150, 15, 1500, 750, 75],
       [minute + 60_000, 150, 15, 1500, 750, 75],
     ]);

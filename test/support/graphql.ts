@@ -45,7 +45,9 @@ export async function must<T>(r: Promise<GqlResult<T>>): Promise<T> {
 
 /** Creates a chat pipeline on the simulator's tiny model unless told otherwise; returns its id. */
 export async function createPipeline(gql: Gql, input: PipelineInput): Promise<string> {
-  const data = await must(gql<{ createPipeline: { id: string } }>(CREATE_PIPELINE, { input: { task: 'CHAT', model: 'sim/tiny-chat', ...input } }));
+  const data = await must(
+    gql<{ createPipeline: { id: string } }>(CREATE_PIPELINE, { input: { task: 'CHAT', model: 'sim/tiny-chat', ...input } }),
+  );
   return data.createPipeline.id;
 }
 
@@ -62,7 +64,9 @@ export async function deployAndWait(gql: Gql, input: DeployInput, timeoutMs = 30
   const id = deployPipeline.deployment.id;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const { deployment } = await must(gql<{ deployment: { status: string; statusReason: string | null; url: string | null } }>(DEPLOYMENT_STATUS, { id }));
+    const { deployment } = await must(
+      gql<{ deployment: { status: string; statusReason: string | null; url: string | null } }>(DEPLOYMENT_STATUS, { id }),
+    );
     if (!['PENDING', 'PROVISIONING'].includes(deployment.status)) return { id, apiKey: deployPipeline.apiKey, ...deployment };
     if (Date.now() > deadline) throw new Error(`deployment ${id} still ${deployment.status} after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 50));

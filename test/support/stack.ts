@@ -25,7 +25,13 @@ export function repoRoot(): string {
 }
 
 /** A fast simulator, so that tests spend their time on behaviour rather than on model loading. */
-const FAST_SIMULATOR = { SIM_COLD_START_MS: '300', SIM_WARM_START_MS: '100', SIM_TTFT_MS: '5', SIM_ITL_MS: '2', GATEWAY_CACHE_TTL_MS: '60000' };
+const FAST_SIMULATOR = {
+  SIM_COLD_START_MS: '300',
+  SIM_WARM_START_MS: '100',
+  SIM_TTFT_MS: '5',
+  SIM_ITL_MS: '2',
+  GATEWAY_CACHE_TTL_MS: '60000',
+};
 
 export interface StackOptions {
   /** Environment for this stack's config, over the process's. */
@@ -56,7 +62,11 @@ export interface Stack {
   as: (token: string) => Gql;
   workspace: (plan: PlanName, name?: string) => Promise<{ id: string; token: string }>;
   /** Creates a pipeline, deploys it and waits until it is ACTIVE (throws when the deploy fails). */
-  deployed: (token: string, pipeline: PipelineInput, deployment: Omit<DeployInput, 'pipelineId'>) => Promise<{ pipelineId: string; deploymentId: string; apiKey: string }>;
+  deployed: (
+    token: string,
+    pipeline: PipelineInput,
+    deployment: Omit<DeployInput, 'pipelineId'>,
+  ) => Promise<{ pipelineId: string; deploymentId: string; apiKey: string }>;
   close: () => Promise<void>;
 }
 
@@ -98,7 +108,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     databaseUrl = base.toString();
     await ensureDatabase(databaseUrl);
     await migrate(databaseUrl, resolve(root, 'prisma/migrations'));
-    const cliPath = process.env.TEMPORAL_CLI_PATH ?? execFileSync('bash', [resolve(root, 'scripts/temporal-cli.sh')], { encoding: 'utf8' }).trim();
+    const cliPath =
+      process.env.TEMPORAL_CLI_PATH ?? execFileSync('bash', [resolve(root, 'scripts/temporal-cli.sh')], { encoding: 'utf8' }).trim();
     server = await startDevServer({ cliPath, port: await freePort() });
   } else {
     dataDir = join(process.env.DATA_DIR!, name);
@@ -135,7 +146,10 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     });
     return (await res.json()) as never;
   };
-  const as = (token: string): Gql => (query, variables) => gql(query, token, variables);
+  const as =
+    (token: string): Gql =>
+    (query, variables) =>
+      gql(query, token, variables);
   return {
     config,
     url: app?.url ?? '',
@@ -164,7 +178,10 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       const local = localProvider(config);
       const left = await local.listReplicas();
       await local.stopAll();
-      await prisma.replica.updateMany({ where: { id: { in: left.map((h) => h.replicaId) } }, data: { state: 'STOPPED', stoppedAt: new Date() } });
+      await prisma.replica.updateMany({
+        where: { id: { in: left.map((h) => h.replicaId) } },
+        data: { state: 'STOPPED', stoppedAt: new Date() },
+      });
       // Replicas a test killed are gone already; the shared database must not keep them as live.
       await prisma.replica.updateMany({
         where: { state: { in: ['STARTING', 'READY', 'DRAINING'] }, deployment: { workspaceId: { in: created } } },

@@ -6,11 +6,22 @@ import { deployProgressQuery, deployWorkflowId, scalerWorkflowId } from '../../w
 import { WorkflowEnv, workflowEnv } from '../support/workflows';
 
 const policy: ScalingPolicy = {
-  mode: 'FLEX', minReplicas: 0, maxReplicas: 2, targetConcurrency: 4, scaleDownWindowSeconds: 30, idleTimeoutSeconds: 300, queueThresholdMs: 2000, reportTtlMs: 5000,
+  mode: 'FLEX',
+  minReplicas: 0,
+  maxReplicas: 2,
+  targetConcurrency: 4,
+  scaleDownWindowSeconds: 30,
+  idleTimeoutSeconds: 300,
+  queueThresholdMs: 2000,
+  reportTtlMs: 5000,
 };
 
 /** Fake activities that log each call; `fail` names the activity that throws, with which failure type. */
-function fakes(log: string[], fail: Partial<Record<keyof Activities, Error>> = {}, failCompensation?: keyof Activities): Partial<Activities> {
+function fakes(
+  log: string[],
+  fail: Partial<Record<keyof Activities, Error>> = {},
+  failCompensation?: keyof Activities,
+): Partial<Activities> {
   const step = <K extends keyof Activities>(name: K, result: unknown) =>
     (async () => {
       log.push(name);
@@ -43,14 +54,19 @@ describe('deploy workflow (fake activities, real Temporal server)', () => {
   const run = (id: string, activities: Partial<Activities>) =>
     env.withWorker(activities, async (taskQueue) => {
       const handle = await env.client.workflow.start('deployWorkflow', {
-        taskQueue, workflowId: deployWorkflowId(id), args: [{ deploymentId: id, operationId: `op-${id}`, healthTimeoutSeconds: 5, drainTimeoutMs: 1000 }],
+        taskQueue,
+        workflowId: deployWorkflowId(id),
+        args: [{ deploymentId: id, operationId: `op-${id}`, healthTimeoutSeconds: 5, drainTimeoutMs: 1000 }],
       });
       try {
         return { result: await handle.result(), progress: await handle.query(deployProgressQuery) };
       } catch (err) {
         return { error: err as WorkflowFailedError, progress: await handle.query(deployProgressQuery) };
       } finally {
-        await env.client.workflow.getHandle(scalerWorkflowId(id)).terminate('test over').catch(() => {});
+        await env.client.workflow
+          .getHandle(scalerWorkflowId(id))
+          .terminate('test over')
+          .catch(() => {});
       }
     });
 
@@ -65,7 +81,10 @@ describe('deploy workflow (fake activities, real Temporal server)', () => {
 
   it('should release the replicas and end FAILED when the replicas never turn healthy', async () => {
     const log: string[] = [];
-    const r = await run(`dep-unhealthy-${Date.now()}`, fakes(log, { waitReplicasReady: new ReplicaUnhealthyError('replica r0 exited before it became healthy') }));
+    const r = await run(
+      `dep-unhealthy-${Date.now()}`,
+      fakes(log, { waitReplicasReady: new ReplicaUnhealthyError('replica r0 exited before it became healthy') }),
+    );
     expect(r.error).toBeInstanceOf(WorkflowFailedError);
     expect(r.progress).toEqual({ step: 'failed', error: 'replica r0 exited before it became healthy' });
     // A permanent failure is not retried: one attempt, then the undo.
@@ -76,7 +95,16 @@ describe('deploy workflow (fake activities, real Temporal server)', () => {
     const log: string[] = [];
     const r = await run(`dep-publish-${Date.now()}`, fakes(log, { publishRoutes: new NotFoundError('deployment gone') }));
     expect(r.error).toBeInstanceOf(WorkflowFailedError);
-    expect(log).toEqual(['checkPlan', 'provisionReplicas', 'waitReplicasReady', 'issueDeploymentKeys', 'publishRoutes', 'revokeDeploymentKeys', 'releaseReplicas', 'markFailed']);
+    expect(log).toEqual([
+      'checkPlan',
+      'provisionReplicas',
+      'waitReplicasReady',
+      'issueDeploymentKeys',
+      'publishRoutes',
+      'revokeDeploymentKeys',
+      'releaseReplicas',
+      'markFailed',
+    ]);
   });
 
   it('should still run the older undos and mark the deployment FAILED when one undo fails', async () => {

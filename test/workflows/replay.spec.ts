@@ -25,52 +25,74 @@ describe('workflow determinism', () => {
   });
 
   // Recording needs a live deploy; every other run replays what was recorded.
-  if (process.env.RECORD_HISTORIES === '1') it('records histories of a successful and a failed deploy', async () => {
-    for (const [name, env] of [['deploy-succeeded', {}], ['deploy-failed', { LOCAL_REPLICA_COMMAND: '/bin/false {port}' }]] as const) {
-      const stack = await startStack({ env });
+  if (process.env.RECORD_HISTORIES === '1')
+    it('records histories of a successful and a failed deploy', async () => {
+      for (const [name, env] of [
+        ['deploy-succeeded', {}],
+        ['deploy-failed', { LOCAL_REPLICA_COMMAND: '/bin/false {port}' }],
+      ] as const) {
+        const stack = await startStack({ env });
+        try {
+          const ws = await stack.workspace('TEAM');
+          const pipelineId = await createPipeline(stack.as(ws.token), { name: 'r' });
+          const d = await must(deploy(stack.as(ws.token), { pipelineId, mode: 'FLEX', minReplicas: 1, maxReplicas: 1 }));
+          const handle = stack.temporal.workflow.getHandle(`deploy:${d.deployPipeline.deployment.id}`);
+          await eventually(async () => (await handle.describe()).status.name !== 'RUNNING');
+          const history = await handle.fetchHistory();
+          const bytes = Buffer.from(temporal.api.history.v1.History.encode(history).finish());
+          expect(bytes.toString('latin1')).not.toMatch(/sk_[A-Za-z0-9_-]{20,}/); // secrets never enter workflow history
+          writeFileSync(join(dir, `${name}.pb`), bytes);
+        } finally {
+          await stack.close();
+        }
+      }
+    });
+
+  // A scaler that held, took a policy change and began a scale-down window; RECORD_SUFFIX names the code version.
+  if (process.env.RECORD_HISTORIES === '1')
+    it('records the history of a running scaler', async () => {
+      const stack = await startStack();
       try {
-        const ws = await stack.workspace('TEAM');
-        const pipelineId = await createPipeline(stack.as(ws.token), { name: 'r' });
-        const d = await must(deploy(stack.as(ws.token), { pipelineId, mode: 'FLEX', minReplicas: 1, maxReplicas: 1 }));
-        const handle = stack.temporal.workflow.getHandle(`deploy:${d.deployPipeline.deployment.id}`);
-        await eventually(async () => (await handle.describe()).status.name !== 'RUNNING');
+        const handle = await stack.temporal.workflow.start('scalerWorkflow', {
+          taskQueue: stack.config.TEMPORAL_TASK_QUEUE,
+          workflowId: `scaler:replay-${Date.now()}`,
+          args: [
+            {
+              deploymentId: 'dep_replay',
+              policy: {
+                mode: 'FLEX',
+                minReplicas: 0,
+                maxReplicas: 4,
+                targetConcurrency: 30,
+                scaleDownWindowSeconds: 30,
+                idleTimeoutSeconds: 300,
+                queueThresholdMs: 2000,
+                reportTtlMs: 5000,
+              },
+              initialReplicas: 2,
+              planMaxReplicas: 32,
+              tickMs: 100,
+              drainTimeoutMs: 1000,
+            },
+          ],
+        });
+        const report = (inFlight: number) => ({ gatewayId: 'g', inFlight, queued: 0, oldestQueuedMs: 0, at: Date.now() });
+        await handle.signal(loadReportSignal, report(50));
+        await new Promise((r) => setTimeout(r, 400));
+        await handle.executeUpdate(setPolicyUpdate, { args: [{ maxReplicas: 6 }] });
+        await handle.signal(loadReportSignal, report(20));
+        await new Promise((r) => setTimeout(r, 400));
+        expect(await handle.query(scalerStatusQuery)).toMatchObject({ current: 2, noData: false, policy: { maxReplicas: 6 } });
         const history = await handle.fetchHistory();
-        const bytes = Buffer.from(temporal.api.history.v1.History.encode(history).finish());
-        expect(bytes.toString('latin1')).not.toMatch(/sk_[A-Za-z0-9_-]{20,}/); // secrets never enter workflow history
-        writeFileSync(join(dir, `${name}.pb`), bytes);
+        writeFileSync(
+          join(dir, `scaler-running${process.env.RECORD_SUFFIX ?? ''}.pb`),
+          Buffer.from(temporal.api.history.v1.History.encode(history).finish()),
+        );
+        await handle.terminate('recorded');
       } finally {
         await stack.close();
       }
-    }
-  });
-
-  // A scaler that held, took a policy change and began a scale-down window; RECORD_SUFFIX names the code version.
-  if (process.env.RECORD_HISTORIES === '1') it('records the history of a running scaler', async () => {
-    const stack = await startStack();
-    try {
-      const handle = await stack.temporal.workflow.start('scalerWorkflow', {
-        taskQueue: stack.config.TEMPORAL_TASK_QUEUE,
-        workflowId: `scaler:replay-${Date.now()}`,
-        args: [{
-          deploymentId: 'dep_replay',
-          policy: { mode: 'FLEX', minReplicas: 0, maxReplicas: 4, targetConcurrency: 30, scaleDownWindowSeconds: 30, idleTimeoutSeconds: 300, queueThresholdMs: 2000, reportTtlMs: 5000 },
-          initialReplicas: 2, planMaxReplicas: 32, tickMs: 100, drainTimeoutMs: 1000,
-        }],
-      });
-      const report = (inFlight: number) => ({ gatewayId: 'g', inFlight, queued: 0, oldestQueuedMs: 0, at: Date.now() });
-      await handle.signal(loadReportSignal, report(50));
-      await new Promise((r) => setTimeout(r, 400));
-      await handle.executeUpdate(setPolicyUpdate, { args: [{ maxReplicas: 6 }] });
-      await handle.signal(loadReportSignal, report(20));
-      await new Promise((r) => setTimeout(r, 400));
-      expect(await handle.query(scalerStatusQuery)).toMatchObject({ current: 2, noData: false, policy: { maxReplicas: 6 } });
-      const history = await handle.fetchHistory();
-      writeFileSync(join(dir, `scaler-running${process.env.RECORD_SUFFIX ?? ''}.pb`), Buffer.from(temporal.api.history.v1.History.encode(history).finish()));
-      await handle.terminate('recorded');
-    } finally {
-      await stack.close();
-    }
-  });
+    });
 
   const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.pb')) : [];
   it.each(files)('should replay %s with the current workflow code', async (file) => {
@@ -81,7 +103,13 @@ describe('workflow determinism', () => {
 
   it('should have recorded histories to replay', () => {
     expect(files.sort()).toEqual([
-      'deploy-failed-v1.pb', 'deploy-failed.pb', 'deploy-succeeded-v1.pb', 'deploy-succeeded.pb', 'scaler-running-v1.pb', 'scaler-running-v2.pb', 'scaler-running.pb',
+      'deploy-failed-v1.pb',
+      'deploy-failed.pb',
+      'deploy-succeeded-v1.pb',
+      'deploy-succeeded.pb',
+      'scaler-running-v1.pb',
+      'scaler-running-v2.pb',
+      'scaler-running.pb',
     ]);
   });
 });

@@ -2,14 +2,34 @@ import type { Activities } from '../../activities';
 import { planActuation } from '../../src/domain/actuation';
 import { ReplicaUnhealthyError } from '../../src/domain/errors';
 import type { LoadReport, ScalingPolicy } from '../../src/domain/scaling';
-import { loadReportSignal, pauseScalerSignal, resumeScalerSignal, ScalerInput, scalerStatusQuery, setPolicyUpdate } from '../../workflows/messages';
+import {
+  loadReportSignal,
+  pauseScalerSignal,
+  resumeScalerSignal,
+  ScalerInput,
+  scalerStatusQuery,
+  setPolicyUpdate,
+} from '../../workflows/messages';
 import { eventually } from '../support/wait';
 import { WorkflowEnv, workflowEnv } from '../support/workflows';
 
 const policy: ScalingPolicy = {
-  mode: 'FLEX', minReplicas: 0, maxReplicas: 8, targetConcurrency: 4, scaleDownWindowSeconds: 30, idleTimeoutSeconds: 300, queueThresholdMs: 2000, reportTtlMs: 5000,
+  mode: 'FLEX',
+  minReplicas: 0,
+  maxReplicas: 8,
+  targetConcurrency: 4,
+  scaleDownWindowSeconds: 30,
+  idleTimeoutSeconds: 300,
+  queueThresholdMs: 2000,
+  reportTtlMs: 5000,
 };
-const report = (inFlight: number, queued = 0, oldestQueuedMs = 0): LoadReport => ({ gatewayId: 'g1', inFlight, queued, oldestQueuedMs, at: Date.now() });
+const report = (inFlight: number, queued = 0, oldestQueuedMs = 0): LoadReport => ({
+  gatewayId: 'g1',
+  inFlight,
+  queued,
+  oldestQueuedMs,
+  at: Date.now(),
+});
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 type State = 'STARTING' | 'READY' | 'DRAINING' | 'STOPPED' | 'FAILED';
@@ -38,7 +58,8 @@ class FakeReplicas {
 
   activities(): Partial<Activities> {
     const reconcileReplicaCount = (async ({ desired }: { desired: number }) => {
-      const views = [...this.replicas].filter(([, r]) => ['STARTING', 'READY', 'DRAINING'].includes(r.state))
+      const views = [...this.replicas]
+        .filter(([, r]) => ['STARTING', 'READY', 'DRAINING'].includes(r.state))
         .map(([id, r]) => ({ id, state: r.state as 'STARTING' | 'READY' | 'DRAINING', startedAt: r.startedAt }));
       const plan = planActuation(desired, views);
       for (const id of plan.reuse) this.replicas.get(id)!.state = this.replicas.get(id)!.readyAt !== undefined ? 'READY' : 'STARTING';
@@ -97,8 +118,19 @@ describe('scaler workflow (fake activities, real Temporal server)', () => {
   /** Starts a scaler over these activities; hands the test its handle; terminates it after. */
   const withScaler = (activities: Partial<Activities>, input: Partial<ScalerInput>, fn: (h: Handle) => Promise<void>) =>
     env.withWorker(activities, async (taskQueue) => {
-      const args: ScalerInput = { deploymentId: 'dep-test', policy, initialReplicas: 1, planMaxReplicas: 8, drainTimeoutMs: 30_000, ...input };
-      const handle = await env.client.workflow.start('scalerWorkflow', { taskQueue, workflowId: `scaler:test-${Date.now()}-${Math.random()}`, args: [args] });
+      const args: ScalerInput = {
+        deploymentId: 'dep-test',
+        policy,
+        initialReplicas: 1,
+        planMaxReplicas: 8,
+        drainTimeoutMs: 30_000,
+        ...input,
+      };
+      const handle = await env.client.workflow.start('scalerWorkflow', {
+        taskQueue,
+        workflowId: `scaler:test-${Date.now()}-${Math.random()}`,
+        args: [args],
+      });
       try {
         await fn(handle);
       } finally {
@@ -153,7 +185,9 @@ describe('scaler workflow (fake activities, real Temporal server)', () => {
         const q = await h.query(scalerStatusQuery);
         return q.draining === 0 ? q : null;
       });
-      expect(s.decisions.map((d) => d.reason)).toContainEqual(expect.stringMatching(/^scale-down cancelled: 2 draining replica\(s\) back to serving, 0 new/));
+      expect(s.decisions.map((d) => d.reason)).toContainEqual(
+        expect.stringMatching(/^scale-down cancelled: 2 draining replica\(s\) back to serving, 0 new/),
+      );
       expect(world.reconciles.at(-1)).toMatchObject({ desired: 3, started: 0, reused: 2 });
     });
   });
@@ -166,7 +200,9 @@ describe('scaler workflow (fake activities, real Temporal server)', () => {
       expect(world.starts).toHaveLength(2);
       expect(world.starts[1] - world.starts[0]).toBeGreaterThanOrEqual(1000); // 100 ms to fail, then the 1 s backoff
       const s = await h.query(scalerStatusQuery);
-      expect(s.decisions.map((d) => d.reason)).toContainEqual(expect.stringMatching(/^replica r1 failed to start, replacing it: replica r1 exited before it became healthy; trying again in 1 s/));
+      expect(s.decisions.map((d) => d.reason)).toContainEqual(
+        expect.stringMatching(/^replica r1 failed to start, replacing it: replica r1 exited before it became healthy; trying again in 1 s/),
+      );
       expect(s).toMatchObject({ current: 2, starting: 0 });
     });
   });
@@ -201,7 +237,9 @@ describe('scaler workflow (fake activities, real Temporal server)', () => {
 
   it('should refuse a policy update that breaks a rule, naming the knob, and apply one that does not', async () => {
     await withScaler(new FakeReplicas(1).activities(), {}, async (h) => {
-      await expect(h.executeUpdate(setPolicyUpdate, { args: [{ maxReplicas: 9 }] })).rejects.toMatchObject({ cause: { message: "maxReplicas=9: exceeds the plan's ceiling of 8" } });
+      await expect(h.executeUpdate(setPolicyUpdate, { args: [{ maxReplicas: 9 }] })).rejects.toMatchObject({
+        cause: { message: "maxReplicas=9: exceeds the plan's ceiling of 8" },
+      });
       const p = await h.executeUpdate(setPolicyUpdate, { args: [{ targetConcurrency: 2 }] });
       expect(p.targetConcurrency).toBe(2);
       expect((await h.query(scalerStatusQuery)).policy.targetConcurrency).toBe(2);

@@ -113,9 +113,15 @@ export class LocalProvider implements ProviderAdapter {
       maxConcurrency: String(spec.maxConcurrency),
       replicaId: spec.replicaId,
     };
-    const template = this.o.command ||
-      [process.execPath, simulatorEntry(), '--host {host} --port {port} --model {model} --task {task}',
-        '--max-concurrency {maxConcurrency} --cache-dir {cacheDir} --weights-key {weights}', ...this.o.simulatorArgs].join(' ');
+    const template =
+      this.o.command ||
+      [
+        process.execPath,
+        simulatorEntry(),
+        '--host {host} --port {port} --model {model} --task {task}',
+        '--max-concurrency {maxConcurrency} --cache-dir {cacheDir} --weights-key {weights}',
+        ...this.o.simulatorArgs,
+      ].join(' ');
     const command = template.replace(/\{(\w+)\}/g, (m, k: string) => (k in vars ? quote(vars[k]) : m));
     const log = await open(join(this.o.stateDir, 'logs', `${spec.replicaId}.log`), 'a');
     const child = spawn('/bin/sh', ['-c', `exec ${command}`], {
@@ -170,7 +176,8 @@ export class LocalProvider implements ProviderAdapter {
       }
       const metrics = await get('/metrics');
       if (metrics) {
-        const sum = (name: string) => [...metrics.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.eE+-]+)$`, 'gm'))].reduce((s, m) => s + Number(m[1]), 0);
+        const sum = (name: string) =>
+          [...metrics.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.eE+-]+)$`, 'gm'))].reduce((s, m) => s + Number(m[1]), 0);
         if (metrics.includes('vllm:num_requests_running')) return sum('vllm:num_requests_running') + sum('vllm:num_requests_waiting');
       }
     } catch {
