@@ -72,6 +72,8 @@ async function burstTrial(s: Stack, pipelineId: string, need: number, startMs: n
     else await sleep(10);
   }
   await Promise.all(streams);
+  // A scaler that applies a count before it records it (before asynchronous actuation) logs it late: read it now.
+  if (!decidedAt) decidedAt = (await scaler.query(scalerStatusQuery)).decisions.find((d) => d.to >= need)?.at ?? 0;
   const started = await s.prisma.replica.findMany({ where: { deploymentId: id, startedAt: { gte: new Date(t0) } } });
   await stopAll(s, id);
   return {

@@ -1,3 +1,6 @@
+import type { Logger } from 'pino';
+import type { Config } from '../config/config';
+import type { PrismaClient } from '../database/prisma';
 import type { Target, Task } from '../domain/targets';
 
 /**
@@ -42,3 +45,12 @@ export interface ProviderAdapter {
 
 /** The adapters a worker runs, by target; a target absent here is refused by the deploy's plan check. */
 export type Providers = Partial<Record<Target, ProviderAdapter>>;
+
+/** What a provider folder hands the registry. */
+export interface ProviderModule {
+  target: Target;
+  /** The adapter from config, or null when this worker is not configured for the target. */
+  create(config: Config): ProviderAdapter | null;
+  /** Called once at worker start: adopt, reap or mark lost what runs on the provider. */
+  reconcile?(prisma: PrismaClient, adapter: ProviderAdapter, log: Logger): Promise<unknown>;
+}

@@ -1,18 +1,8 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import type { PrismaClient } from '../database/prisma';
-import type { Target } from '../domain/targets';
 import { local } from './local';
-import type { ProviderAdapter, Providers } from './provider';
-
-/** What a provider folder hands the registry. */
-export interface ProviderModule {
-  target: Target;
-  /** The adapter from config, or null when this worker is not configured for the target. */
-  create(config: Config): ProviderAdapter | null;
-  /** Called once at worker start: adopt, reap or mark lost what runs on the provider. */
-  reconcile?(prisma: PrismaClient, adapter: ProviderAdapter, log: Logger): Promise<unknown>;
-}
+import type { ProviderModule, Providers } from './provider';
 
 /** Every target this build knows. A new provider is a new folder and one line here. */
 const MODULES: readonly ProviderModule[] = [local];

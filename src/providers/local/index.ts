@@ -2,7 +2,7 @@
 // OpenAI-compatible server such as `vllm serve`), adopted again after a worker restart.
 import { resolve } from 'node:path';
 import type { Config } from '../../config/config';
-import type { ProviderModule } from '../registry';
+import type { ProviderModule } from '../provider';
 import { LocalProvider } from './local.provider';
 import { reconcileReplicas } from './reconcile';
 
