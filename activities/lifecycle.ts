@@ -39,21 +39,25 @@ export function lifecycleActivities(ctx: ActivityContext) {
     async stopReplicas({ deploymentId, drainTimeoutMs }: { deploymentId: string; drainTimeoutMs: number }): Promise<{ stopped: number }> {
       const d = await loadDeployment(deploymentId);
       const p = provider(d.target);
-      await prisma.replica.updateMany({ where: { deploymentId, state: { in: ['STARTING', 'READY'] } }, data: { state: 'DRAINING' } });
-      await notify(prisma, CHANNEL_ROUTES, deploymentId);
-      const draining = await prisma.replica.findMany({ where: { deploymentId, state: 'DRAINING' } });
-      if (draining.length) {
+      let stopped = 0;
+      // A replica the scaler started just before it paused may turn up after the first pass: stop until none is live.
+      for (let pass = 0; pass < 3; pass++) {
+        await prisma.replica.updateMany({ where: { deploymentId, state: { in: ['STARTING', 'READY'] } }, data: { state: 'DRAINING' } });
+        const draining = await prisma.replica.findMany({ where: { deploymentId, state: 'DRAINING' } });
+        if (!draining.length) break;
+        await notify(prisma, CHANNEL_ROUTES, deploymentId);
         await event(deploymentId, 'replicas.draining', `draining ${draining.length} replica(s) before they stop`, {
           replicaIds: draining.map((r) => r.id),
         });
+        await Promise.all(draining.map((r) => replicas.drainReplica({ deploymentId, replicaId: r.id, drainTimeoutMs })));
+        stopped += draining.length;
       }
-      await Promise.all(draining.map((r) => replicas.drainReplica({ deploymentId, replicaId: r.id, drainTimeoutMs })));
       // A replica that failed earlier may still have a process: make sure nothing is left running.
       const failed = await prisma.replica.findMany({ where: { deploymentId, state: 'FAILED' } });
       for (const r of failed) await p.stopReplica(r.id);
       heartbeat();
-      if (draining.length) await event(deploymentId, 'replicas.stopped', `stopped ${draining.length} replica(s)`);
-      return { stopped: draining.length };
+      if (stopped) await event(deploymentId, 'replicas.stopped', `stopped ${stopped} replica(s)`);
+      return { stopped };
     },
 
     /** Stop, last step: the deployment is STOPPED (no replica runs, nothing is billed); ends the operation when `endOp`. */

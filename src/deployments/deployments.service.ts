@@ -16,7 +16,7 @@ import { deployWorkflowId, DeployInput, LifecycleInput, LifecycleKind, opWorkflo
 /** The statuses each lifecycle operation starts from. */
 const LIFECYCLE_FROM: Record<LifecycleKind, readonly string[]> = {
   STOP: ['ACTIVE', 'FAILED'],
-  START: ['STOPPED', 'FAILED'],
+  START: ['STOPPED', 'FAILED'], // FAILED: only by a start (lifecycle() checks)
   DELETE: ['ACTIVE', 'STOPPED', 'FAILED'],
 };
 
@@ -167,6 +167,17 @@ export class DeploymentsService {
       });
     }
     if (d.activeOperationId) throw await this.inProgress(id, d.activeOperationId);
+    if (kind === 'START' && d.status === 'FAILED') {
+      // A failed start may be tried again; a failed deploy revoked its key and is deployed anew instead.
+      const last = await this.prisma.operation.findFirst({ where: { deploymentId: id }, orderBy: { startedAt: 'desc' } });
+      if (last?.kind !== 'START') {
+        throw new DomainError(
+          ErrorCode.CONFLICT,
+          `deployment ${id} is FAILED by its ${(last?.kind ?? 'DEPLOY').toLowerCase()}: start needs it STOPPED, or FAILED by a start; deploy the pipeline again instead`,
+          { status: d.status },
+        );
+      }
+    }
     if (!LIFECYCLE_FROM[kind].includes(d.status)) {
       throw new DomainError(ErrorCode.CONFLICT, `deployment ${id} is ${d.status}: ${verb} needs it ${LIFECYCLE_FROM[kind].join(' or ')}`, {
         status: d.status,

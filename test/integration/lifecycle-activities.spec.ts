@@ -151,7 +151,13 @@ describe('lifecycle activities', () => {
     await s.run('beginStop', { deploymentId: s.deploymentId });
     await s.run('stopReplicas', { deploymentId: s.deploymentId, drainTimeoutMs: 1000 });
     await s.run('finishStop', { deploymentId: s.deploymentId, operationId: s.operationId, endOp: false });
+    // While STOPPED, a scaler's late count changes nothing.
+    expect(await s.run('reconcileReplicaCount', { deploymentId: s.deploymentId, desired: 2, reason: 'late' })).toMatchObject({
+      started: [],
+    });
 
+    expect(await s.run('checkPlan', { deploymentId: s.deploymentId })).toMatchObject({ initialReplicas: 1 });
+    expect((await s.deployment()).status).toBe('PROVISIONING');
     const first = await s.run('startReplicas', { deploymentId: s.deploymentId, count: 2 });
     expect(first.replicaIds).toEqual([`${s.deploymentId}-r1`, `${s.deploymentId}-r2`]);
     expect(await s.run('startReplicas', { deploymentId: s.deploymentId, count: 2 })).toEqual(first);
