@@ -1,5 +1,14 @@
 import OpenAI from 'openai';
-import { DELETE_DEPLOYMENT, Gql, GqlResult, OperationResult, START_DEPLOYMENT, STOP_DEPLOYMENT } from '../support/graphql';
+import {
+  createPipeline,
+  DELETE_DEPLOYMENT,
+  deployAndWait,
+  Gql,
+  GqlResult,
+  OperationResult,
+  START_DEPLOYMENT,
+  STOP_DEPLOYMENT,
+} from '../support/graphql';
 import { Stack, startStack } from '../support/stack';
 import { eventually } from '../support/wait';
 
@@ -125,6 +134,49 @@ describe('stop, start and delete a deployment (real api, worker, Temporal and re
       const e = errorOf(await op(doc));
       expect(e?.extensions.code).toBe('CONFLICT');
       expect(e?.message).toContain('is DELETED');
+    }
+  });
+});
+
+describe('a start whose replica exits at start', () => {
+  it('should release what it started and end FAILED with the reason, nothing left running', async () => {
+    const stack = await startStack({ env: { LOCAL_REPLICA_COMMAND: '/bin/false {port}', DEPLOY_HEALTH_TIMEOUT_SECONDS: '30' } });
+    try {
+      const gql = stack.as((await stack.workspace('TEAM')).token);
+      const pipelineId = await createPipeline(gql, { name: 'crashy' });
+      const d = await deployAndWait(gql, { pipelineId, mode: 'FLEX', minReplicas: 1, maxReplicas: 1 });
+      expect(d.status).toBe('FAILED');
+      // A failed deploy is not started (its key was revoked): it is deployed anew.
+      const refused = await gql(START_DEPLOYMENT, { id: d.id });
+      expect(refused.errors?.[0].extensions.code).toBe('CONFLICT');
+      expect(refused.errors?.[0].message).toContain('FAILED by its deploy');
+
+      expect((await gql(STOP_DEPLOYMENT, { id: d.id })).errors).toBeUndefined();
+      await eventually(async () => {
+        const x = await stack.prisma.deployment.findUniqueOrThrow({ where: { id: d.id } });
+        return x.status === 'STOPPED' && !x.activeOperationId;
+      });
+      expect((await gql(START_DEPLOYMENT, { id: d.id })).errors).toBeUndefined();
+      const failed = await eventually(async () => {
+        const x = await stack.prisma.deployment.findUniqueOrThrow({ where: { id: d.id } });
+        return x.status === 'FAILED' && !x.activeOperationId ? x : null;
+      });
+      expect(failed.statusReason).toMatch(/exited before it became healthy/);
+      const op = await stack.prisma.operation.findFirstOrThrow({ where: { deploymentId: d.id }, orderBy: { startedAt: 'desc' } });
+      expect(op).toMatchObject({ kind: 'START', status: 'FAILED', error: expect.stringMatching(/exited before it became healthy/) });
+      const replicas = await stack.prisma.replica.findMany({ where: { deploymentId: d.id } });
+      expect(replicas.every((r) => r.state === 'STOPPED' || r.state === 'FAILED')).toBe(true);
+      expect(await stack.worker.providers.LOCAL!.listReplicas()).toEqual([]);
+      // A failed start may be tried again.
+      const again = await gql<Record<string, OperationResult>>(START_DEPLOYMENT, { id: d.id });
+      expect(again.errors).toBeUndefined();
+      expect(again.data.startDeployment.kind).toBe('START');
+      await eventually(async () => {
+        const x = await stack.prisma.operation.findUniqueOrThrow({ where: { id: again.data.startDeployment.id } });
+        return x.status === 'FAILED';
+      });
+    } finally {
+      await stack.close();
     }
   });
 });
