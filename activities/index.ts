@@ -3,6 +3,7 @@
 import { ActivityDeps, activityContext } from './context';
 import { deploymentActivities } from './deployment';
 import { keyActivities } from './keys';
+import { lifecycleActivities } from './lifecycle';
 import { replicaActivities } from './replicas';
 
 export type { ActivityDeps } from './context';
@@ -10,7 +11,7 @@ export { replicaId } from './replicas';
 
 export function createActivities(deps: ActivityDeps) {
   const ctx = activityContext(deps);
-  return { ...deploymentActivities(ctx), ...replicaActivities(ctx), ...keyActivities(ctx) };
+  return { ...deploymentActivities(ctx), ...replicaActivities(ctx), ...keyActivities(ctx), ...lifecycleActivities(ctx) };
 }
 
 export type Activities = ReturnType<typeof createActivities>;

@@ -86,6 +86,11 @@ export function replicaActivities(ctx: ActivityContext) {
       const d = await loadDeployment(deploymentId);
       const p = provider(d.target);
       const rows = await prisma.replica.findMany({ where: { deploymentId, state: { in: ['STARTING', 'READY', 'DRAINING'] } } });
+      if (d.status === 'STOPPING' || d.status === 'STOPPED' || d.status === 'DELETED') {
+        // A lifecycle stop owns the replicas (a count decided just before the scaler paused arrives late): change nothing.
+        const ids = (state: string) => rows.filter((r) => r.state === state).map((r) => r.id);
+        return { started: [], reused: [], starting: ids('STARTING'), draining: ids('DRAINING') };
+      }
       const plan = planActuation(
         desired,
         rows.map((r) => ({ id: r.id, state: r.state as 'STARTING' | 'READY' | 'DRAINING', startedAt: r.startedAt.getTime() })),

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { createServer, IncomingMessage, ServerResponse } from 'node:http';
 import type { Client } from '@temporalio/client';
 import { PRISMA, CoreModule, TEMPORAL_CLIENT } from './common/core.module';
-import { GraphQLErrorFilter } from './common/graphql-errors';
+import { formatGraphQLErrors, GraphQLErrorFilter } from './common/graphql-errors';
 import { PinoNestLogger } from './common/logger';
 import { Config } from './config/config';
 import type { PrismaClient } from './database/prisma';
@@ -45,12 +45,13 @@ function rootModule(config: Config, logger: Logger) {
         sortSchema: true,
         graphiql: true,
         context: (req: unknown) => ({ req }),
-        // GraphQL over HTTP: execution errors are a 200 with `errors`; each carries extensions.code.
+        // GraphQL over HTTP: errors are a 200 with `errors`; each carries extensions.code (a document that does
+        // not parse or fit the schema: graphql-js's own messages, GRAPHQL_PARSE_FAILED or GRAPHQL_VALIDATION_FAILED).
         errorFormatter: (execution) => ({
           statusCode: 200,
           response: {
             data: execution.data ?? null,
-            errors: execution.errors?.map((e) => e.toJSON()),
+            errors: execution.errors && formatGraphQLErrors(execution.errors),
           },
         }),
       }),

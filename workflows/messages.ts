@@ -83,7 +83,49 @@ export type PolicyPatch = Partial<
 
 export const loadReportSignal = defineSignal<[LoadReport]>('loadReport');
 export const pauseScalerSignal = defineSignal('pauseScaler');
-export const resumeScalerSignal = defineSignal('resumeScaler');
+/** A lifecycle start resumes with the replicas it started as the current count; a plain resume keeps the count. */
+export interface ResumeScaler {
+  current?: number;
+}
+export const resumeScalerSignal = defineSignal<[ResumeScaler?]>('resumeScaler');
+/** Ends the scaler (a deleted deployment): it finishes its handlers and completes. */
+export const endScalerSignal = defineSignal('endScaler');
 export const setPolicyUpdate = defineUpdate<ScalingPolicy, [PolicyPatch]>('setPolicy');
 export const scalerStatusQuery = defineQuery<ScalerStatus>('scalerStatus');
 export const scalerWorkflowId = (deploymentId: string) => `scaler:${deploymentId}`;
+
+// ---- op:<deploymentId>:<opId> (stop, start, delete) ----
+
+export type LifecycleKind = 'STOP' | 'START' | 'DELETE';
+
+export interface LifecycleInput {
+  deploymentId: string;
+  operationId: string;
+  /** How long started replicas may take to turn healthy (start). */
+  healthTimeoutSeconds: number;
+  /** Longest wait for in-flight requests to finish before the replicas stop (stop, delete). */
+  drainTimeoutMs: number;
+}
+
+export type LifecycleStep =
+  | 'pausing-scaler'
+  | 'stopping'
+  | 'draining'
+  | 'provisioning'
+  | 'waiting-healthy'
+  | 'publishing-routes'
+  | 'resuming-scaler'
+  | 'revoking-keys'
+  | 'ending-scaler'
+  | 'done'
+  | 'compensating'
+  | 'failed';
+
+export interface LifecycleProgress {
+  kind: LifecycleKind;
+  step: LifecycleStep;
+  error?: string;
+}
+
+export const lifecycleProgressQuery = defineQuery<LifecycleProgress>('lifecycleProgress');
+export const opWorkflowId = (deploymentId: string, operationId: string) => `op:${deploymentId}:${operationId}`;

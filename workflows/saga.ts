@@ -15,6 +15,11 @@ export class Saga {
     this.undos.push({ name, run });
   }
 
+  /** Forgets every registered undo: what was done so far stands even if a later step fails. */
+  commit(): void {
+    this.undos.length = 0;
+  }
+
   /** Runs every registered undo, newest first, once; returns the names of those that failed. */
   async compensate(): Promise<string[]> {
     const failed: string[] = [];

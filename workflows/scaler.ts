@@ -26,6 +26,7 @@ import {
 } from '../src/domain/scaling';
 import {
   ActuationSnapshot,
+  endScalerSignal,
   loadReportSignal,
   pauseScalerSignal,
   PolicyPatch,
@@ -78,12 +79,26 @@ export class ScalerRun {
     this.wake = true;
   }
 
+  /** Set by endScaler: the loop completes the workflow. */
+  ended = false;
+
   pause(): void {
     this.paused = true;
   }
 
-  resume(): void {
+  end(): void {
+    this.paused = true;
+    this.ended = true;
+    this.wake = true;
+  }
+
+  /** `current`: the replicas now running (a lifecycle start), taken as the count decisions start from. */
+  resume(current?: number): void {
     this.paused = false;
+    if (current !== undefined) {
+      this.state = { ...this.state, current };
+      this.desired = current;
+    }
     this.wake = true;
   }
 
@@ -219,6 +234,14 @@ class Actuator {
     return { starting: this.starting.size, draining: this.draining.size };
   }
 
+  /** After a lifecycle start: `current` replicas run, nothing is pending and nothing failed. */
+  reset(current: number): void {
+    this.target = current;
+    this.dirty = false;
+    this.failures = 0;
+    this.retryAt = 0;
+  }
+
   private note(reason: string): void {
     const n = this.run.state.current;
     this.run.record({ at: Date.now(), from: n, to: n, reason });
@@ -236,7 +259,8 @@ class Actuator {
 
   async loop(): Promise<never> {
     for (;;) {
-      await condition(() => this.dirty);
+      // A paused scaler changes nothing: a stop owns the replicas until it resumes.
+      await condition(() => this.dirty && !this.run.paused);
       // After a failed start, wait out the backoff unless the count went down meanwhile.
       const wait = this.retryAt - Date.now();
       if (wait > 0) await condition(() => this.target < this.targetAtFailure, wait);
@@ -320,7 +344,7 @@ export async function scalerWorkflow(input: ScalerInput): Promise<void> {
   // Stamped on receipt: a gateway's clock skew cannot expire its reports early or keep them alive.
   setHandler(loadReportSignal, (r) => run.report(r, deadlineTimer ? Date.now() : null));
   setHandler(pauseScalerSignal, () => run.pause());
-  setHandler(resumeScalerSignal, () => run.resume());
+  setHandler(endScalerSignal, () => run.end());
   setHandler(setPolicyUpdate, (patch) => run.setPolicy(patch), {
     validator: (patch) => {
       const problems = run.policyProblems(patch);
@@ -341,6 +365,10 @@ export async function scalerWorkflow(input: ScalerInput): Promise<void> {
       )
     : null;
   if (actuator) void actuator.loop();
+  setHandler(resumeScalerSignal, (r) => {
+    run.resume(r?.current);
+    if (r?.current !== undefined) actuator?.reset(r.current);
+  });
 
   setHandler(scalerStatusQuery, () => run.status(actuator?.counts()));
 
@@ -349,6 +377,10 @@ export async function scalerWorkflow(input: ScalerInput): Promise<void> {
     else await condition(() => run.wake, input.tickMs ?? 1000);
     run.wake = false;
     timer.fired = false;
+    if (run.ended) {
+      await condition(allHandlersFinished);
+      return;
+    }
     if (!run.paused && actuator) {
       const from = run.state.current;
       const d = run.decide(Date.now(), actuator.starting.size);

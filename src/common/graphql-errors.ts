@@ -27,3 +27,30 @@ export class GraphQLErrorFilter implements GqlExceptionFilter {
     return toGraphQLError(exception, this.log);
   }
 }
+
+/** The codes of errors found before execution: the document does not parse, or does not fit the schema. */
+export const GRAPHQL_PARSE_FAILED = 'GRAPHQL_PARSE_FAILED';
+export const GRAPHQL_VALIDATION_FAILED = 'GRAPHQL_VALIDATION_FAILED';
+
+/**
+ * The errors of one GraphQL response, as JSON. Mercurius wraps the parse and validation errors of a
+ * document in one "Graphql validation error" whose `errors` are graphql-js's own: those are what the
+ * client sees, each with its message and locations and a code saying which stage refused the document.
+ * Variables whose values do not fit their types are refused at the same stage, as GRAPHQL_VALIDATION_FAILED.
+ */
+export function formatGraphQLErrors(errors: readonly GraphQLError[]): Array<ReturnType<GraphQLError['toJSON']>> {
+  return errors.flatMap((e) => {
+    const inner = (e.originalError as { errors?: unknown } | undefined)?.errors;
+    if (!Array.isArray(inner)) return [e.toJSON()];
+    return inner.map((x: unknown) => {
+      const g = x instanceof GraphQLError ? x : new GraphQLError(x instanceof Error ? x.message : String(x));
+      const code = g.message.startsWith('Syntax Error') ? GRAPHQL_PARSE_FAILED : GRAPHQL_VALIDATION_FAILED;
+      return new GraphQLError(g.message, {
+        nodes: g.nodes,
+        source: g.source,
+        positions: g.positions,
+        extensions: { ...g.extensions, code },
+      }).toJSON();
+    });
+  });
+}

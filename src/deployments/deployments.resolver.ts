@@ -15,6 +15,30 @@ export class DeploymentsResolver {
     return this.svc.deploy(auth.workspace, input);
   }
 
+  @Mutation(() => Operation, {
+    description:
+      'Starts op:<deploymentId>:<opId>: pause the scaler, stop routing (503 deployment_stopped), drain, stop every replica; STOPPED bills nothing.',
+  })
+  stopDeployment(@CurrentAuth() auth: AuthContext, @Args('id', { type: () => ID }) id: string) {
+    return this.svc.lifecycle(auth.workspace, id, 'STOP');
+  }
+
+  @Mutation(() => Operation, {
+    description:
+      'Starts op:<deploymentId>:<opId>: provision max(1, minReplicas) replicas from cached weights, then ACTIVE and the scaler resumes.',
+  })
+  startDeployment(@CurrentAuth() auth: AuthContext, @Args('id', { type: () => ID }) id: string) {
+    return this.svc.lifecycle(auth.workspace, id, 'START');
+  }
+
+  @Mutation(() => Operation, {
+    description:
+      "Starts op:<deploymentId>:<opId>: stop (unless STOPPED), revoke the deployment's keys, end its scaler, DELETED (rows stay).",
+  })
+  deleteDeployment(@CurrentAuth() auth: AuthContext, @Args('id', { type: () => ID }) id: string) {
+    return this.svc.lifecycle(auth.workspace, id, 'DELETE');
+  }
+
   @Query(() => Deployment)
   deployment(@CurrentAuth() auth: AuthContext, @Args('id', { type: () => ID }) id: string) {
     return this.svc.get(auth.workspace.id, id);

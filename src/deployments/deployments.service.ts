@@ -11,7 +11,16 @@ import { ModeName, PlanName, planViolation, targetConcurrency } from '../domain/
 import { policyProblems, policyRefusal, withModeDefaults } from '../domain/scaling';
 import type { DeployPipelineInput } from './deployments.types';
 import type { deployWorkflow } from '../../workflows/deploy';
-import { deployWorkflowId, DeployInput } from '../../workflows/messages';
+import { deployWorkflowId, DeployInput, LifecycleInput, LifecycleKind, opWorkflowId } from '../../workflows/messages';
+
+/** The statuses each lifecycle operation starts from. */
+const LIFECYCLE_FROM: Record<LifecycleKind, readonly string[]> = {
+  STOP: ['ACTIVE', 'FAILED'],
+  START: ['STOPPED', 'FAILED'], // FAILED: only by a start (lifecycle() checks)
+  DELETE: ['ACTIVE', 'STOPPED', 'FAILED'],
+};
+
+const LIFECYCLE_WORKFLOW: Record<LifecycleKind, string> = { STOP: 'stopWorkflow', START: 'startWorkflow', DELETE: 'deleteWorkflow' };
 
 const deploySchema = z.object({
   pipelineId: z.string().min(1),
@@ -142,6 +151,98 @@ export class DeploymentsService {
     }
     const deployment = await this.prisma.deployment.findUniqueOrThrow({ where: { id } });
     return { deployment, apiKey: key.plaintext };
+  }
+
+  /**
+   * Starts stop, start or delete as op:<deploymentId>:<opId> and returns its Operation. One operation
+   * per deployment at a time (the activeOperationId lock, claimed with a conditional update): a second
+   * gets OPERATION_IN_PROGRESS naming the running one; a transition the status does not allow gets CONFLICT.
+   */
+  async lifecycle(ws: Workspace, id: string, kind: LifecycleKind) {
+    const d = await this.get(ws.id, id);
+    const verb = kind.toLowerCase();
+    if (d.status === 'DELETED') {
+      throw new DomainError(ErrorCode.CONFLICT, `deployment ${id} is DELETED: it cannot be ${verb === 'stop' ? 'stopped' : `${verb}ed`}`, {
+        status: d.status,
+      });
+    }
+    if (d.activeOperationId) throw await this.inProgress(id, d.activeOperationId);
+    if (kind === 'START' && d.status === 'FAILED') {
+      // A failed start may be tried again; a failed deploy revoked its key and is deployed anew instead.
+      const last = await this.prisma.operation.findFirst({ where: { deploymentId: id }, orderBy: { startedAt: 'desc' } });
+      if (last?.kind !== 'START') {
+        throw new DomainError(
+          ErrorCode.CONFLICT,
+          `deployment ${id} is FAILED by its ${(last?.kind ?? 'DEPLOY').toLowerCase()}: start needs it STOPPED, or FAILED by a start; deploy the pipeline again instead`,
+          { status: d.status },
+        );
+      }
+    }
+    if (!LIFECYCLE_FROM[kind].includes(d.status)) {
+      throw new DomainError(ErrorCode.CONFLICT, `deployment ${id} is ${d.status}: ${verb} needs it ${LIFECYCLE_FROM[kind].join(' or ')}`, {
+        status: d.status,
+        allowed: LIFECYCLE_FROM[kind],
+      });
+    }
+    const operationId = newId('op');
+    const workflowId = opWorkflowId(id, operationId);
+    const claimed = await this.prisma.$transaction(async (tx) => {
+      const { count } = await tx.deployment.updateMany({
+        where: { id, activeOperationId: null, status: d.status },
+        data: { activeOperationId: operationId },
+      });
+      if (count === 0) return false;
+      await tx.operation.create({ data: { id: operationId, deploymentId: id, kind, workflowId, status: 'RUNNING' } });
+      await tx.deploymentEvent.create({
+        data: { deploymentId: id, kind: `${verb}.requested`, message: `${verb} requested (${workflowId})` },
+      });
+      return true;
+    });
+    if (!claimed) {
+      // Another operation (or a status change) won the race: say which.
+      const now = await this.get(ws.id, id);
+      if (now.activeOperationId) throw await this.inProgress(id, now.activeOperationId);
+      throw new DomainError(ErrorCode.CONFLICT, `deployment ${id} is now ${now.status}; try again`, { status: now.status });
+    }
+    const wfInput: LifecycleInput = {
+      deploymentId: id,
+      operationId,
+      healthTimeoutSeconds: this.config.DEPLOY_HEALTH_TIMEOUT_SECONDS,
+      drainTimeoutMs: this.config.SCALER_DRAIN_TIMEOUT_SECONDS * 1000,
+    };
+    try {
+      await this.temporal.workflow.start(LIFECYCLE_WORKFLOW[kind], {
+        taskQueue: this.config.TEMPORAL_TASK_QUEUE,
+        workflowId,
+        args: [wfInput],
+        workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
+      });
+    } catch (err) {
+      this.log.error({ err, deploymentId: id, operationId }, `could not start the ${verb} workflow`);
+      await this.prisma
+        .$transaction([
+          this.prisma.operation.delete({ where: { id: operationId } }),
+          this.prisma.deployment.updateMany({ where: { id, activeOperationId: operationId }, data: { activeOperationId: null } }),
+        ])
+        .catch((undoErr: unknown) =>
+          this.log.error({ err: undoErr, deploymentId: id, operationId }, 'could not release the operation lock'),
+        );
+      throw new DomainError(
+        ErrorCode.UNAVAILABLE,
+        `the workflow engine is unavailable; the deployment was not ${verb === 'stop' ? 'stopped' : `${verb}ed`}, try again shortly`,
+      );
+    }
+    return this.prisma.operation.findUniqueOrThrow({ where: { id: operationId } });
+  }
+
+  private async inProgress(deploymentId: string, operationId: string) {
+    const op = await this.prisma.operation.findUnique({ where: { id: operationId } });
+    const what = op ? `a ${op.kind} operation (workflow ${op.workflowId})` : `operation ${operationId}`;
+    return new DomainError(
+      ErrorCode.OPERATION_IN_PROGRESS,
+      `deployment ${deploymentId} has ${what} in progress; one operation runs at a time, try again when it ends`,
+      { operationId, ...(op ? { kind: op.kind, workflowId: op.workflowId } : {}) },
+    );
   }
 
   async get(workspaceId: string, id: string) {

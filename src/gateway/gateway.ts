@@ -155,6 +155,16 @@ export class Gateway {
         message: `The model '${model}' is not served by this key's deployment; use 'default'.`,
       };
     }
+    if (route.deploymentStatus === 'STOPPING' || route.deploymentStatus === 'STOPPED') {
+      // No cold start: a stopped deployment serves again only through startDeployment.
+      return {
+        ok: false,
+        status: 503,
+        type: 'server_error',
+        code: 'deployment_stopped',
+        message: `Deployment ${route.deploymentId} is ${route.deploymentStatus}; start it (GraphQL startDeployment) to serve requests again.`,
+      };
+    }
     if (route.deploymentStatus !== 'ACTIVE') {
       return {
         ok: false,

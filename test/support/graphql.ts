@@ -72,3 +72,15 @@ export async function deployAndWait(gql: Gql, input: DeployInput, timeoutMs = 30
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** The lifecycle mutations: each returns its Operation at once. */
+export const STOP_DEPLOYMENT = `mutation($id: ID!) { stopDeployment(id: $id) { id kind status workflowId } }`;
+export const START_DEPLOYMENT = `mutation($id: ID!) { startDeployment(id: $id) { id kind status workflowId } }`;
+export const DELETE_DEPLOYMENT = `mutation($id: ID!) { deleteDeployment(id: $id) { id kind status workflowId } }`;
+
+export interface OperationResult {
+  id: string;
+  kind: string;
+  status: string;
+  workflowId: string;
+}
