@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { temporal } from '@temporalio/proto';
 import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import { loadReportSignal, scalerStatusQuery, setPolicyUpdate } from '../../workflows/messages';
-import { createPipeline, deploy, must } from '../support/graphql';
+import { createPipeline, deploy, DELETE_DEPLOYMENT, must, START_DEPLOYMENT, STOP_DEPLOYMENT } from '../support/graphql';
 import { startStack } from '../support/stack';
 import { eventually } from '../support/wait';
 
@@ -94,6 +94,30 @@ describe('workflow determinism', () => {
       }
     });
 
+  // A stop, a start and a delete of one deployment, each its own op:<deploymentId>:<opId> workflow.
+  if (process.env.RECORD_HISTORIES === '1')
+    it('records the histories of a stop, a start and a delete', async () => {
+      const stack = await startStack();
+      try {
+        const ws = await stack.workspace('TEAM');
+        const { deploymentId } = await stack.deployed(ws.token, { name: 'lifecycle' }, { mode: 'FLEX', minReplicas: 1, maxReplicas: 1 });
+        for (const [name, doc, field] of [
+          ['lifecycle-stop', STOP_DEPLOYMENT, 'stopDeployment'],
+          ['lifecycle-start', START_DEPLOYMENT, 'startDeployment'],
+          ['lifecycle-delete', DELETE_DEPLOYMENT, 'deleteDeployment'],
+        ] as const) {
+          const op = await must(stack.as(ws.token)<Record<string, { workflowId: string }>>(doc, { id: deploymentId }));
+          const handle = stack.temporal.workflow.getHandle(op[field].workflowId);
+          await handle.result();
+          const bytes = Buffer.from(temporal.api.history.v1.History.encode(await handle.fetchHistory()).finish());
+          expect(bytes.toString('latin1')).not.toMatch(/sk_[A-Za-z0-9_-]{20,}/); // secrets never enter workflow history
+          writeFileSync(join(dir, `${name}.pb`), bytes);
+        }
+      } finally {
+        await stack.close();
+      }
+    });
+
   const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.pb')) : [];
   it.each(files)('should replay %s with the current workflow code', async (file) => {
     // Binary protobuf: the SDK's JSON reader trips over the two protobufjs copies npm installs.
@@ -107,6 +131,9 @@ describe('workflow determinism', () => {
       'deploy-failed.pb',
       'deploy-succeeded-v1.pb',
       'deploy-succeeded.pb',
+      'lifecycle-delete.pb',
+      'lifecycle-start.pb',
+      'lifecycle-stop.pb',
       'scaler-running-v1.pb',
       'scaler-running-v2.pb',
       'scaler-running.pb',
