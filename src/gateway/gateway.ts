@@ -1,5 +1,6 @@
 // The /v1 router (handle) and forwarding: route resolution, the queue, one retry on another replica, then pipe();
 // the end of each piped response comes back here for release and accounting.
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { Dispatcher, errors, Pool } from 'undici';
@@ -82,6 +83,9 @@ export class Gateway {
     if (!(url.startsWith('/v1/') || url === '/v1' || url.startsWith('/v1?'))) return false;
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
+    // On every response, errors included (the OpenAI SDKs surface it as the request id); sent on to the replica too.
+    const requestId = `req_${randomUUID().replaceAll('-', '')}`;
+    res.setHeader('x-request-id', requestId);
     let served: Promise<unknown>;
     if (req.method === 'POST' && path === '/v1/chat/completions') served = this.proxy(req, res, 'chat');
     else if (req.method === 'POST' && path === '/v1/embeddings') served = this.proxy(req, res, 'embeddings');
@@ -97,7 +101,7 @@ export class Gateway {
       return true;
     }
     served.catch((err: unknown) => {
-      this.o.log.error({ err }, 'gateway error');
+      this.o.log.error({ err, requestId }, 'gateway error');
       if (!res.headersSent)
         sendError(res, { ok: false, status: 500, type: 'server_error', code: 'internal_error', message: 'internal error' });
       else res.destroy();
@@ -329,7 +333,7 @@ export class Gateway {
         upstream = await this.pool(replica.address).request({
           path,
           method: 'POST',
-          headers: { 'content-type': 'application/json' },
+          headers: { 'content-type': 'application/json', 'x-request-id': res.getHeader('x-request-id') as string },
           body: upstreamBody,
           signal: gone,
           // A stream's headers come at once; a non-streamed answer's come with its body, at the end.
@@ -353,7 +357,10 @@ export class Gateway {
           });
         }
         load.eject(replica.id, Date.now());
-        this.o.log.warn({ err: (err as Error).message, replica: replica.id }, 'upstream failed before the first byte');
+        this.o.log.warn(
+          { err: (err as Error).message, replica: replica.id, requestId: res.getHeader('x-request-id') },
+          'upstream failed before the first byte',
+        );
         continue;
       }
       if (upstream.statusCode >= 500 && attempt === 0 && route.replicas.length > 1) {

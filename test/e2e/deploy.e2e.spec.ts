@@ -82,6 +82,8 @@ describe('deploy a pipeline and call it with the official OpenAI client', () => 
     expect(res.choices[0].message.content?.split(' ')).toHaveLength(5);
     expect(res.usage?.completion_tokens).toBe(5);
     expect(res.usage?.total_tokens).toBe((res.usage?.prompt_tokens ?? 0) + 5);
+    // The SDK's request id, for a user's bug report.
+    expect(res._request_id).toMatch(/^req_[0-9a-f]{32}$/);
 
     // The raw wire format: the body's length, as the replica sent it, not chunked framing.
     const raw = await fetch(`${chat.url}/chat/completions`, {

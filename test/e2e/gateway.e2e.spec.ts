@@ -167,6 +167,18 @@ describe('gateway admission', () => {
     await check(`{"model":"default","messages":[{"role":"user","content":"${'x'.repeat(17 * 1024 * 1024)}"}]}`);
   });
 
+  it('should carry a distinct x-request-id on every /v1 response, refusals and unknown paths included', async () => {
+    const key = await newKey(1000);
+    const ok = await chat(stack.url, key);
+    await ok.text();
+    const denied = await chat(stack.url, 'sk_not_a_key');
+    const unknown = await fetch(`${stack.url}/v1/nope`);
+    const ids = [ok, denied, unknown].map((r) => r.headers.get('x-request-id'));
+    expect([ok.status, denied.status, unknown.status]).toEqual([200, 401, 404]);
+    for (const id of ids) expect(id).toMatch(/^req_[0-9a-f]{32}$/);
+    expect(new Set(ids).size).toBe(3);
+  });
+
   it('should answer what is not a JSON request in the envelope: 415 for another Content-Type, 404 for an unknown /v1 path, the key checked before the body is read', async () => {
     const key = await newKey(1000);
     const body = JSON.stringify({ model: 'default', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 });
