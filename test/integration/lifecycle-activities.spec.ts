@@ -1,12 +1,6 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { MockActivityEnvironment } from '@temporalio/testing';
-import { Activities, createActivities } from '../../activities';
 import { newId } from '../../src/common/secrets';
-import { createPrisma, PrismaClient } from '../../src/database/prisma';
-import { LocalProvider } from '../../src/providers/local';
-import { WorkspacesService } from '../../src/workspaces/workspaces.service';
+import type { PrismaClient } from '../../src/database/prisma';
+import { activityWorld } from '../support/activities';
 import { pidAlive } from '../support/wait';
 
 /**
@@ -14,74 +8,28 @@ import { pidAlive } from '../support/wait';
  * processes), run in Temporal's mock activity context: what the rows and processes look like after each.
  */
 describe('lifecycle activities', () => {
+  let world: Awaited<ReturnType<typeof activityWorld>>;
   let prisma: PrismaClient;
   let workspaceId: string;
-  const providers: LocalProvider[] = [];
 
   beforeAll(async () => {
-    prisma = createPrisma(process.env.DATABASE_URL!, 4);
-    ({
-      workspace: { id: workspaceId },
-    } = await new WorkspacesService(prisma).create(`lifecycle-acts-${Date.now()}`, 'TEAM'));
+    world = await activityWorld('lc');
+    ({ prisma, workspaceId } = world);
   });
   afterAll(async () => {
-    for (const p of providers) await p.stopAll();
-    // The database is shared with the other tests: leave nothing that looks live.
-    await prisma.replica.updateMany({ where: { deployment: { workspaceId } }, data: { state: 'STOPPED' } });
-    await prisma.deployment.updateMany({ where: { workspaceId }, data: { status: 'DELETED' } });
-    await prisma.$disconnect();
+    await world.close();
   });
 
   /** An ACTIVE deployment with `replicas` serving simulators and a running operation holding its lock. */
   async function setup(replicas: number) {
-    const local = new LocalProvider({
-      stateDir: mkdtempSync(join(tmpdir(), 'lc-state-')),
-      cacheDir: mkdtempSync(join(tmpdir(), 'lc-cache-')),
-      command: '',
-      simulatorArgs: ['--cold-start-ms 100', '--warm-start-ms 50', '--itl-ms 10'],
-    });
-    providers.push(local);
-    const pipelineId = newId('pl');
-    const variantId = newId('var');
-    await prisma.pipeline.create({ data: { id: pipelineId, workspaceId, name: pipelineId, task: 'CHAT', model: 'sim/tiny-chat' } });
-    await prisma.variant.create({ data: { id: variantId, pipelineId, name: 'default', gpu: 'sim', engine: 'sim', isDefault: true } });
-    const deploymentId = newId('dep');
     const operationId = newId('op');
-    await prisma.deployment.create({
-      data: {
-        id: deploymentId,
-        workspaceId,
-        pipelineId,
-        variantId,
-        target: 'LOCAL',
-        gpu: 'sim',
-        mode: 'FLEX',
-        minReplicas: 1,
-        maxReplicas: 4,
-        status: 'ACTIVE',
-        url: 'http://127.0.0.1/v1',
-        activeOperationId: operationId,
-      },
+    const { deploymentId, run, rows, byState } = await world.deployment({
+      simulatorArgs: ['--cold-start-ms 100', '--warm-start-ms 50', '--itl-ms 10'],
+      row: { minReplicas: 1, maxReplicas: 4, url: 'http://127.0.0.1/v1', activeOperationId: operationId },
     });
     await prisma.operation.create({
       data: { id: operationId, deploymentId, kind: 'STOP', workflowId: `op:${deploymentId}:${operationId}`, status: 'RUNNING' },
     });
-    const acts = createActivities({
-      prisma,
-      providers: { LOCAL: local },
-      publicBaseUrl: 'http://127.0.0.1',
-      healthPollMs: 20,
-      healthTimeoutSeconds: 10,
-    });
-    const env = new MockActivityEnvironment();
-    const run = <K extends keyof Activities>(name: K, ...args: Parameters<Activities[K]>) =>
-      env.run(acts[name] as (...a: Parameters<Activities[K]>) => ReturnType<Activities[K]>, ...args) as ReturnType<Activities[K]>;
-    const rows = () => prisma.replica.findMany({ where: { deploymentId }, orderBy: { startedAt: 'asc' } });
-    const byState = async () => {
-      const out: Record<string, number> = {};
-      for (const r of await rows()) out[r.state] = (out[r.state] ?? 0) + 1;
-      return out;
-    };
     const deployment = () => prisma.deployment.findUniqueOrThrow({ where: { id: deploymentId } });
     const operation = () => prisma.operation.findUniqueOrThrow({ where: { id: operationId } });
     const events = async () =>

@@ -1,13 +1,5 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { MockActivityEnvironment } from '@temporalio/testing';
-import { Activities, createActivities } from '../../activities';
-import { newId } from '../../src/common/secrets';
-import { createPrisma, PrismaClient } from '../../src/database/prisma';
 import { ReplicaUnhealthyError } from '../../src/domain/errors';
-import { LocalProvider } from '../../src/providers/local';
-import { WorkspacesService } from '../../src/workspaces/workspaces.service';
+import { activityWorld } from '../support/activities';
 import { pidAlive } from '../support/wait';
 
 /**
@@ -15,70 +7,16 @@ import { pidAlive } from '../support/wait';
  * run in Temporal's mock activity context: what the rows and the processes look like after each.
  */
 describe('replica activities', () => {
-  let prisma: PrismaClient;
-  let workspaceId: string;
-  const providers: LocalProvider[] = [];
-
+  let world: Awaited<ReturnType<typeof activityWorld>>;
   beforeAll(async () => {
-    prisma = createPrisma(process.env.DATABASE_URL!, 4);
-    ({
-      workspace: { id: workspaceId },
-    } = await new WorkspacesService(prisma).create(`acts-${Date.now()}`, 'TEAM'));
+    world = await activityWorld('acts');
   });
   afterAll(async () => {
-    for (const p of providers) await p.stopAll();
-    // The database is shared with the other tests: leave nothing that looks live.
-    await prisma.replica.updateMany({ where: { deployment: { workspaceId } }, data: { state: 'STOPPED' } });
-    await prisma.deployment.updateMany({ where: { workspaceId }, data: { status: 'DELETED' } });
-    await prisma.$disconnect();
+    await world.close();
   });
 
   /** A deployment row and activities over a local provider running `command` (default: the simulator). */
-  async function setup(command = '') {
-    const local = new LocalProvider({
-      stateDir: mkdtempSync(join(tmpdir(), 'acts-state-')),
-      cacheDir: mkdtempSync(join(tmpdir(), 'acts-cache-')),
-      command,
-      simulatorArgs: ['--cold-start-ms 100', '--warm-start-ms 100'],
-    });
-    providers.push(local);
-    const pipelineId = newId('pl');
-    const variantId = newId('var');
-    await prisma.pipeline.create({ data: { id: pipelineId, workspaceId, name: pipelineId, task: 'CHAT', model: 'sim/tiny-chat' } });
-    await prisma.variant.create({ data: { id: variantId, pipelineId, name: 'default', gpu: 'sim', engine: 'sim', isDefault: true } });
-    const deploymentId = newId('dep');
-    await prisma.deployment.create({
-      data: {
-        id: deploymentId,
-        workspaceId,
-        pipelineId,
-        variantId,
-        target: 'LOCAL',
-        gpu: 'sim',
-        mode: 'FLEX',
-        minReplicas: 0,
-        maxReplicas: 8,
-        status: 'ACTIVE',
-      },
-    });
-    const acts = createActivities({
-      prisma,
-      providers: { LOCAL: local },
-      publicBaseUrl: 'http://127.0.0.1',
-      healthPollMs: 20,
-      healthTimeoutSeconds: 10,
-    });
-    const env = new MockActivityEnvironment();
-    const run = <K extends keyof Activities>(name: K, ...args: Parameters<Activities[K]>) =>
-      env.run(acts[name] as (...a: Parameters<Activities[K]>) => ReturnType<Activities[K]>, ...args) as ReturnType<Activities[K]>;
-    const rows = () => prisma.replica.findMany({ where: { deploymentId }, orderBy: { startedAt: 'asc' } });
-    const byState = async () => {
-      const out: Record<string, number> = {};
-      for (const r of await rows()) out[r.state] = (out[r.state] ?? 0) + 1;
-      return out;
-    };
-    return { deploymentId, run, rows, byState };
-  }
+  const setup = (command = '') => world.deployment({ command });
 
   it('should start every missing replica at once and publish each as soon as it serves', async () => {
     const { deploymentId, run, rows, byState } = await setup();
