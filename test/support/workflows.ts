@@ -46,3 +46,16 @@ export async function workflowEnv(): Promise<WorkflowEnv> {
     },
   };
 }
+
+/**
+ * A fake activity that logs its name and returns `result`, or throws what `fail` gives for it:
+ * with these the workflow tier asserts the exact order a workflow calls its activities in.
+ */
+export function recorder(log: string[], fail: Partial<Record<keyof Activities, Error>> = {}) {
+  return <K extends keyof Activities>(name: K, result: unknown) =>
+    (async () => {
+      log.push(name);
+      if (fail[name]) throw fail[name];
+      return result;
+    }) as unknown as Activities[K];
+}

@@ -3,7 +3,7 @@ import type { Activities } from '../../activities';
 import { NotFoundError, PlanError, ProviderError, ReplicaUnhealthyError } from '../../src/domain/errors';
 import type { ScalingPolicy } from '../../src/domain/scaling';
 import { deployProgressQuery, deployWorkflowId, scalerWorkflowId } from '../../workflows/messages';
-import { WorkflowEnv, workflowEnv } from '../support/workflows';
+import { recorder, WorkflowEnv, workflowEnv } from '../support/workflows';
 
 const policy: ScalingPolicy = {
   mode: 'FLEX',
@@ -22,13 +22,7 @@ function fakes(
   fail: Partial<Record<keyof Activities, Error>> = {},
   failCompensation?: keyof Activities,
 ): Partial<Activities> {
-  const step = <K extends keyof Activities>(name: K, result: unknown) =>
-    (async () => {
-      log.push(name);
-      if (fail[name]) throw fail[name];
-      if (name === failCompensation) throw new ProviderError(`${name} failed`);
-      return result;
-    }) as unknown as Activities[K];
+  const step = recorder(log, failCompensation ? { [failCompensation]: new ProviderError(`${failCompensation} failed`), ...fail } : fail);
   return {
     checkPlan: step('checkPlan', { initialReplicas: 1, planMaxReplicas: 8, policy }),
     provisionReplicas: step('provisionReplicas', { replicaIds: ['r0'] }),

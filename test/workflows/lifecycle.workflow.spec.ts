@@ -11,7 +11,7 @@ import {
   scalerWorkflowId,
 } from '../../workflows/messages';
 import { eventually } from '../support/wait';
-import { WorkflowEnv, workflowEnv } from '../support/workflows';
+import { recorder, WorkflowEnv, workflowEnv } from '../support/workflows';
 
 const policy: ScalingPolicy = {
   mode: 'FLEX',
@@ -30,12 +30,7 @@ function fakes(
   fail: Partial<Record<keyof Activities, Error>> = {},
   o: { alreadyStopped?: boolean } = {},
 ): Partial<Activities> {
-  const step = <K extends keyof Activities>(name: K, result: unknown) =>
-    (async () => {
-      log.push(name);
-      if (fail[name]) throw fail[name];
-      return result;
-    }) as unknown as Activities[K];
+  const step = recorder(log, fail);
   return {
     // The lifecycle's own steps.
     beginStop: step('beginStop', { alreadyStopped: o.alreadyStopped ?? false }),
