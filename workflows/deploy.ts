@@ -1,17 +1,9 @@
-import {
-  ApplicationFailure,
-  ParentClosePolicy,
-  patched,
-  proxyActivities,
-  setHandler,
-  startChild,
-  WorkflowIdReusePolicy,
-} from '@temporalio/workflow';
+import { ApplicationFailure, patched, proxyActivities, setHandler } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { PERMANENT_FAILURES } from '../src/domain/errors';
-import { DeployInput, DeployProgress, deployProgressQuery, scalerWorkflowId } from './messages';
+import { DeployInput, DeployProgress, deployProgressQuery } from './messages';
 import { failureMessage, Saga } from './saga';
-import { scalerWorkflow } from './scaler';
+import { startScaler } from './scaler';
 
 /** DeployInput.drainTimeoutMs is absent in histories recorded before the scaler: the config default then. */
 const REPLAY_DRAIN_TIMEOUT_MS = 300_000;
@@ -62,19 +54,12 @@ export async function deployWorkflow(input: DeployInput): Promise<{ url: string 
     // The scaler outlives this workflow: one per deployment, for its whole life.
     // patched(): deploys recorded before the scaler existed replay unchanged.
     if (patched('start-scaler') && plan.policy) {
-      await startChild(scalerWorkflow, {
-        workflowId: scalerWorkflowId(deploymentId),
-        parentClosePolicy: ParentClosePolicy.ABANDON,
-        workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
-        args: [
-          {
-            deploymentId,
-            policy: plan.policy,
-            initialReplicas: plan.initialReplicas,
-            planMaxReplicas: plan.planMaxReplicas,
-            drainTimeoutMs: input.drainTimeoutMs ?? REPLAY_DRAIN_TIMEOUT_MS,
-          },
-        ],
+      await startScaler({
+        deploymentId,
+        policy: plan.policy,
+        initialReplicas: plan.initialReplicas,
+        planMaxReplicas: plan.planMaxReplicas,
+        drainTimeoutMs: input.drainTimeoutMs ?? REPLAY_DRAIN_TIMEOUT_MS,
       });
     }
     return { url };

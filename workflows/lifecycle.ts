@@ -1,13 +1,4 @@
-import {
-  ApplicationFailure,
-  getExternalWorkflowHandle,
-  log,
-  ParentClosePolicy,
-  proxyActivities,
-  setHandler,
-  startChild,
-  WorkflowIdReusePolicy,
-} from '@temporalio/workflow';
+import { ApplicationFailure, getExternalWorkflowHandle, log, proxyActivities, setHandler } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { PERMANENT_FAILURES } from '../src/domain/errors';
 import {
@@ -21,7 +12,7 @@ import {
   scalerWorkflowId,
 } from './messages';
 import { failureMessage, Saga } from './saga';
-import { scalerWorkflow } from './scaler';
+import { startScaler } from './scaler';
 
 const act = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
@@ -142,19 +133,12 @@ export async function startWorkflow(input: LifecycleInput): Promise<{ replicas: 
       progress.step = 'resuming-scaler';
       const current = replicaIds.length;
       if (!(await signalScaler(deploymentId, { current })) && plan.policy) {
-        await startChild(scalerWorkflow, {
-          workflowId: scalerWorkflowId(deploymentId),
-          parentClosePolicy: ParentClosePolicy.ABANDON,
-          workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
-          args: [
-            {
-              deploymentId,
-              policy: plan.policy,
-              initialReplicas: current,
-              planMaxReplicas: plan.planMaxReplicas,
-              drainTimeoutMs: input.drainTimeoutMs,
-            },
-          ],
+        await startScaler({
+          deploymentId,
+          policy: plan.policy,
+          initialReplicas: current,
+          planMaxReplicas: plan.planMaxReplicas,
+          drainTimeoutMs: input.drainTimeoutMs,
         });
       }
       return { replicas: current };

@@ -1,5 +1,8 @@
 import {
   allHandlersFinished,
+  ParentClosePolicy,
+  startChild,
+  WorkflowIdReusePolicy,
   CancellationScope,
   condition,
   continueAsNew,
@@ -34,6 +37,7 @@ import {
   ScalerInput,
   ScalerStatus,
   scalerStatusQuery,
+  scalerWorkflowId,
   ScalingDecisionRecord,
   setPolicyUpdate,
 } from './messages';
@@ -424,4 +428,17 @@ export async function scalerWorkflow(input: ScalerInput): Promise<void> {
       await continueAsNew<typeof scalerWorkflow>(run.snapshot(actuator?.snapshot()));
     }
   }
+}
+
+/**
+ * Starts scaler:<deploymentId> as a child that outlives its parent (deploy, or a start that found the
+ * scaler gone): one scaler per deployment for its whole life.
+ */
+export async function startScaler(input: ScalerInput): Promise<void> {
+  await startChild(scalerWorkflow, {
+    workflowId: scalerWorkflowId(input.deploymentId),
+    parentClosePolicy: ParentClosePolicy.ABANDON,
+    workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+    args: [input],
+  });
 }
