@@ -121,7 +121,7 @@ export class ScalerRun {
   decide(now: number, starting = 0): Decision {
     const reports = Object.values(this.pending);
     this.pending = {};
-    const d = decide(this.policy, this.state, starting ? { now, reports, starting } : { now, reports });
+    const d = decide(this.policy, this.state, { now, reports, starting });
     this.noData = d.noData;
     this.desired = d.desired;
     return d;
