@@ -45,6 +45,16 @@ export const invalidKey = (
   message,
 });
 
+/** 404 model_not_found: the request's `model` names nothing this key reaches. */
+export const modelNotFound = (message: string): OpenAIError => ({
+  ok: false,
+  status: 404,
+  type: 'invalid_request_error',
+  code: 'model_not_found',
+  param: 'model',
+  message,
+});
+
 /** 503 when no replica takes a request, with the Retry-After measured for its deployment. */
 export const noReplica = (message: string, retryAfterSeconds: number): OpenAIError => ({
   ok: false,

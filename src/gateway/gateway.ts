@@ -9,7 +9,7 @@ import { Admission, Admitted } from './admission';
 import { readJsonBody } from './body';
 import { ClientGone } from './client-gone';
 import { parseRequest, RequestKind } from './requests';
-import { noReplica, OpenAIError, refused, sendError, sendJson } from './errors';
+import { modelNotFound, noReplica, OpenAIError, refused, sendError, sendJson } from './errors';
 import type { DeploymentLoad } from './load';
 import { Metrics } from './metrics';
 import type { LoadReporter } from './reporter';
@@ -140,24 +140,10 @@ export class Gateway {
     }
     const route = deploymentId ? await this.o.directory.route(deploymentId) : null;
     if (!route || route.workspaceId !== key.workspaceId) {
-      return {
-        ok: false,
-        status: 404,
-        type: 'invalid_request_error',
-        code: 'model_not_found',
-        param: 'model',
-        message: `The model '${model}' does not exist or this key cannot reach it.`,
-      };
+      return modelNotFound(`The model '${model}' does not exist or this key cannot reach it.`);
     }
     if (key.deploymentId && !['default', route.deploymentId, route.pipelineName, route.model].includes(model)) {
-      return {
-        ok: false,
-        status: 404,
-        type: 'invalid_request_error',
-        code: 'model_not_found',
-        param: 'model',
-        message: `The model '${model}' is not served by this key's deployment; use 'default'.`,
-      };
+      return modelNotFound(`The model '${model}' is not served by this key's deployment; use 'default'.`);
     }
     if (route.deploymentStatus === 'STOPPING' || route.deploymentStatus === 'STOPPED') {
       // No cold start: a stopped deployment serves again only through startDeployment.
