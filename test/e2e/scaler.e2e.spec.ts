@@ -64,7 +64,12 @@ describe('the scaler workflow on a real Temporal server', () => {
     expect(peak).toBeLessThanOrEqual(3);
 
     // A long stream (150 tokens at 20 ms) runs while the burst's replicas are drained and stopped.
-    const pids = (await stack.prisma.replica.findMany({ where: { deploymentId: id } })).map((r) => Number(r.providerId));
+    // A replica the scaler has just asked for has a row before its process: wait until every row names its pid.
+    const rows = await eventually(async () => {
+      const rs = await stack.prisma.replica.findMany({ where: { deploymentId: id } });
+      return rs.every((r) => r.providerId) && rs;
+    });
+    const pids = rows.map((r) => Number(r.providerId));
     expect(await stream(150)).toMatchObject({ tokens: 150, finish: 'length' });
 
     // No traffic: the gateway's heartbeats of zero take it down to 1 after the window, then to 0 after the idle timeout.

@@ -16,6 +16,8 @@ export async function eventually<T>(fn: () => Promise<T | null | undefined | fal
 
 /** True while a process with this pid exists. */
 export function pidAlive(pid: number): boolean {
+  // kill(0) and kill(-n) signal process groups: a missing pid (NaN, 0) must not read as a live process.
+  if (!Number.isInteger(pid) || pid <= 0) throw new Error(`not a process id: ${pid}`);
   try {
     process.kill(pid, 0);
     return true;
