@@ -39,6 +39,8 @@ export function deploymentActivities(ctx: ActivityContext) {
       const url = `${deps.publicBaseUrl.replace(/\/$/, '')}/v1`;
       await prisma.$transaction([
         prisma.deployment.update({ where: { id: deploymentId }, data: { url, status: 'ACTIVE', statusReason: null } }),
+        // The deploy's revision serves from its first publication on (a start publishes again: its servedFrom stays).
+        prisma.revision.updateMany({ where: { deploymentId, status: 'SERVING', servedFrom: null }, data: { servedFrom: new Date() } }),
         ...endOperation(deploymentId, operationId, 'SUCCEEDED'),
         prisma.deploymentEvent.create({ data: { deploymentId, kind: 'routes.published', message: `routes published at ${url}` } }),
         prisma.deploymentEvent.create({ data: { deploymentId, kind: 'deployment.active', message: 'deployment is ACTIVE' } }),
@@ -51,6 +53,8 @@ export function deploymentActivities(ctx: ActivityContext) {
     async markFailed({ deploymentId, operationId, reason }: { deploymentId: string; operationId: string; reason: string }): Promise<void> {
       await prisma.$transaction([
         prisma.deployment.update({ where: { id: deploymentId }, data: { status: 'FAILED', statusReason: reason, url: null } }),
+        // A deploy's revision that never served failed with it; one that served stays what it was.
+        prisma.revision.updateMany({ where: { deploymentId, status: 'SERVING', servedFrom: null }, data: { status: 'FAILED', reason } }),
         ...endOperation(deploymentId, operationId, 'FAILED', reason),
         prisma.deploymentEvent.create({ data: { deploymentId, kind: 'deployment.failed', message: reason } }),
       ]);

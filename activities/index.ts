@@ -5,13 +5,17 @@ import { deploymentActivities } from './deployment';
 import { keyActivities } from './keys';
 import { lifecycleActivities } from './lifecycle';
 import { replicaActivities } from './replicas';
+import { revisionActivities } from './revisions';
 
 export type { ActivityDeps } from './context';
 export { replicaId } from './replicas';
 
 export function createActivities(deps: ActivityDeps) {
   const ctx = activityContext(deps);
-  return { ...deploymentActivities(ctx), ...replicaActivities(ctx), ...keyActivities(ctx), ...lifecycleActivities(ctx) };
+  return {
+    ...deploymentActivities(ctx), ...replicaActivities(ctx), ...keyActivities(ctx), ...lifecycleActivities(ctx),
+    ...revisionActivities(ctx),
+  };
 }
 
 export type Activities = ReturnType<typeof createActivities>;

@@ -8,15 +8,37 @@ import { ActivityContext, handleOf, LoadedDeployment } from './context';
 /** Deterministic replica ids make provisioning idempotent across retries. */
 export const replicaId = (deploymentId: string, ordinal: number) => `${deploymentId}-r${ordinal}`;
 
-/** Replicas: start, wait healthy, scale, drain and release; every call idempotent on the replica id. */
-export function replicaActivities(ctx: ActivityContext) {
-  const { prisma, event, loadDeployment, provider, pollMs, healthTimeoutSeconds } = ctx;
+/** What a replica runs: a revision's variant on its GPU. */
+export interface ReplicaRevision {
+  revisionId: string | null;
+  variantId: string;
+  gpu: string;
+  maxConcurrency: number;
+}
 
-  /** Polls the deployment's STARTING replicas until all serve; marks each READY as it turns healthy. */
-  async function waitReady(deploymentId: string, p: ProviderAdapter, timeoutSeconds: number): Promise<void> {
+/** The revision the deployment serves now (the one the scaler sizes and the gateways route to). */
+export const servingRevision = (d: LoadedDeployment): ReplicaRevision => ({
+  revisionId: d.revisionId,
+  variantId: d.variantId,
+  gpu: d.gpu,
+  maxConcurrency: d.variant.maxConcurrency,
+});
+
+/** Replica rows of the deployment's serving revision (all of them for a deployment from before revisions). */
+export const ofServingRevision = (d: { id: string; revisionId: string | null }) => ({
+  deploymentId: d.id,
+  ...(d.revisionId ? { revisionId: d.revisionId } : {}),
+});
+
+/** The replica steps the activity groups build on: start one, wait for health, move a state with compare-and-set. */
+export function replicaSteps(ctx: ActivityContext) {
+  const { prisma, event, pollMs } = ctx;
+
+  /** Polls the STARTING replicas (of the deployment, or of one revision) until all serve; marks each READY as it turns healthy. */
+  async function waitReady(deploymentId: string, p: ProviderAdapter, timeoutSeconds: number, revisionId?: string): Promise<void> {
     const deadline = Date.now() + timeoutSeconds * 1000;
     for (;;) {
-      const pending = await prisma.replica.findMany({ where: { deploymentId, state: 'STARTING' } });
+      const pending = await prisma.replica.findMany({ where: { deploymentId, state: 'STARTING', ...(revisionId ? { revisionId } : {}) } });
       if (pending.length === 0) return;
       for (const r of pending) {
         const h = await p.health(handleOf(r));
@@ -41,21 +63,21 @@ export function replicaActivities(ctx: ActivityContext) {
   }
 
   /** Creates the replica's row (once) and asks the provider to run it (idempotent on the id). */
-  async function startReplica(d: LoadedDeployment, p: ProviderAdapter, id: string): Promise<void> {
+  async function startReplica(d: LoadedDeployment, p: ProviderAdapter, id: string, rev: ReplicaRevision = servingRevision(d)): Promise<void> {
     await prisma.replica.upsert({
       where: { id },
-      create: { id, deploymentId: d.id, state: 'STARTING', gpu: d.gpu, concurrency: d.variant.maxConcurrency },
+      create: { id, deploymentId: d.id, state: 'STARTING', gpu: rev.gpu, concurrency: rev.maxConcurrency, revisionId: rev.revisionId },
       update: {},
     });
     const h = await p.ensureReplica({
       replicaId: id,
       deploymentId: d.id,
       pipelineId: d.pipelineId,
-      variantId: d.variantId,
+      variantId: rev.variantId,
       model: d.pipeline.model,
       task: d.pipeline.task,
-      gpu: d.gpu,
-      maxConcurrency: d.variant.maxConcurrency,
+      gpu: rev.gpu,
+      maxConcurrency: rev.maxConcurrency,
     });
     await prisma.replica.update({ where: { id }, data: { providerId: h.providerId, address: h.address } });
   }
@@ -66,6 +88,14 @@ export function replicaActivities(ctx: ActivityContext) {
     from: 'STARTING' | 'READY' | 'DRAINING',
     data: Parameters<typeof prisma.replica.updateMany>[0]['data'],
   ) => (await prisma.replica.updateMany({ where: { id, state: from }, data })).count === 1;
+
+  return { waitReady, startReplica, transition };
+}
+
+/** Replicas: start, wait healthy, scale, drain and release; every call idempotent on the replica id. */
+export function replicaActivities(ctx: ActivityContext) {
+  const { prisma, event, loadDeployment, provider, pollMs, healthTimeoutSeconds } = ctx;
+  const { waitReady, startReplica, transition } = replicaSteps(ctx);
 
   return {
     /**
@@ -85,11 +115,21 @@ export function replicaActivities(ctx: ActivityContext) {
       const { deploymentId, desired } = input;
       const d = await loadDeployment(deploymentId);
       const p = provider(d.target);
-      const rows = await prisma.replica.findMany({ where: { deploymentId, state: { in: ['STARTING', 'READY', 'DRAINING'] } } });
+      // Only the serving revision is sized: a revision staged beside it (a swap) is the swap's own.
+      const rows = await prisma.replica.findMany({ where: { ...ofServingRevision(d), state: { in: ['STARTING', 'READY', 'DRAINING'] } } });
+      // What the caller must watch: the serving revision's starting replicas, and every draining one (a swap
+      // that could not finish draining the revision it left hands those to the scaler this way).
+      const watch = async () => {
+        const now = await prisma.replica.findMany({
+          where: { deploymentId, OR: [{ ...ofServingRevision(d), state: 'STARTING' }, { state: 'DRAINING' }] },
+          orderBy: { startedAt: 'asc' },
+        });
+        const ids = (state: string) => now.filter((r) => r.state === state).map((r) => r.id);
+        return { starting: ids('STARTING'), draining: ids('DRAINING') };
+      };
       if (d.status === 'STOPPING' || d.status === 'STOPPED' || d.status === 'DELETED') {
         // A lifecycle stop owns the replicas (a count decided just before the scaler paused arrives late): change nothing.
-        const ids = (state: string) => rows.filter((r) => r.state === state).map((r) => r.id);
-        return { started: [], reused: [], starting: ids('STARTING'), draining: ids('DRAINING') };
+        return { started: [], reused: [], ...(await watch()) };
       }
       const plan = planActuation(
         desired,
@@ -113,12 +153,7 @@ export function replicaActivities(ctx: ActivityContext) {
         });
       if (started.length) await event(deploymentId, 'scale.up', `${live} -> ${desired}: ${input.reason}`, { replicaIds: started });
       if (plan.drain.length) await event(deploymentId, 'scale.down', `${live} -> ${desired}: ${input.reason}`, { replicaIds: plan.drain });
-      const now = await prisma.replica.findMany({
-        where: { deploymentId, state: { in: ['STARTING', 'DRAINING'] } },
-        orderBy: { startedAt: 'asc' },
-      });
-      const ids = (state: string) => now.filter((r) => r.state === state).map((r) => r.id);
-      return { started, reused, starting: ids('STARTING'), draining: ids('DRAINING') };
+      return { started, reused, ...(await watch()) };
     },
 
     /**
@@ -219,7 +254,7 @@ export function replicaActivities(ctx: ActivityContext) {
       const d = await loadDeployment(deploymentId);
       const p = provider(d.target);
       const live = await prisma.replica.findMany({
-        where: { deploymentId, state: { in: ['STARTING', 'READY'] } },
+        where: { ...ofServingRevision(d), state: { in: ['STARTING', 'READY'] } },
         orderBy: { startedAt: 'asc' },
       });
       if (desired > live.length) {

@@ -8,8 +8,10 @@ import {
   LifecycleProgress,
   lifecycleProgressQuery,
   pauseScalerSignal,
+  ResumeScaler,
   resumeScalerSignal,
   scalerWorkflowId,
+  SwapInput,
 } from './messages';
 import { failureMessage, Saga } from './saga';
 import { startScaler } from './scaler';
@@ -29,7 +31,7 @@ function waiting(input: LifecycleInput) {
 }
 
 /** Signals the deployment's scaler; false when it is not running (a deployment without one is fine). */
-async function signalScaler(deploymentId: string, resume: { current: number } | null): Promise<boolean> {
+async function signalScaler(deploymentId: string, resume: ResumeScaler | null): Promise<boolean> {
   const h = getExternalWorkflowHandle(scalerWorkflowId(deploymentId));
   try {
     if (resume) await h.signal(resumeScalerSignal, resume);
@@ -86,7 +88,12 @@ async function asSaga<T>(
     await saga.compensate();
     await fail(reason);
     progress.step = 'failed';
-    throw ApplicationFailure.nonRetryable(`${kind.toLowerCase()} failed: ${reason}`, `${kind[0]}${kind.slice(1).toLowerCase()}Failed`);
+    // STOP -> 'stop failed: ...', StopFailed; CHANGE_GPU -> 'change gpu failed: ...', ChangeGpuFailed.
+    const words = kind.toLowerCase().split('_');
+    throw ApplicationFailure.nonRetryable(
+      `${words.join(' ')} failed: ${reason}`,
+      `${words.map((w) => w[0].toUpperCase() + w.slice(1)).join('')}Failed`,
+    );
   }
 }
 
@@ -169,6 +176,50 @@ export async function deleteWorkflow(input: LifecycleInput): Promise<void> {
         .catch((err: unknown) => log.info('scaler not ended (not running)', { deploymentId, error: failureMessage(err) }));
 
       await act.markDeleted({ deploymentId, operationId });
+    },
+    (reason) => act.failOperation({ deploymentId, operationId, reason }),
+  );
+}
+
+/**
+ * op:<deploymentId>:<opId> (CHANGE_GPU, ROLLBACK) — blue/green onto the staged revision: pause the
+ * scaler, bring the new replicas up beside the serving ones (as many as serve now, at least one), wait
+ * healthy, switch the routes in one transaction, drain the old replicas and stop them, resume the scaler
+ * with the new replicas as its count. Before the switch, a failure releases the new replicas and the old
+ * revision never stopped serving; from the switch on, the new revision serves and the rest only finishes.
+ */
+export async function swapWorkflow(input: SwapInput): Promise<{ replicas: number }> {
+  const { deploymentId, operationId, revisionId } = input;
+  return asSaga(
+    input.kind,
+    async (saga, progress) => {
+      const paused = await signalScaler(deploymentId, null);
+      // Nothing moved while paused: a plain resume keeps the scaler's own count.
+      if (paused) saga.add('resume scaler', () => signalScaler(deploymentId, {}));
+
+      progress.step = 'provisioning';
+      saga.add('release the staged replicas', () => act.abortRevision({ deploymentId, revisionId, reason: progress.error ?? 'swap failed' }));
+      const { count } = await act.stageRevision({ deploymentId, revisionId });
+
+      progress.step = 'waiting-healthy';
+      await waiting(input).waitRevisionReady({ deploymentId, revisionId, timeoutSeconds: input.healthTimeoutSeconds });
+
+      progress.step = 'switching';
+      const switched = await act.switchRevision({ deploymentId, revisionId });
+      // The new revision serves from here on: nothing before is undone, but the scaler must run again whatever follows.
+      saga.commit();
+      const resume: ResumeScaler = { current: count, ...(switched.targetConcurrency !== null ? { targetConcurrency: switched.targetConcurrency } : {}) };
+      if (paused) saga.add('resume scaler', () => signalScaler(deploymentId, resume));
+
+      progress.step = 'draining';
+      if (switched.previousRevisionId) {
+        await waiting(input).retireRevision({ deploymentId, revisionId: switched.previousRevisionId, drainTimeoutMs: input.drainTimeoutMs });
+      }
+
+      progress.step = 'resuming-scaler';
+      if (paused) await signalScaler(deploymentId, resume);
+      await act.finishSwap({ deploymentId, operationId, revisionId });
+      return { replicas: count };
     },
     (reason) => act.failOperation({ deploymentId, operationId, reason }),
   );

@@ -83,9 +83,13 @@ export type PolicyPatch = Partial<
 
 export const loadReportSignal = defineSignal<[LoadReport]>('loadReport');
 export const pauseScalerSignal = defineSignal('pauseScaler');
-/** A lifecycle start resumes with the replicas it started as the current count; a plain resume keeps the count. */
+/**
+ * A lifecycle start or swap resumes with the replicas it started as the current count; a plain resume keeps
+ * the count. A swap onto another variant also brings that variant's per-replica target.
+ */
 export interface ResumeScaler {
   current?: number;
+  targetConcurrency?: number;
 }
 export const resumeScalerSignal = defineSignal<[ResumeScaler?]>('resumeScaler');
 /** Ends the scaler (a deleted deployment): it finishes its handlers and completes. */
@@ -94,9 +98,10 @@ export const setPolicyUpdate = defineUpdate<ScalingPolicy, [PolicyPatch]>('setPo
 export const scalerStatusQuery = defineQuery<ScalerStatus>('scalerStatus');
 export const scalerWorkflowId = (deploymentId: string) => `scaler:${deploymentId}`;
 
-// ---- op:<deploymentId>:<opId> (stop, start, delete) ----
+// ---- op:<deploymentId>:<opId> (stop, start, delete, change GPU, rollback) ----
 
-export type LifecycleKind = 'STOP' | 'START' | 'DELETE';
+export type LifecycleKind = 'STOP' | 'START' | 'DELETE' | 'CHANGE_GPU' | 'ROLLBACK';
+export type SwapKind = Extract<LifecycleKind, 'CHANGE_GPU' | 'ROLLBACK'>;
 
 export interface LifecycleInput {
   deploymentId: string;
@@ -107,6 +112,12 @@ export interface LifecycleInput {
   drainTimeoutMs: number;
 }
 
+/** A change of GPU or a rollback: the staged revision the swap brings up and switches to. */
+export interface SwapInput extends LifecycleInput {
+  kind: SwapKind;
+  revisionId: string;
+}
+
 export type LifecycleStep =
   | 'pausing-scaler'
   | 'stopping'
@@ -114,6 +125,7 @@ export type LifecycleStep =
   | 'provisioning'
   | 'waiting-healthy'
   | 'publishing-routes'
+  | 'switching'
   | 'resuming-scaler'
   | 'revoking-keys'
   | 'ending-scaler'

@@ -96,13 +96,17 @@ export class ScalerRun {
     this.wake = true;
   }
 
-  /** `current`: the replicas now running (a lifecycle start), taken as the count decisions start from. */
-  resume(current?: number): void {
+  /**
+   * `current`: the replicas now running (a lifecycle start or swap), taken as the count decisions start
+   * from; `targetConcurrency`: the per-replica target of the variant a swap moved to.
+   */
+  resume(current?: number, targetConcurrency?: number): void {
     this.paused = false;
     if (current !== undefined) {
       this.state = { ...this.state, current };
       this.desired = current;
     }
+    if (targetConcurrency !== undefined) this.policy = { ...this.policy, targetConcurrency };
     this.wake = true;
   }
 
@@ -370,7 +374,7 @@ export async function scalerWorkflow(input: ScalerInput): Promise<void> {
     : null;
   if (actuator) void actuator.loop();
   setHandler(resumeScalerSignal, (r) => {
-    run.resume(r?.current);
+    run.resume(r?.current, r?.targetConcurrency);
     if (r?.current !== undefined) actuator?.reset(r.current);
   });
 

@@ -44,7 +44,7 @@ export const configSchema = z.object({
   DATA_DIR: z.string().min(1).default('.data'),
   /**
    * Command that starts one replica for the local provider. Placeholders:
-   * {port} {model} {task} {variant} {weights} {cacheDir} {maxConcurrency} {replicaId}.
+   * {port} {model} {task} {variant} {weights} {cacheDir} {maxConcurrency} {replicaId} {gpu}.
    * Empty means the built-in simulator.
    */
   LOCAL_REPLICA_COMMAND: z.string().default(''),

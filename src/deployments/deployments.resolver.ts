@@ -3,7 +3,7 @@ import { Args, ID, Mutation, Parent, Query, ResolveField, Resolver } from '@nest
 import { Pipeline, Variant } from '../pipelines/pipelines.types';
 import { AuthContext, CurrentAuth, ManagementAuthGuard } from '../workspaces/auth.guard';
 import { DeploymentsService } from './deployments.service';
-import { Deployment, DeploymentEvent, DeployPayload, DeployPipelineInput, Operation, Replica } from './deployments.types';
+import { Deployment, DeploymentEvent, DeployPayload, DeployPipelineInput, Operation, Replica, Revision } from './deployments.types';
 
 @Resolver(() => Deployment)
 @UseGuards(ManagementAuthGuard)
@@ -39,6 +39,30 @@ export class DeploymentsResolver {
     return this.svc.lifecycle(auth.workspace, id, 'DELETE');
   }
 
+  @Mutation(() => Operation, {
+    description:
+      'Starts op:<deploymentId>:<opId>: blue/green onto another GPU (as many new replicas as serve now, at least one), switch the routes at once, drain the old. `warning` says when the variant was optimized for another GPU.',
+  })
+  changeGpu(
+    @CurrentAuth() auth: AuthContext,
+    @Args('deploymentId', { type: () => ID }) deploymentId: string,
+    @Args('gpu', { description: 'GPU type id on the target; "sim" or "sim-large" on LOCAL.' }) gpu: string,
+  ) {
+    return this.svc.changeGpu(auth.workspace, deploymentId, gpu);
+  }
+
+  @Mutation(() => Operation, {
+    description:
+      "Starts op:<deploymentId>:<opId>: the same blue/green swap onto another variant of the pipeline (see Deployment.revisions), on the GPU it was last served on. Cached weights make it a warm start.",
+  })
+  rollbackDeployment(
+    @CurrentAuth() auth: AuthContext,
+    @Args('deploymentId', { type: () => ID }) deploymentId: string,
+    @Args('variantId', { type: () => ID }) variantId: string,
+  ) {
+    return this.svc.rollback(auth.workspace, deploymentId, variantId);
+  }
+
   @Query(() => Deployment)
   deployment(@CurrentAuth() auth: AuthContext, @Args('id', { type: () => ID }) id: string) {
     return this.svc.get(auth.workspace.id, id);
@@ -59,6 +83,11 @@ export class DeploymentsResolver {
     return this.svc.events(d.id);
   }
 
+  @ResolveField(() => [Revision], { description: 'What it serves (SERVING) and served before, newest first: what to roll back to.' })
+  revisions(@Parent() d: Deployment) {
+    return this.svc.revisions(d.id);
+  }
+
   @ResolveField(() => [Operation])
   operations(@Parent() d: Deployment) {
     return this.svc.operations(d.id);
@@ -72,5 +101,16 @@ export class DeploymentsResolver {
   @ResolveField(() => Variant)
   variant(@Parent() d: Deployment) {
     return this.svc.variant(d.variantId);
+  }
+}
+
+@Resolver(() => Revision)
+@UseGuards(ManagementAuthGuard)
+export class RevisionsResolver {
+  constructor(private readonly svc: DeploymentsService) {}
+
+  @ResolveField(() => Variant)
+  variant(@Parent() r: Revision) {
+    return this.svc.variant(r.variantId);
   }
 }

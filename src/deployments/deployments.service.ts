@@ -5,28 +5,48 @@ import { z } from 'zod';
 import { Config, CONFIG } from '../config/config';
 import { LOGGER, PRISMA, TEMPORAL_CLIENT } from '../common/core.module';
 import { issueSecret, newId } from '../common/secrets';
-import type { PrismaClient, Workspace } from '../database/prisma';
+import type { Deployment, PrismaClient, Workspace } from '../database/prisma';
 import { DomainError, ErrorCode, notFound } from '../domain/errors';
 import { ModeName, PlanName, planViolation, targetConcurrency } from '../domain/plans';
 import { policyProblems, policyRefusal, withModeDefaults } from '../domain/scaling';
 import type { DeployPipelineInput } from './deployments.types';
 import type { deployWorkflow } from '../../workflows/deploy';
-import { deployWorkflowId, DeployInput, LifecycleInput, LifecycleKind, opWorkflowId } from '../../workflows/messages';
+import { deployWorkflowId, DeployInput, LifecycleInput, LifecycleKind, opWorkflowId, SwapInput, SwapKind } from '../../workflows/messages';
 
 /** The statuses each lifecycle operation starts from. */
 const LIFECYCLE_FROM: Record<LifecycleKind, readonly string[]> = {
   STOP: ['ACTIVE', 'FAILED'],
   START: ['STOPPED', 'FAILED'], // FAILED: only by a start (lifecycle() checks)
   DELETE: ['ACTIVE', 'STOPPED', 'FAILED'],
+  // A swap moves what serves: the old revision keeps serving until the switch.
+  CHANGE_GPU: ['ACTIVE'],
+  ROLLBACK: ['ACTIVE'],
 };
 
-const LIFECYCLE_WORKFLOW: Record<LifecycleKind, string> = { STOP: 'stopWorkflow', START: 'startWorkflow', DELETE: 'deleteWorkflow' };
+const LIFECYCLE_WORKFLOW: Record<LifecycleKind, string> = {
+  STOP: 'stopWorkflow',
+  START: 'startWorkflow',
+  DELETE: 'deleteWorkflow',
+  CHANGE_GPU: 'swapWorkflow',
+  ROLLBACK: 'swapWorkflow',
+};
+
+/** What an operation's name reads as in a sentence ("cannot be stopped", "the rollback was not started"). */
+const PAST: Record<LifecycleKind, string> = {
+  STOP: 'stopped',
+  START: 'started',
+  DELETE: 'deleted',
+  CHANGE_GPU: 'moved to another GPU',
+  ROLLBACK: 'rolled back',
+};
+
+const gpuSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/, 'must be 1-64 characters of letters, digits, space, ., _ or -');
 
 const deploySchema = z.object({
   pipelineId: z.string().min(1),
   variantId: z.string().min(1).optional().nullable(),
   target: z.enum(['LOCAL', 'RUNPOD', 'MODAL', 'CUSTOM']),
-  gpu: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/, 'must be 1-64 characters of letters, digits, space, ., _ or -'),
+  gpu: gpuSchema,
   mode: z.enum(['FLEX', 'ACTIVE']),
   // Types only: the knobs' rules are policyProblems (src/domain/scaling.ts), checked once defaults are resolved.
   minReplicas: z.number().nullish(),
@@ -80,12 +100,14 @@ export class DeploymentsService {
 
     const id = newId('dep');
     const operationId = newId('op');
+    const revisionId = newId('rev');
     const workflowId = deployWorkflowId(id);
     const key = issueSecret('sk');
     await this.prisma.$transaction(async (tx) => {
       await tx.deployment.create({
         data: {
           id,
+          revisionId,
           workspaceId: ws.id,
           pipelineId: pipeline.id,
           variantId: variant.id,
@@ -102,6 +124,10 @@ export class DeploymentsService {
         },
       });
       await tx.operation.create({ data: { id: operationId, deploymentId: id, kind: 'DEPLOY', workflowId, status: 'RUNNING' } });
+      // Its first revision: what it serves once ACTIVE (servedFrom is set when the routes are published).
+      await tx.revision.create({
+        data: { id: revisionId, deploymentId: id, variantId: variant.id, gpu: input.gpu, status: 'SERVING', operationId },
+      });
       // Stored hashed and inactive; the deploy workflow issues it once replicas are healthy.
       await tx.apiKey.create({
         data: {
@@ -158,15 +184,8 @@ export class DeploymentsService {
    * per deployment at a time (the activeOperationId lock, claimed with a conditional update): a second
    * gets OPERATION_IN_PROGRESS naming the running one; a transition the status does not allow gets CONFLICT.
    */
-  async lifecycle(ws: Workspace, id: string, kind: LifecycleKind) {
-    const d = await this.get(ws.id, id);
-    const verb = kind.toLowerCase();
-    if (d.status === 'DELETED') {
-      throw new DomainError(ErrorCode.CONFLICT, `deployment ${id} is DELETED: it cannot be ${verb === 'stop' ? 'stopped' : `${verb}ed`}`, {
-        status: d.status,
-      });
-    }
-    if (d.activeOperationId) throw await this.inProgress(id, d.activeOperationId);
+  async lifecycle(ws: Workspace, id: string, kind: Exclude<LifecycleKind, SwapKind>) {
+    const d = await this.claimable(ws, id, kind);
     if (kind === 'START' && d.status === 'FAILED') {
       // A failed start may be tried again; a failed deploy revoked its key and is deployed anew instead.
       const last = await this.prisma.operation.findFirst({ where: { deploymentId: id }, orderBy: { startedAt: 'desc' } });
@@ -178,38 +197,122 @@ export class DeploymentsService {
         );
       }
     }
+    return this.begin(d, kind, {});
+  }
+
+  /**
+   * changeGpu: the deployment's variant onto another GPU, blue/green (swapWorkflow). When the variant was
+   * optimized for another GPU, the operation carries a warning recommending re-optimization.
+   */
+  async changeGpu(ws: Workspace, id: string, gpuRaw: string) {
+    const parsed = gpuSchema.safeParse(gpuRaw);
+    if (!parsed.success) throw new DomainError(ErrorCode.BAD_USER_INPUT, `gpu: ${parsed.error.issues[0].message}`, { field: 'gpu' });
+    const gpu = parsed.data;
+    const d = await this.claimable(ws, id, 'CHANGE_GPU');
+    if (gpu === d.gpu) {
+      throw new DomainError(ErrorCode.CONFLICT, `deployment ${id} already runs on ${gpu}: name another GPU`, { field: 'gpu', gpu });
+    }
+    const variant = await this.prisma.variant.findUniqueOrThrow({ where: { id: d.variantId } });
+    return this.begin(d, 'CHANGE_GPU', { variantId: variant.id, gpu, warning: this.gpuWarning(variant, gpu) });
+  }
+
+  /**
+   * rollbackDeployment: onto another variant of the same pipeline (a prior one, usually), blue/green. It
+   * runs on the GPU this deployment last served that variant on, else on the GPU it runs on now.
+   */
+  async rollback(ws: Workspace, id: string, variantId: string) {
+    const d = await this.claimable(ws, id, 'ROLLBACK');
+    const variant = await this.prisma.variant.findFirst({ where: { id: variantId, pipelineId: d.pipelineId } });
+    if (!variant) throw notFound('variant', variantId);
+    const served = await this.prisma.revision.findFirst({
+      where: { deploymentId: id, variantId, servedFrom: { not: null } },
+      orderBy: { servedFrom: 'desc' },
+    });
+    const gpu = served?.gpu ?? d.gpu;
+    if (variant.id === d.variantId && gpu === d.gpu) {
+      throw new DomainError(ErrorCode.CONFLICT, `deployment ${id} already serves variant ${variant.name} on ${gpu}`, {
+        field: 'variantId',
+        variantId,
+      });
+    }
+    return this.begin(d, 'ROLLBACK', { variantId: variant.id, gpu, warning: this.gpuWarning(variant, gpu) });
+  }
+
+  /** The reference's "the agent warns": a variant tuned for one GPU, served on another. */
+  private gpuWarning(variant: { name: string; gpu: string }, gpu: string): string | null {
+    if (variant.gpu === 'any' || variant.gpu === gpu) return null;
+    return `variant ${variant.name} was optimized for ${variant.gpu}, not ${gpu}: its engine settings may not fit ${gpu}; re-optimize the pipeline for ${gpu}`;
+  }
+
+  /** The deployment, if an operation of this kind may start on it now (DELETED, a running operation and the status are checked). */
+  private async claimable(ws: Workspace, id: string, kind: LifecycleKind) {
+    const d = await this.get(ws.id, id);
+    if (d.status === 'DELETED') {
+      throw new DomainError(ErrorCode.CONFLICT, `deployment ${id} is DELETED: it cannot be ${PAST[kind]}`, { status: d.status });
+    }
+    if (d.activeOperationId) throw await this.inProgress(id, d.activeOperationId);
     if (!LIFECYCLE_FROM[kind].includes(d.status)) {
+      const verb = kind.toLowerCase().replace('_', ' ');
       throw new DomainError(ErrorCode.CONFLICT, `deployment ${id} is ${d.status}: ${verb} needs it ${LIFECYCLE_FROM[kind].join(' or ')}`, {
         status: d.status,
         allowed: LIFECYCLE_FROM[kind],
       });
     }
+    return d;
+  }
+
+  /**
+   * Claims the deployment's operation lock with a conditional update, records the operation (and, for a
+   * swap, its staged revision) in the same transaction, and starts op:<deploymentId>:<opId>. When the
+   * workflow cannot start, nothing stays: the rows go and the lock is released.
+   */
+  private async begin(
+    d: Pick<Deployment, 'id' | 'status'>,
+    kind: LifecycleKind,
+    swap: { variantId?: string; gpu?: string; warning?: string | null },
+  ) {
+    const { id } = d;
     const operationId = newId('op');
+    const revisionId = swap.variantId ? newId('rev') : null;
     const workflowId = opWorkflowId(id, operationId);
+    const verb = kind.toLowerCase().replace('_', ' ');
     const claimed = await this.prisma.$transaction(async (tx) => {
       const { count } = await tx.deployment.updateMany({
         where: { id, activeOperationId: null, status: d.status },
         data: { activeOperationId: operationId },
       });
       if (count === 0) return false;
-      await tx.operation.create({ data: { id: operationId, deploymentId: id, kind, workflowId, status: 'RUNNING' } });
-      await tx.deploymentEvent.create({
-        data: { deploymentId: id, kind: `${verb}.requested`, message: `${verb} requested (${workflowId})` },
+      await tx.operation.create({
+        data: { id: operationId, deploymentId: id, kind, workflowId, status: 'RUNNING', warning: swap.warning ?? null },
       });
+      if (revisionId) {
+        await tx.revision.create({
+          data: { id: revisionId, deploymentId: id, variantId: swap.variantId!, gpu: swap.gpu!, status: 'STAGED', operationId },
+        });
+      }
+      await tx.deploymentEvent.create({
+        data: {
+          deploymentId: id,
+          kind: `${kind.toLowerCase()}.requested`,
+          message: `${verb} requested (${workflowId})${revisionId ? ` onto ${swap.gpu} as revision ${revisionId}` : ''}`,
+        },
+      });
+      if (swap.warning) await tx.deploymentEvent.create({ data: { deploymentId: id, kind: 'operation.warning', message: swap.warning } });
       return true;
     });
     if (!claimed) {
       // Another operation (or a status change) won the race: say which.
-      const now = await this.get(ws.id, id);
+      const now = await this.prisma.deployment.findUniqueOrThrow({ where: { id } });
       if (now.activeOperationId) throw await this.inProgress(id, now.activeOperationId);
       throw new DomainError(ErrorCode.CONFLICT, `deployment ${id} is now ${now.status}; try again`, { status: now.status });
     }
-    const wfInput: LifecycleInput = {
+    const base: LifecycleInput = {
       deploymentId: id,
       operationId,
       healthTimeoutSeconds: this.config.DEPLOY_HEALTH_TIMEOUT_SECONDS,
       drainTimeoutMs: this.config.SCALER_DRAIN_TIMEOUT_SECONDS * 1000,
     };
+    const wfInput: LifecycleInput | SwapInput = revisionId ? { ...base, kind: kind as SwapKind, revisionId } : base;
     try {
       await this.temporal.workflow.start(LIFECYCLE_WORKFLOW[kind], {
         taskQueue: this.config.TEMPORAL_TASK_QUEUE,
@@ -221,16 +324,14 @@ export class DeploymentsService {
       this.log.error({ err, deploymentId: id, operationId }, `could not start the ${verb} workflow`);
       await this.prisma
         .$transaction([
+          ...(revisionId ? [this.prisma.revision.delete({ where: { id: revisionId } })] : []),
           this.prisma.operation.delete({ where: { id: operationId } }),
           this.prisma.deployment.updateMany({ where: { id, activeOperationId: operationId }, data: { activeOperationId: null } }),
         ])
         .catch((undoErr: unknown) =>
           this.log.error({ err: undoErr, deploymentId: id, operationId }, 'could not release the operation lock'),
         );
-      throw new DomainError(
-        ErrorCode.UNAVAILABLE,
-        `the workflow engine is unavailable; the deployment was not ${verb === 'stop' ? 'stopped' : `${verb}ed`}, try again shortly`,
-      );
+      throw new DomainError(ErrorCode.UNAVAILABLE, `the workflow engine is unavailable; the deployment was not ${PAST[kind]}, try again shortly`);
     }
     return this.prisma.operation.findUniqueOrThrow({ where: { id: operationId } });
   }
@@ -268,6 +369,11 @@ export class DeploymentsService {
   /** The audit trail, oldest first. */
   events(deploymentId: string) {
     return this.prisma.deploymentEvent.findMany({ where: { deploymentId }, orderBy: { id: 'asc' } });
+  }
+
+  /** What it serves and served, newest first. */
+  revisions(deploymentId: string) {
+    return this.prisma.revision.findMany({ where: { deploymentId }, orderBy: { createdAt: 'desc' } });
   }
 
   /** Operations, newest first. */

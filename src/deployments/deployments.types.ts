@@ -1,5 +1,5 @@
 import { Field, ID, InputType, Int, ObjectType } from '@nestjs/graphql';
-import { DeploymentMode, DeploymentStatus, OperationKind, OperationStatus, ReplicaState, Target } from '../graphql/enums';
+import { DeploymentMode, DeploymentStatus, OperationKind, OperationStatus, ReplicaState, RevisionStatus, Target } from '../graphql/enums';
 
 @ObjectType()
 export class Replica {
@@ -11,6 +11,20 @@ export class Replica {
   @Field() startedAt!: Date;
   @Field(() => Date, { nullable: true }) readyAt!: Date | null;
   @Field(() => Date, { nullable: true }) stoppedAt!: Date | null;
+  @Field(() => ID, { nullable: true, description: 'The revision it serves (see Deployment.revisions).' }) revisionId!: string | null;
+}
+
+@ObjectType({ description: 'A variant on a GPU that the deployment serves or served: what rollbackDeployment can go back to.' })
+export class Revision {
+  @Field(() => ID) id!: string;
+  @Field(() => RevisionStatus) status!: RevisionStatus;
+  @Field(() => ID) variantId!: string;
+  @Field() gpu!: string;
+  @Field(() => ID, { description: 'The operation that made it (the deploy, a change of GPU, a rollback).' }) operationId!: string;
+  @Field(() => String, { nullable: true, description: 'Why it failed, when it did.' }) reason!: string | null;
+  @Field() createdAt!: Date;
+  @Field(() => Date, { nullable: true, description: 'When the routes switched to it.' }) servedFrom!: Date | null;
+  @Field(() => Date, { nullable: true, description: 'When the routes switched away from it; null while it serves.' }) servedTo!: Date | null;
 }
 
 @ObjectType()
@@ -27,6 +41,11 @@ export class Operation {
   @Field(() => OperationStatus) status!: OperationStatus;
   @Field({ description: 'Temporal workflow id; open it in the Temporal UI.' }) workflowId!: string;
   @Field(() => String, { nullable: true }) error!: string | null;
+  @Field(() => String, {
+    nullable: true,
+    description: 'Advice about what the operation does: a variant optimized for another GPU than the one it moves to.',
+  })
+  warning!: string | null;
   @Field() startedAt!: Date;
   @Field(() => Date, { nullable: true }) finishedAt!: Date | null;
 }

@@ -241,6 +241,8 @@ export class Directory {
       include: { pipeline: true, replicas: { where: { state: { in: ['READY', 'STARTING'] } }, orderBy: { startedAt: 'asc' } } },
     });
     if (!d) return null;
+    // Only the serving revision is routed to: a revision staged beside it (a swap) gets traffic from the switch on.
+    const serving = d.replicas.filter((r) => !d.revisionId || r.revisionId === d.revisionId);
     return {
       deploymentId: d.id,
       workspaceId: d.workspaceId,
@@ -252,10 +254,10 @@ export class Directory {
       target: d.target,
       mode: d.mode,
       gpu: d.gpu,
-      replicas: d.replicas
+      replicas: serving
         .filter((r) => r.state === 'READY' && r.address)
         .map((r) => ({ id: r.id, address: r.address!, concurrency: r.concurrency })),
-      starting: d.replicas.filter((r) => r.state === 'STARTING').length,
+      starting: serving.filter((r) => r.state === 'STARTING').length,
       targetConcurrency: d.targetConcurrency,
     };
   }

@@ -7,6 +7,7 @@ import {
   OperationStatus,
   Plan,
   ReplicaState,
+  RevisionStatus,
   Target,
   Task,
 } from '../generated/prisma/enums';
@@ -25,8 +26,12 @@ registerEnumType(ReplicaState, { name: 'ReplicaState' });
 registerEnumType(OperationKind, { name: 'OperationKind' });
 registerEnumType(OperationStatus, { name: 'OperationStatus' });
 registerEnumType(KeyScope, { name: 'KeyScope' });
+registerEnumType(RevisionStatus, {
+  name: 'RevisionStatus',
+  description: 'STAGED beside the serving revision during a swap, SERVING (one per deployment), RETIRED after, FAILED if it never served.',
+});
 
-export { DeploymentMode, DeploymentStatus, KeyScope, OperationKind, OperationStatus, Plan, ReplicaState, Target, Task };
+export { DeploymentMode, DeploymentStatus, KeyScope, OperationKind, OperationStatus, Plan, ReplicaState, RevisionStatus, Target, Task };
 
 // The pure unions of src/domain/targets.ts are the Prisma enums: a value added to one and not the
 // other fails to compile here.

@@ -2,7 +2,7 @@ import { UseGuards } from '@nestjs/common';
 import { Args, ID, Mutation, Parent, Query, ResolveField, Resolver } from '@nestjs/graphql';
 import { AuthContext, CurrentAuth, ManagementAuthGuard } from '../workspaces/auth.guard';
 import { PipelinesService } from './pipelines.service';
-import { CreatePipelineInput, Pipeline, Variant } from './pipelines.types';
+import { CreatePipelineInput, CreateVariantInput, Pipeline, Variant } from './pipelines.types';
 
 @Resolver(() => Pipeline)
 @UseGuards(ManagementAuthGuard)
@@ -12,6 +12,15 @@ export class PipelinesResolver {
   @Mutation(() => Pipeline)
   createPipeline(@CurrentAuth() auth: AuthContext, @Args('input') input: CreatePipelineInput) {
     return this.svc.create(auth.workspace.id, input);
+  }
+
+  @Mutation(() => Variant, { description: 'Adds a variant by hand: deploy it, or move a deployment onto it with rollbackDeployment.' })
+  createVariant(
+    @CurrentAuth() auth: AuthContext,
+    @Args('pipelineId', { type: () => ID }) pipelineId: string,
+    @Args('input') input: CreateVariantInput,
+  ) {
+    return this.svc.createVariant(auth.workspace.id, pipelineId, input);
   }
 
   @Query(() => Pipeline)

@@ -5,16 +5,28 @@ import { newId } from '../common/secrets';
 import type { PrismaClient } from '../database/prisma';
 import { DomainError, ErrorCode, notFound } from '../domain/errors';
 import { DEFAULT_REPLICA_CONCURRENCY } from '../domain/plans';
-import type { CreatePipelineInput } from './pipelines.types';
+import type { CreatePipelineInput, CreateVariantInput } from './pipelines.types';
+
+const nameRule = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be 1-63 characters of letters, digits, ., _ or -, starting with a letter or digit');
 
 const createPipelineSchema = z.object({
-  name: z
-    .string()
-    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be 1-63 characters of letters, digits, ., _ or -, starting with a letter or digit'),
+  name: nameRule,
   task: z.enum(['CHAT', 'EMBEDDINGS', 'IMAGE']),
   model: z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters'),
   gpu: z.string().min(1).max(64).optional(),
   engine: z.string().min(1).max(64).optional(),
+});
+
+const createVariantSchema = z.object({
+  name: nameRule,
+  gpu: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/, 'must be 1-64 characters of letters, digits, space, ., _ or -'),
+  engine: z.string().min(1, 'must not be empty').max(64, 'must be at most 64 characters'),
+  quantization: z.string().min(1, 'must not be empty').max(64, 'must be at most 64 characters').nullish(),
+  engineConfig: z.record(z.string(), z.unknown()).nullish(),
+  maxConcurrency: z.number().int().min(1, 'must be at least 1').max(4096, 'must be at most 4096').nullish(),
+  targetConcurrency: z.number().int().min(1, 'must be at least 1').nullish(),
 });
 
 @Injectable()
@@ -53,6 +65,35 @@ export class PipelinesService {
 
   list(workspaceId: string) {
     return this.prisma.pipeline.findMany({ where: { workspaceId }, orderBy: { createdAt: 'desc' } });
+  }
+
+  /** A variant added by hand (optimization runs add measured ones); deployable at once, and a target for rollbackDeployment. */
+  async createVariant(workspaceId: string, pipelineId: string, raw: CreateVariantInput) {
+    const input = createVariantSchema.parse(raw);
+    const pipeline = await this.get(workspaceId, pipelineId);
+    const maxConcurrency = input.maxConcurrency ?? DEFAULT_REPLICA_CONCURRENCY;
+    if (input.targetConcurrency != null && input.targetConcurrency > maxConcurrency) {
+      throw new DomainError(
+        ErrorCode.BAD_USER_INPUT,
+        `targetConcurrency: ${input.targetConcurrency} is above what one replica serves (maxConcurrency ${maxConcurrency})`,
+        { field: 'targetConcurrency' },
+      );
+    }
+    const taken = await this.prisma.variant.findFirst({ where: { pipelineId: pipeline.id, name: input.name } });
+    if (taken) throw new DomainError(ErrorCode.CONFLICT, `pipeline ${pipeline.name} already has a variant named ${input.name}`, { field: 'name' });
+    return this.prisma.variant.create({
+      data: {
+        id: newId('var'),
+        pipelineId: pipeline.id,
+        name: input.name,
+        gpu: input.gpu,
+        engine: input.engine,
+        quantization: input.quantization ?? null,
+        engineConfig: (input.engineConfig ?? undefined) as object | undefined,
+        maxConcurrency,
+        targetConcurrency: input.targetConcurrency ?? null,
+      },
+    });
   }
 
   variants(pipelineId: string) {

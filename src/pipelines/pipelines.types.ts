@@ -1,4 +1,5 @@
 import { Field, Float, ID, InputType, Int, ObjectType } from '@nestjs/graphql';
+import { GraphQLJSONObject } from 'graphql-scalars';
 import { Task } from '../graphql/enums';
 
 @ObjectType()
@@ -13,6 +14,8 @@ export class Variant {
     number | null;
   @Field(() => Float, { nullable: true }) throughputTps!: number | null;
   @Field(() => Float, { nullable: true }) latencyP50Ms!: number | null;
+  @Field(() => GraphQLJSONObject, { nullable: true, description: 'Engine settings (vLLM flags and the like) the replicas start with.' })
+  engineConfig!: Record<string, unknown> | null;
   @Field() isDefault!: boolean;
   @Field() createdAt!: Date;
 }
@@ -34,4 +37,18 @@ export class CreatePipelineInput {
   @Field({ description: 'Model the serving engine loads, e.g. meta-llama/Llama-3.1-8B-Instruct or sim/tiny-chat.' }) model!: string;
   @Field({ nullable: true, description: 'GPU the default variant targets; "any" when omitted.' }) gpu?: string;
   @Field({ nullable: true, description: 'Serving engine of the default variant; "vllm" when omitted.' }) engine?: string;
+}
+
+@InputType()
+export class CreateVariantInput {
+  @Field({ description: 'Unique in the pipeline: letters, digits, ., _ and -.' }) name!: string;
+  @Field({ description: 'GPU the variant is tuned for ("any" when not GPU-specific); changeGpu warns when it differs.' }) gpu!: string;
+  @Field({ description: 'Serving engine, e.g. vllm, sglang, tensorrt-llm.' }) engine!: string;
+  @Field({ nullable: true, description: 'e.g. fp8, awq-int4; none when omitted.' }) quantization?: string;
+  @Field(() => GraphQLJSONObject, { nullable: true, description: 'Engine settings, a JSON object (e.g. { "max-num-seqs": 64 }).' })
+  engineConfig?: Record<string, unknown>;
+  @Field(() => Int, { nullable: true, description: 'Concurrent requests one replica serves at most; 30 when omitted.' })
+  maxConcurrency?: number;
+  @Field(() => Int, { nullable: true, description: "The scaler's per-replica target; the task default when omitted." })
+  targetConcurrency?: number;
 }

@@ -24,6 +24,8 @@ export interface SimulatorOptions {
   itlMs: number;
   /** Each additional running sequence slows every sequence by this fraction. */
   slowdownPerSeq: number;
+  /** The simulated GPU's speed: time to first token and between tokens are divided by it (sim 1, sim-large 2). */
+  speed: number;
   /** Weight load when the local cache does not hold this variant (first start), ms. */
   coldStartMs: number;
   /** Weight load from the local cache ("Instant Start"), ms. */
@@ -49,6 +51,7 @@ export const SIMULATOR_DEFAULTS: SimulatorOptions = {
   ttftMs: 40,
   itlMs: 8,
   slowdownPerSeq: 0.01,
+  speed: 1,
   coldStartMs: 4000,
   warmStartMs: 600,
   cacheDir: '.data/weights',
@@ -158,7 +161,7 @@ export async function startSimulator(partial: Partial<SimulatorOptions> = {}): P
   let served = 0;
   const sockets = new Set<import('node:net').Socket>();
 
-  const slowdown = () => 1 + o.slowdownPerSeq * Math.max(0, sem.active - 1);
+  const slowdown = () => (1 + o.slowdownPerSeq * Math.max(0, sem.active - 1)) / o.speed;
 
   async function chat(req: IncomingMessage, res: ServerResponse, body: Record<string, unknown>) {
     const messages = body.messages;

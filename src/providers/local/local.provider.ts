@@ -7,6 +7,15 @@ import { request } from 'undici';
 import { ProviderError, ProviderPermanentError } from '../errors';
 import type { ProviderAdapter, ReplicaHandle, ReplicaHealth, ReplicaSpec } from '../provider';
 
+/**
+ * The local target's simulated GPU types, so a change of GPU can be tried on one machine: the built-in
+ * simulator runs each at its own speed. Any other GPU name runs at sim's speed.
+ */
+export const SIM_GPUS: Record<string, { speed: number }> = {
+  sim: { speed: 1 },
+  'sim-large': { speed: 2 },
+};
+
 export interface LocalProviderOptions {
   /** Where pid files and logs live: <stateDir>/replicas/<id>.json, <stateDir>/logs/<id>.log. */
   stateDir: string;
@@ -112,6 +121,7 @@ export class LocalProvider implements ProviderAdapter {
       cacheDir: this.o.cacheDir,
       maxConcurrency: String(spec.maxConcurrency),
       replicaId: spec.replicaId,
+      gpu: spec.gpu,
     };
     const template =
       this.o.command ||
@@ -121,6 +131,7 @@ export class LocalProvider implements ProviderAdapter {
         '--host {host} --port {port} --model {model} --task {task}',
         '--max-concurrency {maxConcurrency} --cache-dir {cacheDir} --weights-key {weights}',
         ...this.o.simulatorArgs,
+        `--speed ${SIM_GPUS[spec.gpu]?.speed ?? 1}`,
       ].join(' ');
     const command = template.replace(/\{(\w+)\}/g, (m, k: string) => (k in vars ? quote(vars[k]) : m));
     const log = await open(join(this.o.stateDir, 'logs', `${spec.replicaId}.log`), 'a');
