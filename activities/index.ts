@@ -13,7 +13,10 @@ export { replicaId } from './replicas';
 export function createActivities(deps: ActivityDeps) {
   const ctx = activityContext(deps);
   return {
-    ...deploymentActivities(ctx), ...replicaActivities(ctx), ...keyActivities(ctx), ...lifecycleActivities(ctx),
+    ...deploymentActivities(ctx),
+    ...replicaActivities(ctx),
+    ...keyActivities(ctx),
+    ...lifecycleActivities(ctx),
     ...revisionActivities(ctx),
   };
 }

@@ -63,7 +63,12 @@ export function replicaSteps(ctx: ActivityContext) {
   }
 
   /** Creates the replica's row (once) and asks the provider to run it (idempotent on the id). */
-  async function startReplica(d: LoadedDeployment, p: ProviderAdapter, id: string, rev: ReplicaRevision = servingRevision(d)): Promise<void> {
+  async function startReplica(
+    d: LoadedDeployment,
+    p: ProviderAdapter,
+    id: string,
+    rev: ReplicaRevision = servingRevision(d),
+  ): Promise<void> {
     await prisma.replica.upsert({
       where: { id },
       create: { id, deploymentId: d.id, state: 'STARTING', gpu: rev.gpu, concurrency: rev.maxConcurrency, revisionId: rev.revisionId },

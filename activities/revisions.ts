@@ -47,18 +47,33 @@ export function revisionActivities(ctx: ActivityContext) {
       const live = made.filter((r) => r.state === 'STARTING' || r.state === 'READY');
       const fresh = Array.from({ length: Math.max(0, count - live.length) }, (_, i) => stagedReplicaId(revisionId, made.length + i));
       // ensureReplica is idempotent on the id: a STARTING row whose process was never spawned gets one now.
-      await Promise.all([...live.filter((r) => r.state === 'STARTING').map((r) => r.id), ...fresh].map((id) => steps.startReplica(d, p, id, spec)));
+      await Promise.all(
+        [...live.filter((r) => r.state === 'STARTING').map((r) => r.id), ...fresh].map((id) => steps.startReplica(d, p, id, spec)),
+      );
       if (fresh.length) {
-        await event(deploymentId, 'revision.staging', `starting ${fresh.length} replica(s) of ${rev.variant.name} on ${rev.gpu} beside the serving revision`, {
-          revisionId,
-          replicaIds: fresh,
-        });
+        await event(
+          deploymentId,
+          'revision.staging',
+          `starting ${fresh.length} replica(s) of ${rev.variant.name} on ${rev.gpu} beside the serving revision`,
+          {
+            revisionId,
+            replicaIds: fresh,
+          },
+        );
       }
       return { count };
     },
 
     /** Waits until every staged replica serves (they are not routed to yet: the gateways route the serving revision only). */
-    async waitRevisionReady({ deploymentId, revisionId, timeoutSeconds }: { deploymentId: string; revisionId: string; timeoutSeconds: number }) {
+    async waitRevisionReady({
+      deploymentId,
+      revisionId,
+      timeoutSeconds,
+    }: {
+      deploymentId: string;
+      revisionId: string;
+      timeoutSeconds: number;
+    }) {
       const d = await loadDeployment(deploymentId);
       await steps.waitReady(deploymentId, provider(d.target), timeoutSeconds, revisionId);
     },
@@ -100,7 +115,10 @@ export function revisionActivities(ctx: ActivityContext) {
               }),
             ]
           : []),
-        prisma.revision.update({ where: { id: revisionId }, data: { status: 'SERVING', servedFrom: now, previousRevisionId: d.revisionId } }),
+        prisma.revision.update({
+          where: { id: revisionId },
+          data: { status: 'SERVING', servedFrom: now, previousRevisionId: d.revisionId },
+        }),
         prisma.deployment.update({
           where: { id: deploymentId },
           data: { revisionId, variantId: rev.variantId, gpu: rev.gpu, targetConcurrency: target },
@@ -139,7 +157,10 @@ export function revisionActivities(ctx: ActivityContext) {
       const failed = await prisma.replica.findMany({ where: { revisionId, state: 'FAILED' } });
       for (const r of failed) await provider(d.target).stopReplica(r.id);
       heartbeat();
-      if (draining.length) await event(deploymentId, 'revision.retired', `stopped ${draining.length} replica(s) of the previous revision after draining`, { revisionId });
+      if (draining.length)
+        await event(deploymentId, 'revision.retired', `stopped ${draining.length} replica(s) of the previous revision after draining`, {
+          revisionId,
+        });
       return { stopped: draining.length };
     },
 
@@ -154,7 +175,10 @@ export function revisionActivities(ctx: ActivityContext) {
       const left = await prisma.replica.findMany({ where: { revisionId, state: { not: 'STOPPED' } } });
       for (const r of left) {
         await p.stopReplica(r.id);
-        await prisma.replica.update({ where: { id: r.id }, data: { state: r.state === 'FAILED' ? 'FAILED' : 'STOPPED', stoppedAt: r.stoppedAt ?? new Date() } });
+        await prisma.replica.update({
+          where: { id: r.id },
+          data: { state: r.state === 'FAILED' ? 'FAILED' : 'STOPPED', stoppedAt: r.stoppedAt ?? new Date() },
+        });
       }
       await prisma.$transaction([
         prisma.revision.updateMany({ where: { id: revisionId, status: 'STAGED' }, data: { status: 'FAILED', reason } }),
@@ -175,7 +199,11 @@ export function revisionActivities(ctx: ActivityContext) {
       await prisma.$transaction([
         ...endOperation(deploymentId, operationId, 'SUCCEEDED'),
         prisma.deploymentEvent.create({
-          data: { deploymentId, kind: 'revision.serving', message: `serving ${rev.variant.name} on ${rev.gpu} alone (revision ${revisionId})` },
+          data: {
+            deploymentId,
+            kind: 'revision.serving',
+            message: `serving ${rev.variant.name} on ${rev.gpu} alone (revision ${revisionId})`,
+          },
         }),
       ]);
     },

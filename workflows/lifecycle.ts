@@ -198,7 +198,9 @@ export async function swapWorkflow(input: SwapInput): Promise<{ replicas: number
       if (paused) saga.add('resume scaler', () => signalScaler(deploymentId, {}));
 
       progress.step = 'provisioning';
-      saga.add('release the staged replicas', () => act.abortRevision({ deploymentId, revisionId, reason: progress.error ?? 'swap failed' }));
+      saga.add('release the staged replicas', () =>
+        act.abortRevision({ deploymentId, revisionId, reason: progress.error ?? 'swap failed' }),
+      );
       const { count } = await act.stageRevision({ deploymentId, revisionId });
 
       progress.step = 'waiting-healthy';
@@ -208,12 +210,19 @@ export async function swapWorkflow(input: SwapInput): Promise<{ replicas: number
       const switched = await act.switchRevision({ deploymentId, revisionId });
       // The new revision serves from here on: nothing before is undone, but the scaler must run again whatever follows.
       saga.commit();
-      const resume: ResumeScaler = { current: count, ...(switched.targetConcurrency !== null ? { targetConcurrency: switched.targetConcurrency } : {}) };
+      const resume: ResumeScaler = {
+        current: count,
+        ...(switched.targetConcurrency !== null ? { targetConcurrency: switched.targetConcurrency } : {}),
+      };
       if (paused) saga.add('resume scaler', () => signalScaler(deploymentId, resume));
 
       progress.step = 'draining';
       if (switched.previousRevisionId) {
-        await waiting(input).retireRevision({ deploymentId, revisionId: switched.previousRevisionId, drainTimeoutMs: input.drainTimeoutMs });
+        await waiting(input).retireRevision({
+          deploymentId,
+          revisionId: switched.previousRevisionId,
+          drainTimeoutMs: input.drainTimeoutMs,
+        });
       }
 
       progress.step = 'resuming-scaler';

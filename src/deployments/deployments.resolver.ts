@@ -53,7 +53,7 @@ export class DeploymentsResolver {
 
   @Mutation(() => Operation, {
     description:
-      "Starts op:<deploymentId>:<opId>: the same blue/green swap onto another variant of the pipeline (see Deployment.revisions), on the GPU it was last served on. Cached weights make it a warm start.",
+      'Starts op:<deploymentId>:<opId>: the same blue/green swap onto another variant of the pipeline (see Deployment.revisions), on the GPU it was last served on. Cached weights make it a warm start.',
   })
   rollbackDeployment(
     @CurrentAuth() auth: AuthContext,

@@ -331,7 +331,10 @@ export class DeploymentsService {
         .catch((undoErr: unknown) =>
           this.log.error({ err: undoErr, deploymentId: id, operationId }, 'could not release the operation lock'),
         );
-      throw new DomainError(ErrorCode.UNAVAILABLE, `the workflow engine is unavailable; the deployment was not ${PAST[kind]}, try again shortly`);
+      throw new DomainError(
+        ErrorCode.UNAVAILABLE,
+        `the workflow engine is unavailable; the deployment was not ${PAST[kind]}, try again shortly`,
+      );
     }
     return this.prisma.operation.findUniqueOrThrow({ where: { id: operationId } });
   }

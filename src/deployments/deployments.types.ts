@@ -24,7 +24,8 @@ export class Revision {
   @Field(() => String, { nullable: true, description: 'Why it failed, when it did.' }) reason!: string | null;
   @Field() createdAt!: Date;
   @Field(() => Date, { nullable: true, description: 'When the routes switched to it.' }) servedFrom!: Date | null;
-  @Field(() => Date, { nullable: true, description: 'When the routes switched away from it; null while it serves.' }) servedTo!: Date | null;
+  @Field(() => Date, { nullable: true, description: 'When the routes switched away from it; null while it serves.' })
+  servedTo!: Date | null;
 }
 
 @ObjectType()

@@ -80,7 +80,8 @@ export class PipelinesService {
       );
     }
     const taken = await this.prisma.variant.findFirst({ where: { pipelineId: pipeline.id, name: input.name } });
-    if (taken) throw new DomainError(ErrorCode.CONFLICT, `pipeline ${pipeline.name} already has a variant named ${input.name}`, { field: 'name' });
+    if (taken)
+      throw new DomainError(ErrorCode.CONFLICT, `pipeline ${pipeline.name} already has a variant named ${input.name}`, { field: 'name' });
     return this.prisma.variant.create({
       data: {
         id: newId('var'),

@@ -34,9 +34,12 @@ export async function activityWorld(name: string) {
     await prisma.pipeline.create({ data: { id: pipelineId, workspaceId, name: pipelineId, task: 'CHAT', model: 'sim/tiny-chat' } });
     await prisma.variant.create({ data: { id: variantId, pipelineId, name: 'default', gpu: 'sim', engine: 'sim', isDefault: true } });
     const deploymentId = newId('dep');
+    // Its first revision, as a deploy makes it: the replicas the activities start belong to it.
+    const revisionId = newId('rev');
     await prisma.deployment.create({
       data: {
         id: deploymentId,
+        revisionId,
         workspaceId,
         pipelineId,
         variantId,
@@ -48,6 +51,9 @@ export async function activityWorld(name: string) {
         status: 'ACTIVE',
         ...o.row,
       },
+    });
+    await prisma.revision.create({
+      data: { id: revisionId, deploymentId, variantId, gpu: 'sim', status: 'SERVING', operationId: newId('op'), servedFrom: new Date() },
     });
     const acts = createActivities({
       prisma,
@@ -66,7 +72,7 @@ export async function activityWorld(name: string) {
       for (const r of await rows()) out[r.state] = (out[r.state] ?? 0) + 1;
       return out;
     };
-    return { deploymentId, run, rows, byState };
+    return { deploymentId, pipelineId, variantId, revisionId, run, rows, byState };
   }
 
   return {

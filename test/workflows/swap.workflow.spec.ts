@@ -1,0 +1,151 @@
+import { WorkflowFailedError } from '@temporalio/client';
+import type { Activities } from '../../activities';
+import { PlanError, ProviderPermanentError, ReplicaUnhealthyError } from '../../src/domain/errors';
+import type { ScalingPolicy } from '../../src/domain/scaling';
+import {
+  LifecycleProgress,
+  lifecycleProgressQuery,
+  opWorkflowId,
+  ScalerInput,
+  scalerStatusQuery,
+  scalerWorkflowId,
+  SwapInput,
+  SwapKind,
+} from '../../workflows/messages';
+import { eventually } from '../support/wait';
+import { recorder, WorkflowEnv, workflowEnv } from '../support/workflows';
+
+const policy: ScalingPolicy = {
+  mode: 'FLEX',
+  minReplicas: 0,
+  maxReplicas: 4,
+  targetConcurrency: 4,
+  scaleDownWindowSeconds: 30,
+  idleTimeoutSeconds: 300,
+  queueThresholdMs: 2000,
+  reportTtlMs: 5000,
+};
+
+/** Fake swap activities that log each call: the staged revision brings up 3 replicas, the new variant's target is 12. */
+function fakes(log: string[], fail: Partial<Record<keyof Activities, Error>> = {}): Partial<Activities> {
+  const step = recorder(log, fail);
+  return {
+    stageRevision: step('stageRevision', { count: 3 }),
+    waitRevisionReady: step('waitRevisionReady', undefined),
+    switchRevision: step('switchRevision', { previousRevisionId: 'rev-old', targetConcurrency: 12 }),
+    retireRevision: step('retireRevision', { stopped: 2 }),
+    finishSwap: step('finishSwap', undefined),
+    abortRevision: step('abortRevision', undefined),
+    failOperation: step('failOperation', undefined),
+    // A paused scaler calls none of the scaler's activities; a resumed one at its count reconciles nothing new.
+    reconcileReplicaCount: (async () => ({
+      started: [],
+      reused: [],
+      starting: [],
+      draining: [],
+    })) as unknown as Activities['reconcileReplicaCount'],
+  };
+}
+
+describe('the swap workflow of change GPU and rollback (fake activities, real Temporal server)', () => {
+  let env: WorkflowEnv;
+  beforeAll(async () => {
+    env = await workflowEnv();
+  });
+  afterAll(async () => {
+    await env.close();
+  });
+
+  let seq = 0;
+  const newId = (what: string) => `dep-swap-${what}-${Date.now()}-${++seq}`;
+
+  /** Runs swapWorkflow beside a real scaler of 2 replicas (or none), then reads the scaler's status. */
+  const run = (id: string, activities: Partial<Activities>, o: { kind?: SwapKind; scaler?: boolean } = {}) =>
+    env.withWorker(activities, async (taskQueue) => {
+      if (o.scaler !== false) {
+        const input: ScalerInput = { deploymentId: id, policy, initialReplicas: 2, planMaxReplicas: 8, drainTimeoutMs: 1000 };
+        await env.client.workflow.start('scalerWorkflow', { taskQueue, workflowId: scalerWorkflowId(id), args: [input] });
+      }
+      const args: SwapInput = {
+        deploymentId: id,
+        operationId: 'op1',
+        healthTimeoutSeconds: 5,
+        drainTimeoutMs: 1000,
+        kind: o.kind ?? 'CHANGE_GPU',
+        revisionId: 'rev-new',
+      };
+      const handle = await env.client.workflow.start('swapWorkflow', { taskQueue, workflowId: opWorkflowId(id, 'op1'), args: [args] });
+      let out: { result?: unknown; error?: WorkflowFailedError; progress: LifecycleProgress };
+      try {
+        out = { result: await handle.result(), progress: await handle.query(lifecycleProgressQuery) };
+      } catch (err) {
+        out = { error: err as WorkflowFailedError, progress: await handle.query(lifecycleProgressQuery) };
+      }
+      // The resume is a signal: the scaler takes it on its next workflow task.
+      const status = () => env.client.workflow.getHandle(scalerWorkflowId(id)).query(scalerStatusQuery);
+      const scaler =
+        o.scaler === false
+          ? null
+          : await eventually(async () => {
+              const s = await status();
+              return !s.paused && s;
+            }, 10_000);
+      await env.client.workflow
+        .getHandle(scalerWorkflowId(id))
+        .terminate('test over')
+        .catch(() => {});
+      return { ...out, scaler };
+    });
+
+  it('should stage, wait healthy, switch, retire the old revision, then resume the scaler at the new count and target', async () => {
+    const log: string[] = [];
+    const r = await run(newId('ok'), fakes(log));
+    expect(r.error).toBeUndefined();
+    expect(r.result).toEqual({ replicas: 3 });
+    expect(r.progress).toEqual({ kind: 'CHANGE_GPU', step: 'done' });
+    expect(log).toEqual(['stageRevision', 'waitRevisionReady', 'switchRevision', 'retireRevision', 'finishSwap']);
+    expect(r.scaler).toMatchObject({ paused: false, current: 3, policy: { targetConcurrency: 12 } });
+  });
+
+  it('should swap a deployment that has no scaler', async () => {
+    const log: string[] = [];
+    const r = await run(newId('noscaler'), fakes(log), { kind: 'ROLLBACK', scaler: false });
+    expect(r.error).toBeUndefined();
+    expect(r.progress).toEqual({ kind: 'ROLLBACK', step: 'done' });
+    expect(log).toEqual(['stageRevision', 'waitRevisionReady', 'switchRevision', 'retireRevision', 'finishSwap']);
+  });
+
+  // Before the switch, every failure releases the staged replicas and the scaler resumes on the old revision's count.
+  it.each([
+    ['stageRevision', new ProviderPermanentError('no capacity for sim-large'), ['stageRevision']],
+    [
+      'waitRevisionReady',
+      new ReplicaUnhealthyError('replica rev-new-r0 exited before it became healthy'),
+      ['stageRevision', 'waitRevisionReady'],
+    ],
+    ['switchRevision', new PlanError('revision rev-new has no ready replica'), ['stageRevision', 'waitRevisionReady', 'switchRevision']],
+  ] as const)(
+    'should undo a failure at %s: release the staged replicas, keep the old revision serving, resume the scaler as it was',
+    async (at, err, ran) => {
+      const log: string[] = [];
+      const r = await run(newId(at), fakes(log, { [at]: err }), { kind: 'ROLLBACK' });
+      expect(log).toEqual([...ran, 'abortRevision', 'failOperation']);
+      expect(r.error).toBeInstanceOf(WorkflowFailedError);
+      expect(r.error!.cause).toMatchObject({ type: 'RollbackFailed', message: `rollback failed: ${err.message}` });
+      expect(r.progress).toEqual({ kind: 'ROLLBACK', step: 'failed', error: err.message });
+      expect(r.scaler).toMatchObject({ paused: false, current: 2, policy: { targetConcurrency: 4 } });
+    },
+  );
+
+  // From the switch on, the new revision serves: nothing is undone, but the scaler runs again on it.
+  it.each([
+    ['retireRevision', ['stageRevision', 'waitRevisionReady', 'switchRevision', 'retireRevision']],
+    ['finishSwap', ['stageRevision', 'waitRevisionReady', 'switchRevision', 'retireRevision', 'finishSwap']],
+  ] as const)('should not undo the switch when %s fails, and still resume the scaler on the new revision', async (at, ran) => {
+    const log: string[] = [];
+    const r = await run(newId(at), fakes(log, { [at]: new PlanError(`${at} refused`) }));
+    expect(log).toEqual([...ran, 'failOperation']);
+    expect(r.error!.cause).toMatchObject({ type: 'ChangeGpuFailed', message: `change gpu failed: ${at} refused` });
+    expect(r.scaler).toMatchObject({ paused: false, current: 3, policy: { targetConcurrency: 12 } });
+  });
+});
