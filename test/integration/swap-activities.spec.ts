@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
+import pino from 'pino';
 import { newId } from '../../src/common/secrets';
+import { Directory } from '../../src/gateway/directory';
 import type { PrismaClient } from '../../src/database/prisma';
 import { activityWorld } from '../support/activities';
 import { pidAlive } from '../support/wait';
@@ -77,6 +79,11 @@ describe('swap activities', () => {
 
     await s.run('waitRevisionReady', { deploymentId, revisionId: staged, timeoutSeconds: 10 });
     expect((await s.ofRevision(staged)).every((r) => r.state === 'READY')).toBe(true);
+    // Ready, and still not routed to: the gateway's route holds the serving revision's replicas only.
+    const directory = new Directory(prisma, process.env.DATABASE_URL!, 60_000, pino({ level: 'silent' }));
+    const routed = async () => (await directory.route(deploymentId))!.replicas.map((r) => r.id).sort();
+    const oldIds = (await s.ofRevision(old)).map((r) => r.id).sort();
+    expect(await routed()).toEqual(oldIds);
 
     // A request in flight on the old revision when the routes switch.
     const [o0] = await s.ofRevision(old);
@@ -93,6 +100,9 @@ describe('swap activities', () => {
     expect(await s.revision(old)).toMatchObject({ status: 'RETIRED', servedTo: expect.any(Date) });
     expect(await s.revision(staged)).toMatchObject({ status: 'SERVING', servedFrom: expect.any(Date), previousRevisionId: old });
     expect((await s.ofRevision(old)).map((r) => r.state)).toEqual(['DRAINING', 'DRAINING']);
+    directory.dropAll();
+    expect(await routed()).toEqual(stagedRows.map((r) => r.id).sort());
+    await directory.close();
 
     expect(await s.run('retireRevision', { deploymentId, revisionId: old, drainTimeoutMs: 10_000 })).toEqual({ stopped: 2 });
     const res = await inFlight;

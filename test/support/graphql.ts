@@ -83,4 +83,11 @@ export interface OperationResult {
   kind: string;
   status: string;
   workflowId: string;
+  warning?: string | null;
 }
+
+/** The swaps: each returns its Operation at once, with a warning when the variant was tuned for another GPU. */
+export const CHANGE_GPU = `mutation($id: ID!, $gpu: String!) { changeGpu(deploymentId: $id, gpu: $gpu) { id kind status workflowId warning } }`;
+export const ROLLBACK = `mutation($id: ID!, $variantId: ID!) { rollbackDeployment(deploymentId: $id, variantId: $variantId) { id kind status workflowId warning } }`;
+export const CREATE_VARIANT = `mutation($pipelineId: ID!, $input: CreateVariantInput!) {
+  createVariant(pipelineId: $pipelineId, input: $input) { id name gpu engine quantization engineConfig maxConcurrency targetConcurrency } }`;

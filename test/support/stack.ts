@@ -1,5 +1,5 @@
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -47,6 +47,13 @@ export interface StackOptions {
   name?: string;
 }
 
+/** A worker in a process of its own (`node dist/src/worker.js`), which a test may SIGKILL. */
+export interface ChildWorker {
+  pid: number;
+  /** SIGKILL, as a crash or an OOM kill would: no drain, no shutdown; resolves once the process is gone. */
+  kill(): Promise<void>;
+}
+
 export interface Stack {
   config: Config;
   /** The api's base URL ('' when started without it). */
@@ -67,6 +74,11 @@ export interface Stack {
     pipeline: PipelineInput,
     deployment: Omit<DeployInput, 'pipelineId'>,
   ) => Promise<{ pipelineId: string; deploymentId: string; apiKey: string }>;
+  /**
+   * Moves the worker out of this process: the first call shuts the in-process worker down; each call
+   * starts a `node dist/src/worker.js` on the stack's task queue and config, resolving once it polls.
+   */
+  spawnWorker: () => Promise<ChildWorker>;
   close: () => Promise<void>;
 }
 
@@ -115,7 +127,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     dataDir = join(process.env.DATA_DIR!, name);
     mkdirSync(dataDir, { recursive: true });
   }
-  const config = loadConfig({
+  const env: Record<string, string | undefined> = {
     ...process.env,
     ...(opts.isolated ? { LOG_LEVEL: 'error' } : FAST_SIMULATOR),
     DATABASE_URL: databaseUrl,
@@ -124,9 +136,46 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     TEMPORAL_TASK_QUEUE: `deployments-${name}`,
     DATA_DIR: dataDir,
     ...opts.env,
-  });
+  };
+  const config = loadConfig(env);
   const log = pino({ level: config.LOG_LEVEL });
   const worker = await startWorker(config, log, { healthPollMs: 50, workflowBundle: bundle(root) });
+  let inProcessWorker = true;
+  const children = new Set<ChildProcess>();
+  const spawnWorker = async (): Promise<ChildWorker> => {
+    if (inProcessWorker) {
+      inProcessWorker = false;
+      await worker.shutdown();
+    }
+    const logFile = join(dataDir, `worker-${children.size + 1}.log`);
+    const child = spawn(process.execPath, [resolve(root, 'dist/src/worker.js')], {
+      env: { ...env, LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', openSync(logFile, 'a')],
+    });
+    children.add(child);
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    await new Promise<void>((ok, fail) => {
+      // Read to the end (a full pipe would block the worker); only the start line matters.
+      let seen: string | null = '';
+      child.stdout!.on('data', (b: Buffer) => {
+        if (seen === null) return;
+        seen += b.toString();
+        if (seen.includes('"worker running"')) {
+          seen = null;
+          ok();
+        }
+      });
+      void exited.then(() => fail(new Error(`worker process exited before it ran; see ${logFile}`)));
+    });
+    return {
+      pid: child.pid!,
+      kill: async () => {
+        child.kill('SIGKILL');
+        await exited;
+        children.delete(child);
+      },
+    };
+  };
   let app: Stack['app'] = null;
   try {
     if (opts.app !== false) app = await createApp(config, log);
@@ -173,7 +222,9 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       created.push(workspace.id);
       return { id: workspace.id, token };
     },
+    spawnWorker,
     close: async () => {
+      for (const c of children) c.kill('SIGKILL');
       // Replicas this stack started do not outlive it (nor linger in the shared database as READY).
       const local = localProvider(config);
       const left = await local.listReplicas();
@@ -187,7 +238,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         where: { state: { in: ['STARTING', 'READY', 'DRAINING'] }, deployment: { workspaceId: { in: created } } },
         data: { state: 'STOPPED', stoppedAt: new Date() },
       });
-      await worker.shutdown();
+      if (inProcessWorker) await worker.shutdown();
       await app?.close();
       await temporal.connection.close();
       await prisma.$disconnect();
