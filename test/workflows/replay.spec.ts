@@ -3,7 +3,17 @@ import { join, resolve } from 'node:path';
 import { temporal } from '@temporalio/proto';
 import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import { loadReportSignal, scalerStatusQuery, setPolicyUpdate } from '../../workflows/messages';
-import { createPipeline, deploy, DELETE_DEPLOYMENT, must, START_DEPLOYMENT, STOP_DEPLOYMENT } from '../support/graphql';
+import {
+  CHANGE_GPU,
+  CREATE_VARIANT,
+  createPipeline,
+  deploy,
+  DELETE_DEPLOYMENT,
+  must,
+  ROLLBACK,
+  START_DEPLOYMENT,
+  STOP_DEPLOYMENT,
+} from '../support/graphql';
 import { startStack } from '../support/stack';
 import { eventually } from '../support/wait';
 
@@ -94,19 +104,29 @@ describe('workflow determinism', () => {
       }
     });
 
-  // A stop, a start and a delete of one deployment, each its own op:<deploymentId>:<opId> workflow.
+  // A stop, a start, a change of GPU, a rollback and a delete of one deployment, each its own op:<deploymentId>:<opId> workflow.
   if (process.env.RECORD_HISTORIES === '1')
-    it('records the histories of a stop, a start and a delete', async () => {
+    it('records the histories of a stop, a start, a change of GPU, a rollback and a delete', async () => {
       const stack = await startStack();
       try {
         const ws = await stack.workspace('TEAM');
-        const { deploymentId } = await stack.deployed(ws.token, { name: 'lifecycle' }, { mode: 'FLEX', minReplicas: 1, maxReplicas: 1 });
-        for (const [name, doc, field] of [
-          ['lifecycle-stop', STOP_DEPLOYMENT, 'stopDeployment'],
-          ['lifecycle-start', START_DEPLOYMENT, 'startDeployment'],
-          ['lifecycle-delete', DELETE_DEPLOYMENT, 'deleteDeployment'],
+        const gql = stack.as(ws.token);
+        const { deploymentId, pipelineId } = await stack.deployed(
+          ws.token,
+          { name: 'lifecycle' },
+          { mode: 'FLEX', minReplicas: 1, maxReplicas: 1 },
+        );
+        const variant = await must(
+          gql<{ createVariant: { id: string } }>(CREATE_VARIANT, { pipelineId, input: { name: 'v2', gpu: 'any', engine: 'vllm' } }),
+        );
+        for (const [name, doc, field, vars] of [
+          ['lifecycle-stop', STOP_DEPLOYMENT, 'stopDeployment', {}],
+          ['lifecycle-start', START_DEPLOYMENT, 'startDeployment', {}],
+          ['lifecycle-change-gpu', CHANGE_GPU, 'changeGpu', { gpu: 'sim-large' }],
+          ['lifecycle-rollback', ROLLBACK, 'rollbackDeployment', { variantId: variant.createVariant.id }],
+          ['lifecycle-delete', DELETE_DEPLOYMENT, 'deleteDeployment', {}],
         ] as const) {
-          const op = await must(stack.as(ws.token)<Record<string, { workflowId: string }>>(doc, { id: deploymentId }));
+          const op = await must(gql<Record<string, { workflowId: string }>>(doc, { id: deploymentId, ...vars }));
           const handle = stack.temporal.workflow.getHandle(op[field].workflowId);
           await handle.result();
           const bytes = Buffer.from(temporal.api.history.v1.History.encode(await handle.fetchHistory()).finish());
@@ -131,7 +151,9 @@ describe('workflow determinism', () => {
       'deploy-failed.pb',
       'deploy-succeeded-v1.pb',
       'deploy-succeeded.pb',
+      'lifecycle-change-gpu.pb',
       'lifecycle-delete.pb',
+      'lifecycle-rollback.pb',
       'lifecycle-start.pb',
       'lifecycle-stop.pb',
       'scaler-running-v1.pb',
