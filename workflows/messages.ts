@@ -78,7 +78,7 @@ export interface ScalerStatus {
 }
 
 export type PolicyPatch = Partial<
-  Pick<ScalingPolicy, 'minReplicas' | 'maxReplicas' | 'targetConcurrency' | 'scaleDownWindowSeconds' | 'idleTimeoutSeconds'>
+  Pick<ScalingPolicy, 'mode' | 'minReplicas' | 'maxReplicas' | 'targetConcurrency' | 'scaleDownWindowSeconds' | 'idleTimeoutSeconds'>
 >;
 
 export const loadReportSignal = defineSignal<[LoadReport]>('loadReport');

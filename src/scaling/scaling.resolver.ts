@@ -20,10 +20,10 @@ export class ScalingResolver {
   }
 
   @Mutation(() => ScalingStatus, {
-    description: 'Changes autoscaling knobs; bad values are refused with the knob, the value and the rule.',
+    description: 'Changes autoscaling knobs or the mode; bad values are refused with the knob, the value and the rule.',
   })
   setScalingPolicy(@CurrentAuth() auth: AuthContext, @Args('input') input: ScalingPolicyInput) {
-    return this.svc.setPolicy(auth.workspace.id, input);
+    return this.svc.setPolicy(auth.workspace, input);
   }
 
   @Query(() => ScalingSimulation, {

@@ -5,6 +5,7 @@ import { Client, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@tempo
 import { z } from 'zod';
 import { PRISMA, TEMPORAL_CLIENT } from '../common/core.module';
 import type { PrismaClient, Workspace } from '../database/prisma';
+import { CHANNEL_ROUTES, notify } from '../database/notify';
 import { DeploymentsService } from '../deployments/deployments.service';
 import { DomainError, ErrorCode } from '../domain/errors';
 import { ceilingViolation, PlanName } from '../domain/plans';
@@ -52,6 +53,7 @@ const toStatus = (s: ScalerStatus): ScalingStatus => ({
   draining: s.draining ?? null,
   paused: s.paused,
   noData: s.noData,
+  mode: s.policy.mode,
   minReplicas: s.policy.minReplicas,
   maxReplicas: s.policy.maxReplicas,
   targetConcurrency: s.policy.targetConcurrency,
@@ -85,12 +87,19 @@ export class ScalingService {
    * row is what a later redeploy reads, so it gets the whole policy the scaler accepted, not just the
    * patch: should this write fail, the next accepted change brings the row back in line.
    */
-  async setPolicy(workspaceId: string, input: ScalingPolicyInput): Promise<ScalingStatus> {
-    const d = await this.deployments.get(workspaceId, input.deploymentId);
+  async setPolicy(ws: Workspace, input: ScalingPolicyInput): Promise<ScalingStatus> {
+    const d = await this.deployments.get(ws.id, input.deploymentId);
     const patch: PolicyPatch = {};
     for (const k of KNOBS) {
       const v = input[k];
       if (v !== undefined && v !== null) patch[k] = v;
+    }
+    if (input.mode && input.mode !== d.mode) {
+      patch.mode = input.mode;
+      // Active keeps a warm floor: a Flex floor of 0 is lifted to it unless the caller named one.
+      if (input.mode === 'ACTIVE' && patch.minReplicas === undefined && d.minReplicas < 1) patch.minReplicas = 1;
+      // The plan rules of a deploy apply: Active needs Team and up, within the plan's ceiling.
+      this.deployments.checkPlan(ws, input.mode, patch.maxReplicas ?? d.maxReplicas);
     }
     // Refused here already when the patch breaks a rule on the row's knobs, in the words the scaler would use.
     // The plan ceiling is left to the scaler's validator, which holds the ceiling it was started with.
@@ -110,11 +119,26 @@ export class ScalingService {
       }
       throw err;
     }
-    const { minReplicas, maxReplicas, targetConcurrency, scaleDownWindowSeconds, idleTimeoutSeconds } = accepted;
-    await this.prisma.deployment.update({
-      where: { id: d.id },
-      data: { minReplicas, maxReplicas, targetConcurrency, scaleDownWindowSeconds, idleTimeoutSeconds },
-    });
+    const { mode, minReplicas, maxReplicas, targetConcurrency, scaleDownWindowSeconds, idleTimeoutSeconds } = accepted;
+    await this.prisma.$transaction([
+      this.prisma.deployment.update({
+        where: { id: d.id },
+        data: { mode, minReplicas, maxReplicas, targetConcurrency, scaleDownWindowSeconds, idleTimeoutSeconds },
+      }),
+      ...(mode !== d.mode
+        ? [
+            this.prisma.deploymentEvent.create({
+              data: {
+                deploymentId: d.id,
+                kind: 'policy.mode',
+                message: `mode ${d.mode} -> ${mode}: usage is priced as ${mode} from now on`,
+              },
+            }),
+            // The gateways price usage by the route's mode.
+            notify(this.prisma, CHANNEL_ROUTES, d.id),
+          ]
+        : []),
+    ]);
     return toStatus(await handle.query(scalerStatusQuery));
   }
 

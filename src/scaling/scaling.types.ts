@@ -20,6 +20,7 @@ export class ScalingStatus {
   draining?: number | null;
   @Field({ description: 'Paused during lifecycle operations.' }) paused!: boolean;
   @Field({ description: 'True while no gateway has reported load: the count is held.' }) noData!: boolean;
+  @Field(() => DeploymentMode) mode!: DeploymentMode;
   @Field(() => Int) minReplicas!: number;
   @Field(() => Int) maxReplicas!: number;
   @Field(() => Int) targetConcurrency!: number;
@@ -32,6 +33,11 @@ export class ScalingStatus {
 @InputType()
 export class ScalingPolicyInput {
   @Field(() => ID) deploymentId!: string;
+  @Field(() => DeploymentMode, {
+    nullable: true,
+    description: 'Switch FLEX and ACTIVE (Team plan and up). To ACTIVE, a floor of 0 becomes 1 unless minReplicas is given.',
+  })
+  mode?: DeploymentMode;
   @Field(() => Int, { nullable: true }) minReplicas?: number;
   @Field(() => Int, { nullable: true }) maxReplicas?: number;
   @Field(() => Int, { nullable: true }) targetConcurrency?: number;
