@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { percentileOfSorted } from '../src/common/stats';
 import { must } from '../test/support/graphql';
+import type { PlanName } from '../src/domain/plans';
 import { startStack } from '../test/support/stack';
 
 /** What the benchmarks read back from GraphQL: ids, keys and nested deployments. */
@@ -28,9 +29,9 @@ export function cpuSeconds(pid: number): number {
  * and Temporal dev server, a Team workspace, and GraphQL calls that throw on errors. Needs Postgres
  * (DATABASE_URL's server) and the Temporal CLI (TEMPORAL_CLI_PATH or scripts/temporal-cli.sh).
  */
-export async function benchStack(name: string, env: Record<string, string> = {}, opts: { app?: boolean } = {}) {
+export async function benchStack(name: string, env: Record<string, string> = {}, opts: { app?: boolean; plan?: PlanName } = {}) {
   const stack = await startStack({ name: `bench-${name}`, env, isolated: true, app: opts.app });
-  const { token } = await stack.workspace('TEAM', 'bench');
+  const { token } = await stack.workspace(opts.plan ?? 'TEAM', 'bench');
   const raw = stack.gql;
   const gql = <T = Loose>(query: string, variables: Record<string, unknown>) => must(raw<T>(query, token, variables));
   return Object.assign(stack, { server: stack.server!, token, gql });

@@ -1,6 +1,16 @@
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import type { Activities } from '../../activities';
+import type { ScalingPolicy } from '../../src/domain/scaling';
+import {
+  LifecycleInput,
+  LifecycleProgress,
+  lifecycleProgressQuery,
+  opWorkflowId,
+  ScalerInput,
+  scalerWorkflowId,
+  SwapInput,
+} from '../../workflows/messages';
 
 /**
  * The workflow tier: today's workflow code, bundled once per test file, run on the run's real
@@ -58,4 +68,67 @@ export function recorder(log: string[], fail: Partial<Record<keyof Activities, E
       if (fail[name]) throw fail[name];
       return result;
     }) as unknown as Activities[K];
+}
+
+/** The scaler's activity for a real scaler beside a lifecycle workflow: a resumed scaler at its count reconciles nothing new. */
+export const idleScaler: Partial<Activities> = {
+  reconcileReplicaCount: (async () => ({
+    started: [],
+    reused: [],
+    starting: [],
+    draining: [],
+  })) as unknown as Activities['reconcileReplicaCount'],
+};
+
+export interface OperationOutcome<T> {
+  result?: unknown;
+  error?: WorkflowFailedError;
+  progress: LifecycleProgress;
+  /** What `after` returned. */
+  after?: T;
+}
+
+/**
+ * Runs one op:<deploymentId>:op1 workflow (stop, start, delete, swap) to its end on a fresh worker with
+ * these activities (and idleScaler's); with `scaler`, a real scaler workflow of the deployment runs first,
+ * and `after` runs once the operation ended, before that scaler is terminated.
+ */
+export function runOperation<T = void>(
+  env: WorkflowEnv,
+  workflow: 'stopWorkflow' | 'startWorkflow' | 'deleteWorkflow' | 'swapWorkflow',
+  args: LifecycleInput | SwapInput,
+  activities: Partial<Activities>,
+  scaler: { policy: ScalingPolicy; paused?: boolean; current?: number } | null,
+  after?: () => Promise<T>,
+): Promise<OperationOutcome<T>> {
+  const id = args.deploymentId;
+  return env.withWorker({ ...idleScaler, ...activities }, async (taskQueue) => {
+    if (scaler) {
+      const input: ScalerInput = {
+        deploymentId: id,
+        policy: scaler.policy,
+        initialReplicas: scaler.current ?? 2,
+        planMaxReplicas: 8,
+        drainTimeoutMs: 1000,
+        paused: scaler.paused,
+      };
+      await env.client.workflow.start('scalerWorkflow', { taskQueue, workflowId: scalerWorkflowId(id), args: [input] });
+    }
+    const handle = await env.client.workflow.start(workflow, { taskQueue, workflowId: opWorkflowId(id, args.operationId), args: [args] });
+    let out: OperationOutcome<T>;
+    try {
+      out = { result: await handle.result(), progress: await handle.query(lifecycleProgressQuery) };
+    } catch (err) {
+      out = { error: err as WorkflowFailedError, progress: await handle.query(lifecycleProgressQuery) };
+    }
+    try {
+      if (after) out.after = await after();
+    } finally {
+      await env.client.workflow
+        .getHandle(scalerWorkflowId(id))
+        .terminate('test over')
+        .catch(() => {});
+    }
+    return out;
+  });
 }

@@ -2,16 +2,9 @@ import { WorkflowFailedError } from '@temporalio/client';
 import type { Activities } from '../../activities';
 import { NotFoundError, ProviderError, ReplicaUnhealthyError } from '../../src/domain/errors';
 import type { ScalingPolicy } from '../../src/domain/scaling';
-import {
-  LifecycleProgress,
-  lifecycleProgressQuery,
-  opWorkflowId,
-  ScalerInput,
-  scalerStatusQuery,
-  scalerWorkflowId,
-} from '../../workflows/messages';
+import { scalerStatusQuery, scalerWorkflowId } from '../../workflows/messages';
 import { eventually } from '../support/wait';
-import { recorder, WorkflowEnv, workflowEnv } from '../support/workflows';
+import { recorder, runOperation, WorkflowEnv, workflowEnv } from '../support/workflows';
 
 const policy: ScalingPolicy = {
   mode: 'FLEX',
@@ -47,13 +40,6 @@ function fakes(
     releaseReplicas: step('releaseReplicas', undefined),
     markFailed: step('markFailed', undefined),
     revokeDeploymentKeys: step('revokeDeploymentKeys', undefined),
-    // The scaler's (a paused scaler calls none of them).
-    reconcileReplicaCount: (async () => ({
-      started: [],
-      reused: [],
-      starting: [],
-      draining: [],
-    })) as unknown as Activities['reconcileReplicaCount'],
   };
 }
 
@@ -77,39 +63,14 @@ describe('stop, start and delete workflows (fake activities, real Temporal serve
     scaler: { paused?: boolean; current?: number } | null,
     after?: () => Promise<void>,
   ) =>
-    env.withWorker(activities, async (taskQueue) => {
-      if (scaler) {
-        const input: ScalerInput = {
-          deploymentId: id,
-          policy,
-          initialReplicas: scaler.current ?? 2,
-          planMaxReplicas: 8,
-          drainTimeoutMs: 1000,
-          paused: scaler.paused,
-        };
-        await env.client.workflow.start('scalerWorkflow', { taskQueue, workflowId: scalerWorkflowId(id), args: [input] });
-      }
-      const handle = await env.client.workflow.start(workflow, {
-        taskQueue,
-        workflowId: opWorkflowId(id, 'op1'),
-        args: [{ deploymentId: id, operationId: 'op1', healthTimeoutSeconds: 5, drainTimeoutMs: 1000 }],
-      });
-      let out: { result?: unknown; error?: WorkflowFailedError; progress: LifecycleProgress };
-      try {
-        out = { result: await handle.result(), progress: await handle.query(lifecycleProgressQuery) };
-      } catch (err) {
-        out = { error: err as WorkflowFailedError, progress: await handle.query(lifecycleProgressQuery) };
-      }
-      try {
-        await after?.();
-      } finally {
-        await env.client.workflow
-          .getHandle(scalerWorkflowId(id))
-          .terminate('test over')
-          .catch(() => {});
-      }
-      return out;
-    });
+    runOperation(
+      env,
+      workflow,
+      { deploymentId: id, operationId: 'op1', healthTimeoutSeconds: 5, drainTimeoutMs: 1000 },
+      activities,
+      scaler && { policy, ...scaler },
+      after,
+    );
   const scalerStatus = (id: string) => env.client.workflow.getHandle(scalerWorkflowId(id)).query(scalerStatusQuery);
 
   describe('stop', () => {

@@ -2,18 +2,9 @@ import { WorkflowFailedError } from '@temporalio/client';
 import type { Activities } from '../../activities';
 import { PlanError, ProviderPermanentError, ReplicaUnhealthyError } from '../../src/domain/errors';
 import type { ScalingPolicy } from '../../src/domain/scaling';
-import {
-  LifecycleProgress,
-  lifecycleProgressQuery,
-  opWorkflowId,
-  ScalerInput,
-  scalerStatusQuery,
-  scalerWorkflowId,
-  SwapInput,
-  SwapKind,
-} from '../../workflows/messages';
+import { scalerStatusQuery, scalerWorkflowId, SwapInput, SwapKind } from '../../workflows/messages';
 import { eventually } from '../support/wait';
-import { recorder, WorkflowEnv, workflowEnv } from '../support/workflows';
+import { recorder, runOperation, WorkflowEnv, workflowEnv } from '../support/workflows';
 
 const policy: ScalingPolicy = {
   mode: 'FLEX',
@@ -37,13 +28,6 @@ function fakes(log: string[], fail: Partial<Record<keyof Activities, Error>> = {
     finishSwap: step('finishSwap', undefined),
     abortRevision: step('abortRevision', undefined),
     failOperation: step('failOperation', undefined),
-    // A paused scaler calls none of the scaler's activities; a resumed one at its count reconciles nothing new.
-    reconcileReplicaCount: (async () => ({
-      started: [],
-      reused: [],
-      starting: [],
-      draining: [],
-    })) as unknown as Activities['reconcileReplicaCount'],
   };
 }
 
@@ -59,43 +43,33 @@ describe('the swap workflow of change GPU and rollback (fake activities, real Te
   let seq = 0;
   const newId = (what: string) => `dep-swap-${what}-${Date.now()}-${++seq}`;
 
-  /** Runs swapWorkflow beside a real scaler of 2 replicas (or none), then reads the scaler's status. */
-  const run = (id: string, activities: Partial<Activities>, o: { kind?: SwapKind; scaler?: boolean } = {}) =>
-    env.withWorker(activities, async (taskQueue) => {
-      if (o.scaler !== false) {
-        const input: ScalerInput = { deploymentId: id, policy, initialReplicas: 2, planMaxReplicas: 8, drainTimeoutMs: 1000 };
-        await env.client.workflow.start('scalerWorkflow', { taskQueue, workflowId: scalerWorkflowId(id), args: [input] });
-      }
-      const args: SwapInput = {
-        deploymentId: id,
-        operationId: 'op1',
-        healthTimeoutSeconds: 5,
-        drainTimeoutMs: 1000,
-        kind: o.kind ?? 'CHANGE_GPU',
-        revisionId: 'rev-new',
-      };
-      const handle = await env.client.workflow.start('swapWorkflow', { taskQueue, workflowId: opWorkflowId(id, 'op1'), args: [args] });
-      let out: { result?: unknown; error?: WorkflowFailedError; progress: LifecycleProgress };
-      try {
-        out = { result: await handle.result(), progress: await handle.query(lifecycleProgressQuery) };
-      } catch (err) {
-        out = { error: err as WorkflowFailedError, progress: await handle.query(lifecycleProgressQuery) };
-      }
-      // The resume is a signal: the scaler takes it on its next workflow task.
-      const status = () => env.client.workflow.getHandle(scalerWorkflowId(id)).query(scalerStatusQuery);
-      const scaler =
-        o.scaler === false
-          ? null
-          : await eventually(async () => {
-              const s = await status();
-              return !s.paused && s;
-            }, 10_000);
-      await env.client.workflow
-        .getHandle(scalerWorkflowId(id))
-        .terminate('test over')
-        .catch(() => {});
-      return { ...out, scaler };
-    });
+  /** Runs swapWorkflow beside a real scaler of 2 replicas (or none); `scaler` is its status once resumed. */
+  const run = async (id: string, activities: Partial<Activities>, o: { kind?: SwapKind; scaler?: boolean } = {}) => {
+    const args: SwapInput = {
+      deploymentId: id,
+      operationId: 'op1',
+      healthTimeoutSeconds: 5,
+      drainTimeoutMs: 1000,
+      kind: o.kind ?? 'CHANGE_GPU',
+      revisionId: 'rev-new',
+    };
+    // The resume is a signal: the scaler takes it on its next workflow task.
+    const status = () => env.client.workflow.getHandle(scalerWorkflowId(id)).query(scalerStatusQuery);
+    const resumed = () =>
+      eventually(async () => {
+        const s = await status();
+        return !s.paused && s;
+      }, 10_000);
+    const out = await runOperation(
+      env,
+      'swapWorkflow',
+      args,
+      activities,
+      o.scaler === false ? null : { policy },
+      o.scaler === false ? undefined : resumed,
+    );
+    return { ...out, scaler: out.after ?? null };
+  };
 
   it('should stage, wait healthy, switch, retire the old revision, then resume the scaler at the new count and target', async () => {
     const log: string[] = [];
