@@ -222,11 +222,14 @@ describe('change GPU and roll back a deployment under load (real api, worker, Te
   });
 
   it('should end with exactly one revision serving and no orphaned replica when the worker is SIGKILLed mid-swap', async () => {
-    const { id, apiKey } = await deployed('swap-kill');
+    const { id, pipelineId, apiKey } = await deployed('swap-kill');
+    const { createVariant: v2 } = await must(
+      gql<{ createVariant: { id: string } }>(CREATE_VARIANT, { pipelineId, input: { name: 'v2', gpu: 'any', engine: 'vllm' } }),
+    );
     let worker = await stack.spawnWorker();
     const load = chatLoad(stack.url, apiKey, { rate: 20, maxTokens: 10 });
-    const { changeGpu: op } = await must(gql<{ changeGpu: OperationResult }>(CHANGE_GPU, { id, gpu: 'sim-large' }));
-    // Kill it while the new replicas load (a cold cache on a new GPU takes 1.5 s).
+    const { rollbackDeployment: op } = await must(gql<{ rollbackDeployment: OperationResult }>(ROLLBACK, { id, variantId: v2.id }));
+    // Kill it while the new replicas load (v2's weights are not cached yet: 1.5 s).
     const handle = stack.temporal.workflow.getHandle(op.workflowId);
     await eventually(async () => (await handle.query(lifecycleProgressQuery)).step === 'waiting-healthy', 20_000, 20);
     await worker.kill();
@@ -238,7 +241,7 @@ describe('change GPU and roll back a deployment under load (real api, worker, Te
     const tally = await load.stop();
     expect(done.status).toBe('SUCCEEDED');
     expect(tally.failures).toEqual([]);
-    expect(d.revisions.filter((r) => r.status === 'SERVING').map((r) => r.gpu)).toEqual(['sim-large']);
+    expect(d.revisions.filter((r) => r.status === 'SERVING').map((r) => r.variantId)).toEqual([v2.id]);
     const serving = d.revisions.find((r) => r.status === 'SERVING')!;
     // Exactly the serving revision's replicas run: the old ones stopped, none started twice.
     const procs = await running(id);
