@@ -43,7 +43,7 @@ describe('swap activities', () => {
     await Promise.all(up.started.map((id) => run('awaitReplicaReady', { deploymentId, replicaId: id })));
     const deployment = () => prisma.deployment.findUniqueOrThrow({ where: { id: deploymentId } });
     const revision = (id: string) => prisma.revision.findUniqueOrThrow({ where: { id } });
-    const ofRevision = (id: string) => prisma.replica.findMany({ where: { revisionId: id }, orderBy: { startedAt: 'asc' } });
+    const ofRevision = (id: string) => prisma.replica.findMany({ where: { revisionId: id }, orderBy: { id: 'asc' } });
     return { ...d, operationId, staged: revisionId, stagedVariantId: variantId, deployment, revision, ofRevision };
   }
 
