@@ -8,7 +8,8 @@ import { Directory, KeyInfo, Route } from './directory';
 import { Admission, Admitted } from './admission';
 import { readJsonBody } from './body';
 import { ClientGone } from './client-gone';
-import { parseRequest, RequestKind } from './requests';
+import { parseRequest, RequestBody, RequestKind } from './requests';
+import { ResponseRequest, responsesToChat, ResponsesTap } from './responses';
 import { modelNotFound, noReplica, OpenAIError, refused, sendError, sendJson } from './errors';
 import type { DeploymentLoad } from './load';
 import { Metrics } from './metrics';
@@ -49,6 +50,22 @@ export interface GatewayOptions {
   bodyLimitBytes: number;
 }
 
+/** The POST routes the gateway serves, by path. */
+const POST_ROUTES = new Map<string, RequestKind>([
+  ['/v1/chat/completions', 'chat'],
+  ['/v1/completions', 'completions'],
+  ['/v1/responses', 'responses'],
+  ['/v1/embeddings', 'embeddings'],
+]);
+
+/** Where each is sent on: a Response is a chat completion at the replica. */
+const UPSTREAM_PATH: Record<RequestKind, string> = {
+  chat: '/v1/chat/completions',
+  completions: '/v1/completions',
+  responses: '/v1/chat/completions',
+  embeddings: '/v1/embeddings',
+};
+
 /** A request a replica answers: what pipe() reads, and what the end of its response is accounted with. */
 interface Served extends Piped {
   readonly load: DeploymentLoad;
@@ -87,8 +104,8 @@ export class Gateway {
     const requestId = `req_${randomUUID().replaceAll('-', '')}`;
     res.setHeader('x-request-id', requestId);
     let served: Promise<unknown>;
-    if (req.method === 'POST' && path === '/v1/chat/completions') served = this.proxy(req, res, 'chat');
-    else if (req.method === 'POST' && path === '/v1/embeddings') served = this.proxy(req, res, 'embeddings');
+    const kind = req.method === 'POST' ? POST_ROUTES.get(path) : undefined;
+    if (kind) served = this.proxy(req, res, kind);
     else if (req.method === 'GET' && path === '/v1/models') served = this.models(req, res);
     else {
       sendError(res, {
@@ -236,12 +253,21 @@ export class Gateway {
     admitted: Admitted,
     started: bigint,
   ): Promise<boolean> {
-    const parsed = parseRequest(kind, json);
-    if (!parsed.success) return this.fail(res, kind, parsed.error);
-    const body = parsed.data;
+    // /v1/responses is served as a chat completion and its answer rewritten on the way back.
+    let body: RequestBody;
+    let responses: ResponseRequest | null = null;
+    if (kind === 'responses') {
+      const mapped = responsesToChat(json);
+      if ('ok' in mapped) return this.fail(res, kind, mapped);
+      ({ chat: body, request: responses } = mapped);
+    } else {
+      const parsed = parseRequest(kind, json);
+      if (!parsed.success) return this.fail(res, kind, parsed.error);
+      body = parsed.data;
+    }
     const route = await this.resolve(key, body.model);
     if (refused(route)) return this.fail(res, kind, route);
-    if ((kind === 'chat' && route.task !== 'CHAT') || (kind === 'embeddings' && route.task !== 'EMBEDDINGS')) {
+    if (route.task !== (kind === 'embeddings' ? 'EMBEDDINGS' : 'CHAT')) {
       return this.fail(res, kind, {
         ok: false,
         status: 400,
@@ -253,20 +279,23 @@ export class Gateway {
     }
     const load = this.queue.loadOf(route.deploymentId);
     load.targetConcurrency = route.targetConcurrency;
-    const stream = kind === 'chat' && body.stream === true;
+    const stream = kind !== 'embeddings' && body.stream === true;
     const maxTokens = body.max_tokens ?? body.max_completion_tokens;
-    if (kind === 'chat' && !stream && maxTokens) {
+    if (kind !== 'embeddings' && !stream && maxTokens) {
       const tooLong = this.tooLongUnstreamed(load, maxTokens);
       if (tooLong) return this.fail(res, kind, tooLong);
     }
 
     // The upstream always comes from the route table; the request only picks among its replicas.
     // Streams always ask for usage; the usage chunk is taken out again if the client did not ask.
-    const stripUsage = stream && body.stream_options?.include_usage !== true;
+    // (The Responses adapter reads usage from the chat stream and never sends a chat event on.)
+    const askUsage = stream && (responses !== null || body.stream_options?.include_usage !== true);
+    const stripUsage = askUsage && responses === null;
     const upstreamRequest = Object.assign({}, body, { model: route.model });
-    if (stripUsage) upstreamRequest.stream_options = Object.assign({}, body.stream_options, { include_usage: true });
+    if (askUsage) upstreamRequest.stream_options = Object.assign({}, body.stream_options, { include_usage: true });
     const upstreamBody = JSON.stringify(upstreamRequest);
-    const path = kind === 'chat' ? '/v1/chat/completions' : '/v1/embeddings';
+    const path = UPSTREAM_PATH[kind];
+    const translate = responses ? (sse: boolean, status: number) => new ResponsesTap(sse, status, responses) : undefined;
     const gone = new ClientGone();
     const onClose = () => {
       if (!res.writableFinished) gone.abort();
@@ -368,6 +397,7 @@ export class Gateway {
         route,
         key,
         sentHr,
+        translate,
       };
       pipe(res, upstream, served, this.piping);
       return true;

@@ -3,9 +3,9 @@
 import type { ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { ClientGone } from './client-gone';
-import { envelope, OpenAIError } from './errors';
+import type { OpenAIError } from './errors';
 import type { Metrics } from './metrics';
-import { Usage, UsageTap } from './usage-tap';
+import { BodyTap, Usage, UsageTap } from './usage-tap';
 
 /** How a piped response ended. */
 export type PipeOutcome = 'ok' | 'upstream_broken' | 'upstream_timeout' | 'client_closed';
@@ -25,6 +25,8 @@ export interface Piped {
   /** When it was sent to the replica, epoch ms. */
   readonly sentAt: number;
   readonly gone: ClientGone;
+  /** Rewrites the body on its way (the Responses adapter); the usage tap alone when absent. */
+  readonly translate?: (sse: boolean, status: number) => BodyTap;
 }
 
 /**
@@ -67,7 +69,7 @@ export function pipe<R extends Piped>(raw: ServerResponse, res: Dispatcher.Respo
   if (sse) {
     headers['cache-control'] = 'no-cache';
     headers['x-accel-buffering'] = 'no';
-  } else {
+  } else if (!r.translate) {
     // A JSON body passes through unchanged: with its length Node sends headers and body in one write, unchunked.
     const length = res.headers['content-length'];
     if (typeof length === 'string' && /^\d+$/.test(length)) headers['content-length'] = length;
@@ -75,7 +77,7 @@ export function pipe<R extends Piped>(raw: ServerResponse, res: Dispatcher.Respo
   // Upstream errors keep their status: OpenAI-compatible engines already answer in the envelope.
   raw.writeHead(res.statusCode, headers);
   if (sse) raw.flushHeaders();
-  const tap = new UsageTap(sse, r.stripUsage);
+  const tap: BodyTap = r.translate ? r.translate(sse, res.statusCode) : new UsageTap(sse, r.stripUsage);
   let firstByteAt: number | null = null;
   let ttftMs: number | null = null;
   let lastChunkAt = Date.now();
@@ -139,7 +141,7 @@ export function pipe<R extends Piped>(raw: ServerResponse, res: Dispatcher.Respo
             message: `replica ${err.message} (GATEWAY_${silent === 'ttfb' ? 'TTFB' : 'IDLE'}_TIMEOUT_MS)`,
           }
         : { ok: false, status: 502, type: 'server_error', code: 'upstream_error', message: `replica failed mid-stream: ${err.message}` };
-      raw.end(`${tap.flush().toString()}data: ${JSON.stringify(envelope(e))}\n\n`);
+      raw.end(tap.failure(e));
     } else {
       // A JSON body cut short must not look complete: the client sees the connection fail.
       raw.destroy();

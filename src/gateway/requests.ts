@@ -1,5 +1,5 @@
-// The /v1 request bodies the gateway checks before forwarding (chat completions, embeddings), and the 400 a
-// malformed one gets. Unknown fields pass through to the replica.
+// The /v1 request bodies the gateway checks before forwarding (chat and text completions, embeddings), and the 400 a
+// malformed one gets. Unknown fields pass through to the replica. /v1/responses has its own mapping (responses.ts).
 import { z } from 'zod';
 import { zodMessage } from '../common/zod';
 import type { OpenAIError } from './errors';
@@ -27,6 +27,23 @@ const chatBody = z
   })
   .passthrough();
 
+const completionsBody = z
+  .object({
+    model: z.string({ error: "'model' is required and must be a string" }).min(1),
+    prompt: z.union([z.string(), z.array(z.string()).min(1)], { error: "'prompt' must be a string or a non-empty array of strings" }),
+    stream: z.boolean({ error: "'stream' must be a boolean" }).optional().nullable(),
+    stream_options: z
+      .object(
+        { include_usage: z.boolean({ error: "'stream_options.include_usage' must be a boolean" }).optional() },
+        { error: "'stream_options' must be an object" },
+      )
+      .passthrough()
+      .optional()
+      .nullable(),
+    max_tokens: positiveInt('max_tokens'),
+  })
+  .passthrough();
+
 const embeddingsBody = z
   .object({
     model: z.string({ error: "'model' is required and must be a string" }).min(1),
@@ -36,7 +53,9 @@ const embeddingsBody = z
   })
   .passthrough();
 
-export type RequestKind = 'chat' | 'embeddings';
+export type RequestKind = 'chat' | 'completions' | 'responses' | 'embeddings';
+
+const BODIES = { chat: chatBody, completions: completionsBody, embeddings: embeddingsBody };
 
 /** A checked body: the fields the gateway reads, and everything else as the client sent it. */
 export type RequestBody = Record<string, unknown> & {
@@ -53,14 +72,14 @@ export type RequestBody = Record<string, unknown> & {
  */
 export type ParsedRequest = { success: true; data: RequestBody } | { success: false; error: OpenAIError };
 
-export function parseRequest(kind: RequestKind, json: unknown): ParsedRequest {
+export function parseRequest(kind: Exclude<RequestKind, 'responses'>, json: unknown): ParsedRequest {
   if (json === undefined || json === null) {
     return {
       success: false,
       error: { ok: false, status: 400, type: 'invalid_request_error', code: 'invalid_body', message: 'request body must be a JSON object' },
     };
   }
-  const parsed = (kind === 'chat' ? chatBody : embeddingsBody).safeParse(json);
+  const parsed = BODIES[kind].safeParse(json);
   if (parsed.success) return parsed as { success: true; data: RequestBody };
   const issue = parsed.error.issues[0];
   return {

@@ -1,4 +1,18 @@
 // Token usage read from a response on its way through (UsageTap), and the parse of an OpenAI usage object.
+import { envelope, OpenAIError } from './errors';
+
+/** What pipe() passes a response body through: the bytes to send on, and the usage read on the way. */
+export interface BodyTap {
+  /** Takes a chunk from the upstream; returns the bytes to send to the client now (possibly empty). */
+  push(chunk: Buffer): Buffer;
+  /** The rest, once the upstream has ended. */
+  flush(): Buffer;
+  /** Usage once the body has ended. */
+  result(): Usage;
+  /** The end of a stream the upstream broke off after its first byte: what is held back, then the error event. */
+  failure(e: OpenAIError): Buffer;
+}
+
 export interface Usage {
   promptTokens: number;
   completionTokens: number;
@@ -24,7 +38,7 @@ const CONTENT = Buffer.from('"content":"');
  *   parsed. When the gateway asked the upstream for usage on the client's behalf (`stream_options.include_usage`),
  *   that usage-only event is taken out, so the client sees the stream it asked for.
  */
-export class UsageTap {
+export class UsageTap implements BodyTap {
   private tail: Buffer = Buffer.alloc(0);
   private pending: Buffer = Buffer.alloc(0);
   private usage: { prompt: number; completion: number } | null = null;
@@ -72,6 +86,10 @@ export class UsageTap {
     const rest = this.pending;
     this.pending = Buffer.alloc(0);
     return rest;
+  }
+
+  failure(e: OpenAIError): Buffer {
+    return Buffer.concat([this.flush(), Buffer.from(`data: ${JSON.stringify(envelope(e))}\n\n`)]);
   }
 
   /** Usage once the body has ended: the upstream's figures, or the content chunks counted. */

@@ -3,6 +3,7 @@ import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { planAnswer, textOf } from './answers';
 
 /**
  * An OpenAI-compatible model server with a latency model, for local replicas,
@@ -61,11 +62,6 @@ export const SIMULATOR_DEFAULTS: SimulatorOptions = {
   defaultMaxTokens: 16,
   embeddingDim: 64,
 };
-
-const WORDS = (
-  'the a model replica token stream answer quickly gpu batch cache warm cold start request ' +
-  'latency scale route key deploy queue serve infer vector prompt reply'
-).split(' ');
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -143,6 +139,10 @@ function seeded(seed: string) {
   };
 }
 
+/** A request's stream: its prompt's, and its `seed`'s when it has one (an option passed through changes the answer). */
+const seededFor = (prompt: string, seed: unknown) =>
+  seeded(seed === undefined || seed === null ? prompt : `${prompt}\0seed:${String(seed)}`);
+
 export function embed(text: string, dim: number): number[] {
   const rnd = seeded(`emb:${text}`);
   const v = Array.from({ length: dim }, () => rnd() * 2 - 1);
@@ -182,8 +182,14 @@ export async function startSimulator(partial: Partial<SimulatorOptions> = {}): P
     const includeUsage = stream && (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
     const id = `chatcmpl-${createHash('sha1').update(`${Date.now()}${Math.random()}`).digest('hex').slice(0, 24)}`;
     const created = Math.floor(Date.now() / 1000);
-    const rnd = seeded(prompt);
-    const promptTokens = countTokens(prompt);
+    const rnd = seededFor(prompt, body.seed);
+    const plan = planAnswer(body, maxTokens, rnd, (i) => `call_${id.slice(9, 21)}${i}`);
+    const completionTokens = Math.max(1, plan.pieces.length + plan.toolCalls.reduce((n, c) => n + c.argumentPieces.length, 0));
+    const usage = {
+      prompt_tokens: countTokens(prompt),
+      completion_tokens: completionTokens,
+      total_tokens: countTokens(prompt) + completionTokens,
+    };
     let closed = false;
     res.on('close', () => {
       closed = true;
@@ -196,46 +202,107 @@ export async function startSimulator(partial: Partial<SimulatorOptions> = {}): P
       }
       await sleep(o.ttftMs * slowdown());
       if (closed) return;
-      const words: string[] = [];
       if (stream) {
         res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
         const chunk = (delta: Record<string, unknown>, finish: string | null) =>
           `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: o.model, choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
         res.write(chunk({ role: 'assistant', content: '' }, null));
         const cut = Math.random() < o.cutStreamRate;
-        for (let i = 0; i < maxTokens; i++) {
+        // One delta per token: content pieces, then each tool call (its id and name first, then its arguments).
+        const deltas: Array<Record<string, unknown>> = [
+          ...plan.pieces.map((content) => ({ content })),
+          ...plan.toolCalls.flatMap((c, index) =>
+            c.argumentPieces.map((args, j) => ({
+              tool_calls: [
+                j === 0
+                  ? { index, id: c.id, type: 'function', function: { name: c.name, arguments: args } }
+                  : { index, function: { arguments: args } },
+              ],
+            })),
+          ),
+        ];
+        for (let i = 0; i < deltas.length; i++) {
           if (closed) return;
-          const w = WORDS[Math.floor(rnd() * WORDS.length)];
-          words.push(w);
-          res.write(chunk({ content: (i === 0 ? '' : ' ') + w }, null));
+          res.write(chunk(deltas[i], null));
           // Cut after the first token reached the client: a replica dying mid-stream.
           if (cut && i === 1) {
             res.socket?.destroy();
             return;
           }
-          if (i < maxTokens - 1) await sleep(o.itlMs * slowdown());
+          if (i < deltas.length - 1) await sleep(o.itlMs * slowdown());
         }
-        res.write(chunk({}, 'length'));
+        res.write(chunk({}, plan.finish));
         if (includeUsage) {
-          res.write(
-            `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: o.model, choices: [], usage: { prompt_tokens: promptTokens, completion_tokens: maxTokens, total_tokens: promptTokens + maxTokens } })}\n\n`,
-          );
+          res.write(`data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: o.model, choices: [], usage })}\n\n`);
         }
         res.end('data: [DONE]\n\n');
       } else {
-        for (let i = 0; i < maxTokens; i++) {
-          words.push(WORDS[Math.floor(rnd() * WORDS.length)]);
-        }
-        await sleep(o.itlMs * slowdown() * Math.max(0, maxTokens - 1));
+        await sleep(o.itlMs * slowdown() * Math.max(0, completionTokens - 1));
         if (closed) return;
+        const message: Record<string, unknown> = { role: 'assistant', content: plan.toolCalls.length ? null : textOf(plan) };
+        if (plan.toolCalls.length) {
+          message.tool_calls = plan.toolCalls.map((c) => ({
+            id: c.id,
+            type: 'function',
+            function: { name: c.name, arguments: c.argumentPieces.join('') },
+          }));
+        }
         sendJson(res, 200, {
           id,
           object: 'chat.completion',
           created,
           model: o.model,
-          choices: [{ index: 0, message: { role: 'assistant', content: words.join(' ') }, finish_reason: 'length', logprobs: null }],
-          usage: { prompt_tokens: promptTokens, completion_tokens: maxTokens, total_tokens: promptTokens + maxTokens },
+          choices: [{ index: 0, message, finish_reason: plan.finish, logprobs: null }],
+          usage,
         });
+      }
+      served++;
+    } finally {
+      sem.release();
+    }
+  }
+
+  /** Legacy text completions (/v1/completions): words after the prompt, plain or streamed. */
+  async function completions(res: ServerResponse, body: Record<string, unknown>) {
+    const prompt = Array.isArray(body.prompt) ? body.prompt.map(String).join('\n') : body.prompt;
+    if (typeof prompt !== 'string') {
+      return sendError(res, 400, "'prompt' must be a string or an array of strings", 'invalid_request_error', null, 'prompt');
+    }
+    const maxTokens = typeof body.max_tokens === 'number' ? body.max_tokens : o.defaultMaxTokens;
+    if (!Number.isInteger(maxTokens) || maxTokens < 1) {
+      return sendError(res, 400, "'max_tokens' must be a positive integer", 'invalid_request_error', null, 'max_tokens');
+    }
+    const stream = body.stream === true;
+    const includeUsage = stream && (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
+    const id = `cmpl-${createHash('sha1').update(`${Date.now()}${Math.random()}`).digest('hex').slice(0, 24)}`;
+    const created = Math.floor(Date.now() / 1000);
+    const rnd = seededFor(`text:${prompt}`, body.seed);
+    const pieces = planAnswer({}, maxTokens, rnd, () => '').pieces.map((p, i) => (i === 0 ? ` ${p}` : p));
+    const usage = { prompt_tokens: countTokens(prompt), completion_tokens: maxTokens, total_tokens: countTokens(prompt) + maxTokens };
+    let closed = false;
+    res.on('close', () => {
+      closed = true;
+    });
+    await sem.acquire();
+    try {
+      await sleep(o.ttftMs * slowdown());
+      if (closed) return;
+      const choice = (text: string, finish: string | null) => ({ index: 0, text, logprobs: null, finish_reason: finish });
+      if (stream) {
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+        const event = (payload: Record<string, unknown>) =>
+          `data: ${JSON.stringify({ id, object: 'text_completion', created, model: o.model, ...payload })}\n\n`;
+        for (let i = 0; i < pieces.length; i++) {
+          if (closed) return;
+          res.write(event({ choices: [choice(pieces[i], i === pieces.length - 1 ? 'length' : null)] }));
+          if (i < pieces.length - 1) await sleep(o.itlMs * slowdown());
+        }
+        if (includeUsage) res.write(event({ choices: [], usage }));
+        res.end('data: [DONE]\n\n');
+      } else {
+        await sleep(o.itlMs * slowdown() * Math.max(0, maxTokens - 1));
+        if (closed) return;
+        sendJson(res, 200, { id, object: 'text_completion', created, model: o.model, choices: [choice(pieces.join(''), 'length')], usage });
       }
       served++;
     } finally {
@@ -283,7 +350,7 @@ export async function startSimulator(partial: Partial<SimulatorOptions> = {}): P
     if (req.method === 'GET' && url === '/v1/models') {
       return sendJson(res, 200, { object: 'list', data: [{ id: o.model, object: 'model', created: 0, owned_by: 'simulator' }] });
     }
-    if (req.method === 'POST' && (url === '/v1/chat/completions' || url === '/v1/embeddings')) {
+    if (req.method === 'POST' && (url === '/v1/chat/completions' || url === '/v1/embeddings' || url === '/v1/completions')) {
       readBody(req)
         .then((body) => {
           if (typeof body !== 'object' || body === null || Array.isArray(body)) {
@@ -297,7 +364,7 @@ export async function startSimulator(partial: Partial<SimulatorOptions> = {}): P
           }
           if (o.task !== 'CHAT')
             return sendError(res, 400, `model ${o.model} does not serve chat completions`, 'invalid_request_error', 'unsupported_task');
-          return chat(req, res, b);
+          return url === '/v1/completions' ? completions(res, b) : chat(req, res, b);
         })
         .catch((err: Error) => {
           if (!res.headersSent) sendError(res, 400, `invalid JSON body: ${err.message}`, 'invalid_request_error');
