@@ -91,7 +91,7 @@ export const configSchema = z.object({
     .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL')
     .optional(),
   /** A key's bucket holds this many seconds of its per-minute rate as a burst. */
-  GATEWAY_RATE_BURST_SECONDS: positiveInt.max(60, 'must be at most 60').default(5),
+  GATEWAY_RATE_BURST_SECONDS: positiveInt.max(60, 'must be at most 60').default(6),
   METRICS_ENABLED: bool.default(true),
   /** Where the api writes the emitted GraphQL schema; empty keeps it in memory. */
   GRAPHQL_SCHEMA_FILE: z.string().default(''),

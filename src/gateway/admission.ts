@@ -33,7 +33,13 @@ export class Admission {
     const now = Date.now();
     if (!key || key.issuedAt === null) return invalidKey();
     if (key.revokedAt !== null) return invalidKey('This API key has been revoked.');
-    if (key.expiresAt !== null && key.expiresAt <= now) return invalidKey('This API key has expired.');
+    if (key.expiresAt !== null && key.expiresAt <= now) {
+      if (key.rotatedAt === null) return invalidKey('This API key has expired.');
+      return invalidKey(
+        `This API key was rotated on ${new Date(key.rotatedAt).toISOString()} and its grace period ended on ${new Date(key.expiresAt).toISOString()}; ` +
+          `use the key that replaced it${key.replacedByPrefix ? ` (${key.replacedByPrefix}...)` : ''}.`,
+      );
+    }
     return key;
   }
 
@@ -58,7 +64,9 @@ export class Admission {
       const r = await this.limited((l) => l.takeRate(key.id, limit, burst));
       headers['x-ratelimit-limit'] = String(limit);
       headers['x-ratelimit-remaining'] = String(r.remaining);
-      headers['x-ratelimit-reset'] = String(Math.ceil(r.resetMs / 1000));
+      // Unix seconds, as the reference documents; the seconds from now too, for clients that want a duration.
+      headers['x-ratelimit-reset'] = String(Math.ceil((Date.now() + r.resetMs) / 1000));
+      headers['x-ratelimit-reset-after'] = String(Math.ceil(r.resetMs / 1000));
       if (!r.allowed) {
         return {
           ok: false,

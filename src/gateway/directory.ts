@@ -20,6 +20,9 @@ export interface KeyInfo {
   issuedAt: number | null;
   expiresAt: number | null;
   revokedAt: number | null;
+  /** When rotateApiKey replaced it (it works until expiresAt), and the replacement's prefix. */
+  rotatedAt: number | null;
+  replacedByPrefix: string | null;
   /** Requests per minute: the key's own limit, else its plan's default; null means none. */
   ratePerMinute: number | null;
   /** Concurrent requests the workspace's plan allows across all its deployments. */
@@ -114,6 +117,8 @@ export class Directory {
   private readonly keys: Lookup<KeyInfo | null>;
   private readonly routes: Lookup<Route | null>;
   private readonly byName: Lookup<string | null>;
+  /** What a workspace or pipeline key may name as `model`, for the 404 that lists them. */
+  private readonly choiceNames: Lookup<string[]>;
   private readonly spend: Lookup<number>;
   private listener: PgClient | null = null;
   private closed = false;
@@ -137,6 +142,16 @@ export class Directory {
       return this.loadModel(workspaceId, model, pipelineId || null);
     });
     this.spend = new Lookup(10_000, ttlMs, (ws) => monthSpendUsd(this.prisma, ws));
+    this.choiceNames = new Lookup(10_000, ttlMs, async (k) => {
+      const [workspaceId, pipelineId] = k.split('\0');
+      const rows = await this.prisma.deployment.findMany({
+        where: { workspaceId, status: 'ACTIVE', pipelineId: pipelineId || undefined },
+        orderBy: { createdAt: 'desc' },
+        take: 20,
+        select: { id: true, pipeline: { select: { name: true } } },
+      });
+      return rows.map((d) => `${d.pipeline.name} (${d.id})`);
+    });
   }
 
   async start(): Promise<void> {
@@ -151,6 +166,7 @@ export class Directory {
       if (n.channel === CHANNEL_ROUTES) {
         this.routes.delete(n.payload ?? '');
         this.byName.clear();
+        this.choiceNames.clear();
         for (const l of this.routeListeners) l(n.payload ?? '');
       }
     });
@@ -202,6 +218,7 @@ export class Directory {
     this.keys.clear();
     this.routes.clear();
     this.byName.clear();
+    this.choiceNames.clear();
   }
 
   async close() {
@@ -216,6 +233,9 @@ export class Directory {
   private async loadKey(hash: string): Promise<KeyInfo | null> {
     const row = await this.prisma.apiKey.findUnique({ where: { hash }, include: { workspace: true } });
     if (!row) return null;
+    const replacement = row.replacedById
+      ? await this.prisma.apiKey.findUnique({ where: { id: row.replacedById }, select: { prefix: true } })
+      : null;
     return {
       id: row.id,
       workspaceId: row.workspaceId,
@@ -225,6 +245,8 @@ export class Directory {
       issuedAt: row.issuedAt?.getTime() ?? null,
       expiresAt: row.expiresAt?.getTime() ?? null,
       revokedAt: row.revokedAt?.getTime() ?? null,
+      rotatedAt: row.rotatedAt?.getTime() ?? null,
+      replacedByPrefix: replacement?.prefix ?? null,
       ratePerMinute: row.rateLimitPerMinute ?? PLANS[row.workspace.plan].keyRateDefault,
       concurrencyBudget: planMaxConcurrency(row.workspace.plan, row.workspace.maxConcurrency),
       spendCapUsd: row.workspace.monthlySpendCapUsd === null ? null : Number(row.workspace.monthlySpendCapUsd),
@@ -287,6 +309,11 @@ export class Directory {
       select: { id: true },
     });
     return d?.id ?? null;
+  }
+
+  /** The models a workspace or pipeline key may name: `pipeline (deployment id)` of its ACTIVE deployments, newest first, at most 20. */
+  choices(k: KeyInfo): Promise<string[]> {
+    return this.choiceNames.get(`${k.workspaceId}\0${k.pipelineId ?? ''}`);
   }
 
   /** Deployments a key can reach, for /v1/models. */

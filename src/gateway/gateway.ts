@@ -157,7 +157,17 @@ export class Gateway {
     }
     const route = deploymentId ? await this.o.directory.route(deploymentId) : null;
     if (!route || route.workspaceId !== key.workspaceId) {
-      return modelNotFound(`The model '${model}' does not exist or this key cannot reach it.`);
+      if (key.deploymentId) return modelNotFound(`The model '${model}' does not exist or this key cannot reach it.`);
+      // A workspace or pipeline key names its target: say which names it has.
+      const names = await this.o.directory.choices(key);
+      const hint =
+        model === 'default' && key.scope === 'WORKSPACE'
+          ? " A workspace key reaches several pipelines, so 'default' names none of them."
+          : '';
+      return modelNotFound(
+        `The model '${model}' is not a deployment this key reaches.${hint} ` +
+          (names.length ? `Name one by pipeline or deployment id: ${names.join(', ')}.` : 'This key reaches no ACTIVE deployment.'),
+      );
     }
     if (key.deploymentId && !['default', route.deploymentId, route.pipelineName, route.model].includes(model)) {
       return modelNotFound(`The model '${model}' is not served by this key's deployment; use 'default'.`);

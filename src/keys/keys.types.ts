@@ -13,7 +13,11 @@ export class ApiKey {
   @Field(() => Date, { nullable: true, description: 'Null until the deploy workflow issues a deployment key.' }) issuedAt!: Date | null;
   @Field(() => Date, { nullable: true }) expiresAt!: Date | null;
   @Field(() => Date, { nullable: true }) revokedAt!: Date | null;
-  @Field(() => Date, { nullable: true }) lastUsedAt!: Date | null;
+  @Field(() => Date, { nullable: true, description: 'When rotateApiKey replaced it; it works until expiresAt (the grace period).' })
+  rotatedAt!: Date | null;
+  @Field(() => ID, { nullable: true, description: 'The key that replaced it.' }) replacedById!: string | null;
+  @Field(() => Date, { nullable: true, description: 'Last request past authentication; written in batches, up to a few seconds late.' })
+  lastUsedAt!: Date | null;
   @Field() createdAt!: Date;
 }
 
@@ -21,6 +25,13 @@ export class ApiKey {
 export class CreatedApiKey {
   @Field(() => ApiKey) apiKey!: ApiKey;
   @Field({ description: 'The whole key. Shown once; store it now.' }) key!: string;
+}
+
+@ObjectType()
+export class RotatedApiKey {
+  @Field(() => ApiKey, { description: 'The new key: same scope, name and limits.' }) apiKey!: ApiKey;
+  @Field({ description: 'The whole new key. Shown once; store it now.' }) key!: string;
+  @Field(() => ApiKey, { description: 'The old key, working until its expiresAt (the end of the grace period).' }) previous!: ApiKey;
 }
 
 @InputType()

@@ -29,6 +29,8 @@ interface Row {
   ttftMsSum: number;
   ttftCount: number;
   costUsd: number;
+  /** The latest request in it, epoch ms: the key's lastUsedAt. */
+  lastAt: number;
 }
 
 /** Rows held while Postgres is unreachable before the oldest are dropped (and counted). */
@@ -81,9 +83,11 @@ export class UsageRecorder {
         ttftMsSum: 0,
         ttftCount: 0,
         costUsd: 0,
+        lastAt: s.at,
       };
       this.pending.set(k, r);
     }
+    if (s.at > r.lastAt) r.lastAt = s.at;
     r.requests++;
     if (!s.ok) r.errors++;
     r.promptTokens += s.promptTokens;
@@ -138,6 +142,7 @@ export class UsageRecorder {
         rows.map((r) => r.costUsd.toFixed(9)),
       );
       this.onFlush?.(rows.length, true);
+      await this.touchKeys(rows);
     } catch (err) {
       // Put the rows back under anything recorded meanwhile; the next interval tries again.
       for (const [k, r] of batch) {
@@ -149,6 +154,27 @@ export class UsageRecorder {
       this.log.error(
         { err: (err as Error).message, rows: rows.length },
         'usage rollup write failed; keeping the rows for the next interval',
+      );
+    }
+  }
+
+  /** The keys' lastUsedAt from the rows just written: one statement per flush, never on the request path; advisory, so a failure is only logged. */
+  private async touchKeys(rows: Row[]) {
+    const last = new Map<string, number>();
+    for (const r of rows) last.set(r.apiKeyId, Math.max(last.get(r.apiKeyId) ?? 0, r.lastAt));
+    // (rows are sorted by deployment then key; the keys are sorted again so that gateways lock them in one order.)
+    const ids = [...last.keys()].sort();
+    try {
+      await this.prisma.$executeRawUnsafe(
+        `UPDATE "ApiKey" AS k SET "lastUsedAt" = GREATEST(COALESCE(k."lastUsedAt", u.at), u.at)
+         FROM unnest($1::text[], $2::timestamp(3)[]) AS u(id, at) WHERE k.id = u.id`,
+        ids,
+        ids.map((id) => sqlTimestamp(last.get(id)!)),
+      );
+    } catch (err) {
+      this.log.warn(
+        { err: (err as Error).message, keys: last.size },
+        "could not write the keys' lastUsedAt (advisory: skipped for this flush)",
       );
     }
   }
@@ -165,4 +191,5 @@ const SUMMED = ['requests', 'errors', 'promptTokens', 'completionTokens', 'laten
 
 function merge(into: Row, r: Row) {
   sumInto(into, r, SUMMED);
+  into.lastAt = Math.max(into.lastAt, r.lastAt);
 }

@@ -1,8 +1,8 @@
 import { UseGuards } from '@nestjs/common';
-import { Args, ID, Mutation, Query, Resolver } from '@nestjs/graphql';
+import { Args, ID, Int, Mutation, Query, Resolver } from '@nestjs/graphql';
 import { AuthContext, CurrentAuth, ManagementAuthGuard } from './auth.guard';
 import { WorkspacesService } from './workspaces.service';
-import { CreatedManagementToken, ManagementToken, Workspace } from './workspaces.types';
+import { AuditEvent, CreatedManagementToken, ManagementToken, Workspace, WorkspaceSettingsInput } from './workspaces.types';
 
 @Resolver(() => Workspace)
 @UseGuards(ManagementAuthGuard)
@@ -12,6 +12,16 @@ export class WorkspacesResolver {
   @Query(() => Workspace, { description: 'The workspace of the management token.' })
   workspace(@CurrentAuth() auth: AuthContext): Workspace {
     return this.workspaces.view(auth.workspace);
+  }
+
+  @Mutation(() => Workspace, { description: 'The spend cap, and on Enterprise the custom caps; each change is an audit event.' })
+  updateWorkspaceSettings(@CurrentAuth() auth: AuthContext, @Args('input') input: WorkspaceSettingsInput): Promise<Workspace> {
+    return this.workspaces.updateSettings(auth.workspace, input, auth.tokenId);
+  }
+
+  @Query(() => [AuditEvent], { description: "Changes to the workspace's settings and keys, newest first." })
+  auditEvents(@CurrentAuth() auth: AuthContext, @Args('limit', { type: () => Int, defaultValue: 100 }) limit: number) {
+    return this.workspaces.auditEvents(auth.workspace.id, limit);
   }
 
   @Mutation(() => CreatedManagementToken)

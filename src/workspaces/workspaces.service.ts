@@ -4,7 +4,13 @@ import { issueSecret, newId, secretFromPlaintext } from '../common/secrets';
 import type { Plan, PrismaClient, Workspace as WorkspaceRow } from '../database/prisma';
 import { DomainError, ErrorCode, notFound } from '../domain/errors';
 import { planMaxConcurrency, planMaxReplicas, PlanName } from '../domain/plans';
-import type { CreatedManagementToken, Workspace } from './workspaces.types';
+import { audit } from '../audit/audit';
+import { CHANNEL_KEYS, notify } from '../database/notify';
+import type { CreatedManagementToken, Workspace, WorkspaceSettingsInput } from './workspaces.types';
+
+/** Enterprise's custom caps, and a spend cap, within sane bounds. */
+const CAP_MAX = 100_000;
+const SPEND_CAP_MAX_USD = 1e9;
 
 export const DEFAULT_WORKSPACE_ID = 'ws_default';
 
@@ -30,7 +36,69 @@ export class WorkspacesService {
       plan: ws.plan,
       maxReplicas: Math.min(planMaxReplicas(plan, ws.maxReplicas), 2 ** 31 - 1),
       maxConcurrency: Math.min(planMaxConcurrency(plan, ws.maxConcurrency), 2 ** 31 - 1),
+      monthlySpendCapUsd: ws.monthlySpendCapUsd === null ? null : Number(ws.monthlySpendCapUsd),
     };
+  }
+
+  /**
+   * The settings a workspace's admins change: the monthly spend cap (null clears it) and, on Enterprise, the custom
+   * replica and concurrency caps (null returns to the plan's). Each change is an audit event; every gateway sees it
+   * within a second (the keys it caches carry the cap and the budget).
+   */
+  async updateSettings(ws: WorkspaceRow, input: WorkspaceSettingsInput, actorId: string | null): Promise<Workspace> {
+    const data: { monthlySpendCapUsd?: number | null; maxReplicas?: number | null; maxConcurrency?: number | null } = {};
+    const cap = input.monthlySpendCapUsd;
+    if (cap !== undefined) {
+      if (cap !== null && !(Number.isFinite(cap) && cap > 0 && cap <= SPEND_CAP_MAX_USD)) {
+        throw new DomainError(
+          ErrorCode.BAD_USER_INPUT,
+          `monthlySpendCapUsd: must be above 0 and at most ${SPEND_CAP_MAX_USD} (null clears the cap)`,
+          {
+            field: 'monthlySpendCapUsd',
+          },
+        );
+      }
+      data.monthlySpendCapUsd = cap;
+    }
+    for (const field of ['maxReplicas', 'maxConcurrency'] as const) {
+      const v = input[field];
+      if (v === undefined) continue;
+      if (ws.plan !== 'ENTERPRISE') {
+        throw new DomainError(ErrorCode.PLAN_LIMIT, `${field}: custom caps are an Enterprise setting; the ${ws.plan} plan's caps apply`, {
+          field,
+          plan: ws.plan,
+        });
+      }
+      if (v !== null && !(Number.isInteger(v) && v >= 1 && v <= CAP_MAX)) {
+        throw new DomainError(ErrorCode.BAD_USER_INPUT, `${field}: must be an integer from 1 to ${CAP_MAX} (null for the plan's)`, {
+          field,
+        });
+      }
+      data[field] = v;
+    }
+    const before = this.view(ws);
+    // The change and its audit event in one transaction: no change goes unrecorded.
+    const after = await this.prisma.$transaction(async (tx) => {
+      const now = this.view(await tx.workspace.update({ where: { id: ws.id }, data }));
+      const changed = (Object.keys(data) as Array<keyof typeof data>).filter((k) => before[k] !== now[k]);
+      if (changed.length) {
+        await audit(tx, {
+          workspaceId: ws.id,
+          actorId,
+          kind: 'workspace.settings',
+          message: changed.map((k) => `${k} ${before[k] ?? 'none'} -> ${now[k] ?? 'none'}`).join(', '),
+          data: Object.fromEntries(changed.map((k) => [k, { from: before[k], to: now[k] }])),
+        });
+        await notify(tx, CHANNEL_KEYS, ws.id);
+      }
+      return now;
+    });
+    return after;
+  }
+
+  /** The audit trail, newest first. */
+  auditEvents(workspaceId: string, limit: number) {
+    return this.prisma.auditEvent.findMany({ where: { workspaceId }, orderBy: { id: 'desc' }, take: Math.max(1, Math.min(limit, 1000)) });
   }
 
   /** Revokes a token of this workspace; the token in use cannot revoke itself (no lock-out by mistake). */

@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { freePort } from '../../src/common/net';
 import { waitForPort } from '../../src/temporal/dev-server';
 import { Stack, startStack } from '../support/stack';
+import { eventually } from '../support/wait';
 
 /**
  * Admission on the real gateway: each rule with its status, code and headers,
@@ -40,25 +41,30 @@ describe('gateway admission', () => {
     });
 
   it("should refuse past a key's rate with 429, Retry-After and X-RateLimit-* on every response", async () => {
-    const key = await newKey(60); // 1 per second; a 5 s burst is 5 requests
+    const key = await newKey(60); // 1 per second; a 6 s burst is 6 requests
     const res = [];
-    for (let i = 0; i < 7; i++) {
+    const t0 = Math.floor(Date.now() / 1000);
+    for (let i = 0; i < 8; i++) {
       const r = await chat(stack.url, key);
       res.push({
         status: r.status,
         remaining: r.headers.get('x-ratelimit-remaining'),
         limit: r.headers.get('x-ratelimit-limit'),
+        reset: Number(r.headers.get('x-ratelimit-reset')),
+        resetAfter: Number(r.headers.get('x-ratelimit-reset-after')),
         retry: r.headers.get('retry-after'),
         body: await r.text(),
       });
     }
-    expect(res.slice(0, 5).map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
-    expect(res.slice(0, 5).map((r) => r.remaining)).toEqual(['4', '3', '2', '1', '0']);
+    expect(res.slice(0, 6).map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200]);
+    expect(res.slice(0, 6).map((r) => r.remaining)).toEqual(['5', '4', '3', '2', '1', '0']);
     expect(res.every((r) => r.limit === '60')).toBe(true);
-    expect(res[5].status).toBe(429);
-    expect(JSON.parse(res[5].body).error).toMatchObject({ type: 'rate_limit_error', code: 'rate_limit_exceeded' });
-    expect(Number(res[5].retry)).toBeGreaterThanOrEqual(1);
-    expect(Number(res[5].retry)).toBeLessThanOrEqual(2);
+    // X-RateLimit-Reset is when the bucket is full again, in unix seconds: at most the burst's 6 s from now.
+    expect(res.every((r) => r.reset >= t0 && r.reset <= Math.ceil(Date.now() / 1000) + 7 && r.resetAfter <= 7)).toBe(true);
+    expect(res[6].status).toBe(429);
+    expect(JSON.parse(res[6].body).error).toMatchObject({ type: 'rate_limit_error', code: 'rate_limit_exceeded' });
+    expect(Number(res[6].retry)).toBeGreaterThanOrEqual(1);
+    expect(Number(res[6].retry)).toBeLessThanOrEqual(2);
   });
 
   it('should refuse a workspace over its monthly spend cap with 403 plan_limit_exceeded, before any rate is spent', async () => {
@@ -250,7 +256,7 @@ describe('gateway admission', () => {
     });
 
     it('should never let a key past its rate, whichever process a request reaches', async () => {
-      const key = await newKey(60); // burst 5, then 1 per second
+      const key = await newKey(60); // burst 6, then 1 per second
       const t0 = Date.now();
       const statuses = await Promise.all(
         Array.from({ length: 20 }, (_, i) => chat(urls[i % 2], key).then(async (r) => (await r.text(), r.status))),
@@ -258,8 +264,54 @@ describe('gateway admission', () => {
       const elapsedS = (Date.now() - t0) / 1000;
       const ok = statuses.filter((s) => s === 200).length;
       expect(statuses.filter((s) => s !== 200 && s !== 429)).toEqual([]);
-      expect(ok).toBeGreaterThanOrEqual(5);
-      expect(ok).toBeLessThanOrEqual(5 + Math.floor(elapsedS));
+      expect(ok).toBeGreaterThanOrEqual(6);
+      expect(ok).toBeLessThanOrEqual(6 + Math.floor(elapsedS));
+    });
+
+    it('should keep a rotated key working on both processes for its grace, then refuse it with 401 saying it was rotated', async () => {
+      const created = await stack.gql<{ createApiKey: { key: string; apiKey: { id: string } } }>(
+        `mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { key apiKey { id } } }`,
+        ws.token,
+        { i: { name: 'rotating', scope: 'DEPLOYMENT', deploymentId } },
+      );
+      const oldKey = created.data.createApiKey.key;
+      const status = async (url: string, key: string) => {
+        const r = await chat(url, key);
+        return { status: r.status, body: await r.text() };
+      };
+      for (const url of urls) expect((await status(url, oldKey)).status).toBe(200);
+      const rotated = await stack.gql<{
+        rotateApiKey: { key: string; apiKey: { prefix: string }; previous: { rotatedAt: string; expiresAt: string } };
+      }>(
+        `mutation($id: ID!) { rotateApiKey(id: $id, graceSeconds: 3) { key apiKey { prefix } previous { rotatedAt expiresAt } } }`,
+        ws.token,
+        { id: created.data.createApiKey.apiKey.id },
+      );
+      const { key: newKey2, apiKey, previous } = rotated.data.rotateApiKey;
+      expect(new Date(previous.expiresAt).getTime() - new Date(previous.rotatedAt).getTime()).toBe(3000);
+      // Within the grace both keys work, on both processes.
+      for (const url of urls) {
+        expect((await status(url, oldKey)).status).toBe(200);
+        expect((await status(url, newKey2)).status).toBe(200);
+      }
+      // After it, the old one is refused everywhere with a message that says what happened and what to use.
+      for (const url of urls) {
+        const refused = await eventually(
+          async () => {
+            const r = await status(url, oldKey);
+            return r.status === 401 && r;
+          },
+          10_000,
+          200,
+        );
+        expect(JSON.parse(refused.body).error).toMatchObject({
+          code: 'invalid_api_key',
+          message: expect.stringMatching(
+            new RegExp(`^This API key was rotated on .* use the key that replaced it \\(${apiKey.prefix}\\.\\.\\.\\)\\.$`),
+          ),
+        });
+        expect((await status(url, newKey2)).status).toBe(200);
+      }
     });
 
     it('should hold the workspace budget across both processes', async () => {
