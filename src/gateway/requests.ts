@@ -9,38 +9,31 @@ const positiveInt = (field: string) => {
   return z.number({ error: message }).int(message).positive(message).optional().nullable();
 };
 
-const chatBody = z
-  .object({
-    model: z.string({ error: "'model' is required and must be a string" }).min(1),
+/** What every generating route reads: the model, whether to stream, and stream usage. */
+const generating = z.object({
+  model: z.string({ error: "'model' is required and must be a string" }).min(1),
+  stream: z.boolean({ error: "'stream' must be a boolean" }).optional().nullable(),
+  stream_options: z
+    .object(
+      { include_usage: z.boolean({ error: "'stream_options.include_usage' must be a boolean" }).optional() },
+      { error: "'stream_options' must be an object" },
+    )
+    .passthrough()
+    .optional()
+    .nullable(),
+  max_tokens: positiveInt('max_tokens'),
+});
+
+const chatBody = generating
+  .extend({
     messages: z.array(z.unknown(), { error: "'messages' must be an array" }).min(1, "'messages' must not be empty"),
-    stream: z.boolean({ error: "'stream' must be a boolean" }).optional().nullable(),
-    stream_options: z
-      .object(
-        { include_usage: z.boolean({ error: "'stream_options.include_usage' must be a boolean" }).optional() },
-        { error: "'stream_options' must be an object" },
-      )
-      .passthrough()
-      .optional()
-      .nullable(),
-    max_tokens: positiveInt('max_tokens'),
     max_completion_tokens: positiveInt('max_completion_tokens'),
   })
   .passthrough();
 
-const completionsBody = z
-  .object({
-    model: z.string({ error: "'model' is required and must be a string" }).min(1),
+const completionsBody = generating
+  .extend({
     prompt: z.union([z.string(), z.array(z.string()).min(1)], { error: "'prompt' must be a string or a non-empty array of strings" }),
-    stream: z.boolean({ error: "'stream' must be a boolean" }).optional().nullable(),
-    stream_options: z
-      .object(
-        { include_usage: z.boolean({ error: "'stream_options.include_usage' must be a boolean" }).optional() },
-        { error: "'stream_options' must be an object" },
-      )
-      .passthrough()
-      .optional()
-      .nullable(),
-    max_tokens: positiveInt('max_tokens'),
   })
   .passthrough();
 
