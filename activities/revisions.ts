@@ -1,6 +1,6 @@
 import { heartbeat } from '@temporalio/activity';
 import { CHANNEL_ROUTES, notify } from '../src/database/notify';
-import { NotFoundError, PlanError } from '../src/domain/errors';
+import { NotFoundError, StateError } from '../src/domain/errors';
 import { targetConcurrency } from '../src/domain/plans';
 import type { ActivityContext } from './context';
 import { ReplicaRevision, replicaActivities, replicaSteps } from './replicas';
@@ -33,8 +33,8 @@ export function revisionActivities(ctx: ActivityContext) {
     async stageRevision({ deploymentId, revisionId }: { deploymentId: string; revisionId: string }): Promise<{ count: number }> {
       const d = await loadDeployment(deploymentId);
       const rev = await loadRevision(revisionId);
-      if (rev.deploymentId !== deploymentId) throw new PlanError(`revision ${revisionId} belongs to another deployment`);
-      if (rev.status !== 'STAGED') throw new PlanError(`revision ${revisionId} is ${rev.status}, not STAGED: it cannot be brought up`);
+      if (rev.deploymentId !== deploymentId) throw new StateError(`revision ${revisionId} belongs to another deployment`);
+      if (rev.status !== 'STAGED') throw new StateError(`revision ${revisionId} is ${rev.status}, not STAGED: it cannot be brought up`);
       const p = provider(d.target);
       const serving = d.revisionId
         ? await prisma.replica.count({ where: { deploymentId, revisionId: d.revisionId, state: { in: ['STARTING', 'READY'] } } })
@@ -96,9 +96,9 @@ export function revisionActivities(ctx: ActivityContext) {
       if (d.revisionId === revisionId) {
         return { previousRevisionId: rev.previousRevisionId, targetConcurrency: d.targetConcurrency };
       }
-      if (rev.status !== 'STAGED') throw new PlanError(`revision ${revisionId} is ${rev.status}, not STAGED: it cannot serve`);
+      if (rev.status !== 'STAGED') throw new StateError(`revision ${revisionId} is ${rev.status}, not STAGED: it cannot serve`);
       const ready = await prisma.replica.count({ where: { revisionId, state: 'READY' } });
-      if (ready === 0) throw new PlanError(`revision ${revisionId} has no ready replica: the routes stay where they are`);
+      if (ready === 0) throw new StateError(`revision ${revisionId} has no ready replica: the routes stay where they are`);
       // A new variant brings its own per-replica target; a new GPU alone keeps the deployment's.
       const target =
         rev.variantId === d.variantId
@@ -150,7 +150,7 @@ export function revisionActivities(ctx: ActivityContext) {
       drainTimeoutMs: number;
     }): Promise<{ stopped: number }> {
       const d = await loadDeployment(deploymentId);
-      if (d.revisionId === revisionId) throw new PlanError(`revision ${revisionId} serves: it cannot be retired`);
+      if (d.revisionId === revisionId) throw new StateError(`revision ${revisionId} serves: it cannot be retired`);
       await prisma.replica.updateMany({ where: { revisionId, state: { in: ['STARTING', 'READY'] } }, data: { state: 'DRAINING' } });
       const draining = await prisma.replica.findMany({ where: { revisionId, state: 'DRAINING' } });
       await Promise.all(draining.map((r) => replicas.drainReplica({ deploymentId, replicaId: r.id, drainTimeoutMs })));

@@ -1,8 +1,16 @@
 import { ApplicationFailure } from '@temporalio/common';
-import { NotFoundError, PERMANENT_FAILURES, PlanError, ProviderError, ProviderPermanentError, ReplicaUnhealthyError } from './errors';
+import {
+  NotFoundError,
+  PERMANENT_FAILURES,
+  PlanError,
+  ProviderError,
+  ProviderPermanentError,
+  ReplicaUnhealthyError,
+  StateError,
+} from './errors';
 
 describe('activity failure types', () => {
-  it.each([PlanError, NotFoundError, ReplicaUnhealthyError, ProviderPermanentError])(
+  it.each([PlanError, StateError, NotFoundError, ReplicaUnhealthyError, ProviderPermanentError])(
     'should list %p as permanent under the type the SDK gives it',
     (C) => {
       const type = ApplicationFailure.fromError(new C('x')).type;

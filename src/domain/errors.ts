@@ -39,6 +39,11 @@ export class PlanError extends PermanentError {
   override readonly name = 'PlanError';
 }
 
+/** The rows are not in the state the step needs (a revision that is not STAGED, one that has no ready replica). */
+export class StateError extends PermanentError {
+  override readonly name = 'StateError';
+}
+
 /** A row the activity acts on is gone. */
 export class NotFoundError extends PermanentError {
   override readonly name = 'NotFoundError';
@@ -65,6 +70,10 @@ type ErrorClass = abstract new (message: string) => Error;
 export const failureType = (c: ErrorClass): string => c.name;
 
 /** Every permanent activity error's type, for nonRetryableErrorTypes. */
-export const PERMANENT_FAILURES: readonly string[] = [PlanError, NotFoundError, ReplicaUnhealthyError, ProviderPermanentError].map(
-  failureType,
-);
+export const PERMANENT_FAILURES: readonly string[] = [
+  PlanError,
+  StateError,
+  NotFoundError,
+  ReplicaUnhealthyError,
+  ProviderPermanentError,
+].map(failureType);

@@ -1,6 +1,6 @@
 import { WorkflowFailedError } from '@temporalio/client';
 import type { Activities } from '../../activities';
-import { PlanError, ProviderPermanentError, ReplicaUnhealthyError } from '../../src/domain/errors';
+import { ProviderPermanentError, ReplicaUnhealthyError, StateError } from '../../src/domain/errors';
 import type { ScalingPolicy } from '../../src/domain/scaling';
 import { scalerStatusQuery, scalerWorkflowId, SwapInput, SwapKind } from '../../workflows/messages';
 import { eventually } from '../support/wait';
@@ -97,7 +97,7 @@ describe('the swap workflow of change GPU and rollback (fake activities, real Te
       new ReplicaUnhealthyError('replica rev-new-r0 exited before it became healthy'),
       ['stageRevision', 'waitRevisionReady'],
     ],
-    ['switchRevision', new PlanError('revision rev-new has no ready replica'), ['stageRevision', 'waitRevisionReady', 'switchRevision']],
+    ['switchRevision', new StateError('revision rev-new has no ready replica'), ['stageRevision', 'waitRevisionReady', 'switchRevision']],
   ] as const)(
     'should undo a failure at %s: release the staged replicas, keep the old revision serving, resume the scaler as it was',
     async (at, err, ran) => {
@@ -117,7 +117,7 @@ describe('the swap workflow of change GPU and rollback (fake activities, real Te
     ['finishSwap', ['stageRevision', 'waitRevisionReady', 'switchRevision', 'retireRevision', 'finishSwap']],
   ] as const)('should not undo the switch when %s fails, and still resume the scaler on the new revision', async (at, ran) => {
     const log: string[] = [];
-    const r = await run(newId(at), fakes(log, { [at]: new PlanError(`${at} refused`) }));
+    const r = await run(newId(at), fakes(log, { [at]: new StateError(`${at} refused`) }));
     expect(log).toEqual([...ran, 'failOperation']);
     expect(r.error!.cause).toMatchObject({ type: 'ChangeGpuFailed', message: `change gpu failed: ${at} refused` });
     expect(r.scaler).toMatchObject({ paused: false, current: 3, policy: { targetConcurrency: 12 } });
