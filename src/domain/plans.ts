@@ -67,6 +67,7 @@ export const DEFAULT_TARGET_CONCURRENCY: Record<TaskName, number> = {
   CHAT: 32,
   EMBEDDINGS: 256,
   IMAGE: 2,
+  AUDIO: 8,
 };
 
 /**

@@ -12,9 +12,22 @@ export interface GpuRates {
   activePerReplicaSecondUsd: number;
 }
 
+/** What is billed per unit rather than per token: images generated, audio transcribed or spoken. */
+export interface UnitRates {
+  perImageUsd: number;
+  perAudioSecondUsd: number;
+}
+
 export interface PriceTable {
   /** Rates by GPU name as deployments spell it; `default` covers any other GPU. */
   gpus: Record<string, GpuRates>;
+  units: UnitRates;
+}
+
+/** The units of one request besides its tokens. */
+export interface Units {
+  images: number;
+  audioSeconds: number;
 }
 
 /**
@@ -30,6 +43,7 @@ export const DEFAULT_PRICES: PriceTable = {
     'A100-80GB': { flexPerMillionTokensUsd: 0.5, activePerMillionTokensUsd: 0.12, activePerReplicaSecondUsd: 0.00076 },
     'H100-80GB': { flexPerMillionTokensUsd: 0.8, activePerMillionTokensUsd: 0.2, activePerReplicaSecondUsd: 0.00116 },
   },
+  units: { perImageUsd: 0.02, perAudioSecondUsd: 0.0001 },
 };
 
 export type BillingTarget = Target;
@@ -53,6 +67,12 @@ export function tokenCostUsd(table: PriceTable, d: { target: BillingTarget; mode
   if (!metered(d.target) || tokens <= 0) return 0;
   const r = gpuRates(table, d.gpu);
   return (tokens * (d.mode === 'ACTIVE' ? r.activePerMillionTokensUsd : r.flexPerMillionTokensUsd)) / 1e6;
+}
+
+/** USD for the images and audio seconds of one request (metered targets only, as tokens). */
+export function unitCostUsd(table: PriceTable, d: { target: BillingTarget }, u: Units): number {
+  if (!metered(d.target)) return 0;
+  return u.images * table.units.perImageUsd + u.audioSeconds * table.units.perAudioSecondUsd;
 }
 
 /** USD for warm replica time; only Active deployments pay for it. */

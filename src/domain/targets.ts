@@ -7,5 +7,5 @@ export type Target = (typeof TARGETS)[number];
 export const MODES = ['FLEX', 'ACTIVE'] as const;
 export type Mode = (typeof MODES)[number];
 
-export const TASKS = ['CHAT', 'EMBEDDINGS', 'IMAGE'] as const;
+export const TASKS = ['CHAT', 'EMBEDDINGS', 'IMAGE', 'AUDIO'] as const;
 export type Task = (typeof TASKS)[number];

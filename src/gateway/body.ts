@@ -1,8 +1,9 @@
-// Reading a /v1 request's JSON body: its type, its size limit and a prototype-safe parse; each failure is the
+// Reading a /v1 request's body (JSON, or multipart for audio uploads): its type, its size limit and a safe parse; each failure is the
 // OpenAIError to answer with.
 import type { IncomingMessage } from 'node:http';
 import getRawBody from 'raw-body';
 import { parse as secureJsonParse } from 'secure-json-parse';
+import { Form, readForm } from '../common/multipart';
 import type { OpenAIError } from './errors';
 
 const JSON_TYPE = /^application\/json\s*(?:;|$)/i;
@@ -45,5 +46,30 @@ export async function readJsonBody(req: IncomingMessage, limitBytes: number): Pr
     return { value: secureJsonParse(text, undefined, { protoAction: 'error', constructorAction: 'error' }) };
   } catch (err) {
     return bad(400, 'invalid_body', `invalid request body: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Reads a multipart/form-data body (an audio upload) whole, at most `limitBytes`, into its fields and files: 415 for
+ * another type, 413 past the limit, 400 for a body that does not parse. Never rejects.
+ */
+export async function readFormBody(req: IncomingMessage, limitBytes: number): Promise<{ value: Form } | OpenAIError> {
+  const type = req.headers['content-type'];
+  if (!type || !/^multipart\/form-data/i.test(type)) {
+    return bad(415, 'invalid_body', `Content-Type must be multipart/form-data${type ? `, not ${type.slice(0, 100)}` : ''}`);
+  }
+  let raw: Buffer;
+  try {
+    raw = await getRawBody(req, { length: req.headers['content-length'], limit: limitBytes });
+  } catch (err) {
+    req.resume();
+    const e = err as getRawBody.RawBodyError;
+    if (e.type === 'entity.too.large') return bad(413, 'request_too_large', `request body is larger than ${limitBytes} bytes`);
+    return bad(400, 'invalid_body', `request body could not be read: ${e.message}`);
+  }
+  try {
+    return { value: await readForm(req.headers, raw, limitBytes) };
+  } catch (err) {
+    return bad(400, 'invalid_body', `invalid multipart body: ${(err as Error).message}`);
   }
 }

@@ -6,7 +6,11 @@ import type { Logger } from 'pino';
 import { Dispatcher, errors, Pool } from 'undici';
 import { Directory, KeyInfo, Route } from './directory';
 import { Admission, Admitted } from './admission';
-import { readJsonBody } from './body';
+import { audioSeconds } from '../common/media';
+import { encodeForm, Form } from '../common/multipart';
+import type { Task } from '../domain/targets';
+import { readFormBody, readJsonBody } from './body';
+import { AudioTap } from './usage-tap';
 import { ClientGone } from './client-gone';
 import { parseRequest, RequestBody, RequestKind } from './requests';
 import { ResponseRequest, responsesToChat, ResponsesTap } from './responses';
@@ -19,7 +23,7 @@ import { Queue } from './queue';
 import { pipe, PipeFinished, PipeOptions, Piped } from './pipe';
 import type { Usage } from './usage-tap';
 import type { UsageRecorder } from '../usage/recorder';
-import { PriceTable, tokenCostUsd } from '../domain/pricing';
+import { PriceTable, tokenCostUsd, Units, unitCostUsd } from '../domain/pricing';
 
 export interface GatewayOptions {
   directory: Directory;
@@ -56,7 +60,23 @@ const POST_ROUTES = new Map<string, RequestKind>([
   ['/v1/completions', 'completions'],
   ['/v1/responses', 'responses'],
   ['/v1/embeddings', 'embeddings'],
+  ['/v1/images/generations', 'images'],
+  ['/v1/audio/speech', 'speech'],
+  ['/v1/audio/transcriptions', 'transcriptions'],
 ]);
+
+const NO_UNITS: Units = { images: 0, audioSeconds: 0 };
+
+/** The pipeline task each route needs. */
+const TASK_OF: Record<RequestKind, Task> = {
+  chat: 'CHAT',
+  completions: 'CHAT',
+  responses: 'CHAT',
+  embeddings: 'EMBEDDINGS',
+  images: 'IMAGE',
+  speech: 'AUDIO',
+  transcriptions: 'AUDIO',
+};
 
 /** Where each is sent on: a Response is a chat completion at the replica. */
 const UPSTREAM_PATH: Record<RequestKind, string> = {
@@ -64,6 +84,9 @@ const UPSTREAM_PATH: Record<RequestKind, string> = {
   completions: '/v1/completions',
   responses: '/v1/chat/completions',
   embeddings: '/v1/embeddings',
+  images: '/v1/images/generations',
+  speech: '/v1/audio/speech',
+  transcriptions: '/v1/audio/transcriptions',
 };
 
 /** A request a replica answers: what pipe() reads, and what the end of its response is accounted with. */
@@ -74,6 +97,8 @@ interface Served extends Piped {
   readonly key: KeyInfo;
   /** When it was handed to the upstream client (process.hrtime.bigint()): the replica's share of its latency starts here. */
   readonly sentHr: bigint;
+  /** Images and audio seconds it is billed for (a spoken answer's seconds come from the tap). */
+  readonly units: Units;
 }
 
 /** The OpenAI-compatible data path: admit -> resolve the deployment -> the ready replica with the most headroom -> pipe. */
@@ -223,7 +248,8 @@ export class Gateway {
     for (const k in admitted.headers) res.setHeader(k, admitted.headers[k]);
     let piped = false;
     try {
-      const body = await readJsonBody(req, this.o.bodyLimitBytes);
+      const body =
+        kind === 'transcriptions' ? await readFormBody(req, this.o.bodyLimitBytes) : await readJsonBody(req, this.o.bodyLimitBytes);
       if (refused(body)) return this.fail(res, kind, body);
       piped = await this.forward(res, body.value, kind, key, admitted, started);
     } finally {
@@ -266,10 +292,26 @@ export class Gateway {
     // /v1/responses is served as a chat completion and its answer rewritten on the way back.
     let body: RequestBody;
     let responses: ResponseRequest | null = null;
+    // An upload (a transcription) is sent on as a form again, with the replica's model name in it.
+    let form: Form | null = null;
     if (kind === 'responses') {
       const mapped = responsesToChat(json);
       if ('ok' in mapped) return this.fail(res, kind, mapped);
       ({ chat: body, request: responses } = mapped);
+    } else if (kind === 'transcriptions') {
+      form = json as Form;
+      const missing = !form.fields.model ? 'model' : !form.files.file ? 'file' : null;
+      if (missing) {
+        return this.fail(res, kind, {
+          ok: false,
+          status: 400,
+          type: 'invalid_request_error',
+          code: 'invalid_body',
+          param: missing,
+          message: missing === 'model' ? "'model' is required (a form field)" : "'file' is required: the audio to transcribe",
+        });
+      }
+      body = { model: form.fields.model };
     } else {
       const parsed = parseRequest(kind, json);
       if (!parsed.success) return this.fail(res, kind, parsed.error);
@@ -277,7 +319,7 @@ export class Gateway {
     }
     const route = await this.resolve(key, body.model);
     if (refused(route)) return this.fail(res, kind, route);
-    if (route.task !== (kind === 'embeddings' ? 'EMBEDDINGS' : 'CHAT')) {
+    if (route.task !== TASK_OF[kind]) {
       return this.fail(res, kind, {
         ok: false,
         status: 400,
@@ -303,9 +345,20 @@ export class Gateway {
     const stripUsage = askUsage && responses === null;
     const upstreamRequest = Object.assign({}, body, { model: route.model });
     if (askUsage) upstreamRequest.stream_options = Object.assign({}, body.stream_options, { include_usage: true });
-    const upstreamBody = JSON.stringify(upstreamRequest);
+    const upstream_ = form
+      ? await encodeForm({ fields: Object.assign({}, form.fields, { model: route.model }), files: form.files })
+      : { body: JSON.stringify(upstreamRequest), contentType: 'application/json' };
     const path = UPSTREAM_PATH[kind];
-    const translate = responses ? (sse: boolean, status: number) => new ResponsesTap(sse, status, responses) : undefined;
+    // Billed per unit, not per token: images asked for, audio seconds uploaded (a spoken answer's are counted as it streams).
+    const units: Units = {
+      images: kind === 'images' ? (typeof body.n === 'number' ? body.n : 1) : 0,
+      audioSeconds: form ? audioSeconds(form.files.file.data.subarray(0, 44), form.files.file.data.length) : 0,
+    };
+    const translate = responses
+      ? (sse: boolean, status: number) => new ResponsesTap(sse, status, responses)
+      : kind === 'speech'
+        ? () => new AudioTap()
+        : undefined;
     const gone = new ClientGone();
     const onClose = () => {
       if (!res.writableFinished) gone.abort();
@@ -358,8 +411,8 @@ export class Gateway {
         upstream = await this.pool(replica.address).request({
           path,
           method: 'POST',
-          headers: { 'content-type': 'application/json', 'x-request-id': res.getHeader('x-request-id') as string },
-          body: upstreamBody,
+          headers: { 'content-type': upstream_.contentType, 'x-request-id': res.getHeader('x-request-id') as string },
+          body: upstream_.body,
           signal: gone,
           // A stream's headers come at once; a non-streamed answer's come with its body, at the end.
           headersTimeout: stream ? this.o.ttfbTimeoutMs : this.o.requestTimeoutMs,
@@ -408,6 +461,7 @@ export class Gateway {
         key,
         sentHr,
         translate,
+        units,
       };
       pipe(res, upstream, served, this.piping);
       return true;
@@ -433,7 +487,11 @@ export class Gateway {
     // A client that cancels is not an error of the deployment's.
     const served = ok || outcome === 'client_closed';
     const upstreamMs = Number(process.hrtime.bigint() - r.sentHr) / 1e6;
-    const latencyMs = this.account(r.route, r.key, served && status < 400, usage, r.started, ttftMs, served);
+    const units: Units = {
+      images: served && status < 400 ? r.units.images : 0,
+      audioSeconds: served && status < 400 ? r.units.audioSeconds + (usage.audioSeconds ?? 0) : 0,
+    };
+    const latencyMs = this.account(r.route, r.key, served && status < 400, usage, r.started, ttftMs, served, units);
     this.o.metrics.requests.inc({ route: r.kind, status: String(status), code: ok ? '' : outcome });
     this.o.metrics.latency.observe({ route: r.kind }, latencyMs / 1000);
     // What the gateway itself added (Kong's "latency" beside its upstream latency). Time the event loop was busy
@@ -450,6 +508,7 @@ export class Gateway {
     started: bigint,
     ttftMs: number | null,
     billable = ok,
+    units: Units = NO_UNITS,
   ): number {
     const latencyMs = Number(process.hrtime.bigint() - started) / 1e6;
     const prompt = usage?.promptTokens ?? 0;
@@ -465,7 +524,9 @@ export class Gateway {
       completionTokens: completion,
       latencyMs,
       ttftMs,
-      costUsd: billable ? tokenCostUsd(this.o.prices, route, prompt + completion) : 0,
+      images: units.images,
+      audioSeconds: units.audioSeconds,
+      costUsd: billable ? tokenCostUsd(this.o.prices, route, prompt + completion) + unitCostUsd(this.o.prices, route, units) : 0,
     });
     return latencyMs;
   }

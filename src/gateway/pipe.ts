@@ -25,7 +25,7 @@ export interface Piped {
   /** When it was sent to the replica, epoch ms. */
   readonly sentAt: number;
   readonly gone: ClientGone;
-  /** Rewrites the body on its way (the Responses adapter); the usage tap alone when absent. */
+  /** The body's tap when it is not the usage tap: the Responses adapter, the audio counter of speech. */
   readonly translate?: (sse: boolean, status: number) => BodyTap;
 }
 
@@ -59,6 +59,7 @@ export interface PipeOptions<R extends Piped> {
 export function pipe<R extends Piped>(raw: ServerResponse, res: Dispatcher.ResponseData, r: R, o: PipeOptions<R>): void {
   const contentType = String(res.headers['content-type'] ?? 'application/json');
   const sse = contentType.startsWith('text/event-stream');
+  const tap: BodyTap = r.translate ? r.translate(sse, res.statusCode) : new UsageTap(sse, r.stripUsage);
   // Admission's headers are already set on `raw`; writeHead adds these to them.
   const headers: Record<string, string> = {
     'content-type': contentType,
@@ -69,7 +70,7 @@ export function pipe<R extends Piped>(raw: ServerResponse, res: Dispatcher.Respo
   if (sse) {
     headers['cache-control'] = 'no-cache';
     headers['x-accel-buffering'] = 'no';
-  } else if (!r.translate) {
+  } else if (!tap.rewrites) {
     // A JSON body passes through unchanged: with its length Node sends headers and body in one write, unchunked.
     const length = res.headers['content-length'];
     if (typeof length === 'string' && /^\d+$/.test(length)) headers['content-length'] = length;
@@ -77,7 +78,6 @@ export function pipe<R extends Piped>(raw: ServerResponse, res: Dispatcher.Respo
   // Upstream errors keep their status: OpenAI-compatible engines already answer in the envelope.
   raw.writeHead(res.statusCode, headers);
   if (sse) raw.flushHeaders();
-  const tap: BodyTap = r.translate ? r.translate(sse, res.statusCode) : new UsageTap(sse, r.stripUsage);
   let firstByteAt: number | null = null;
   let ttftMs: number | null = null;
   let lastChunkAt = Date.now();

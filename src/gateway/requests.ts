@@ -46,9 +46,34 @@ const embeddingsBody = z
   })
   .passthrough();
 
-export type RequestKind = 'chat' | 'completions' | 'responses' | 'embeddings';
+const imagesBody = z
+  .object({
+    model: z.string({ error: "'model' is required and must be a string" }).min(1),
+    prompt: z.string({ error: "'prompt' must be a string" }).min(1, "'prompt' must not be empty"),
+    n: z
+      .number({ error: "'n' must be an integer from 1 to 10" })
+      .int("'n' must be an integer from 1 to 10")
+      .min(1)
+      .max(10)
+      .optional()
+      .nullable(),
+  })
+  .passthrough();
 
-const BODIES = { chat: chatBody, completions: completionsBody, embeddings: embeddingsBody };
+const speechBody = z
+  .object({
+    model: z.string({ error: "'model' is required and must be a string" }).min(1),
+    input: z
+      .string({ error: "'input' must be a string" })
+      .min(1, "'input' must not be empty")
+      .max(4096, "'input' must be at most 4096 characters"),
+    voice: z.string({ error: "'voice' must be a string" }).min(1),
+  })
+  .passthrough();
+
+export type RequestKind = 'chat' | 'completions' | 'responses' | 'embeddings' | 'images' | 'speech' | 'transcriptions';
+
+const BODIES = { chat: chatBody, completions: completionsBody, embeddings: embeddingsBody, images: imagesBody, speech: speechBody };
 
 /** A checked body: the fields the gateway reads, and everything else as the client sent it. */
 export type RequestBody = Record<string, unknown> & {
@@ -65,7 +90,7 @@ export type RequestBody = Record<string, unknown> & {
  */
 export type ParsedRequest = { success: true; data: RequestBody } | { success: false; error: OpenAIError };
 
-export function parseRequest(kind: Exclude<RequestKind, 'responses'>, json: unknown): ParsedRequest {
+export function parseRequest(kind: keyof typeof BODIES, json: unknown): ParsedRequest {
   if (json === undefined || json === null) {
     return {
       success: false,

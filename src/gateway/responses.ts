@@ -312,6 +312,7 @@ const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) && v >=
  * passes through as it came: it is already in the OpenAI envelope.
  */
 export class ResponsesTap implements BodyTap {
+  readonly rewrites = true;
   private readonly id = rid('resp');
   private readonly createdAt = Math.floor(Date.now() / 1000);
   private pending = '';

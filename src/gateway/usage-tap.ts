@@ -1,8 +1,11 @@
 // Token usage read from a response on its way through (UsageTap), and the parse of an OpenAI usage object.
+import { audioSeconds } from '../common/media';
 import { envelope, OpenAIError } from './errors';
 
 /** What pipe() passes a response body through: the bytes to send on, and the usage read on the way. */
 export interface BodyTap {
+  /** It writes other bytes than it reads (the upstream's Content-Length does not hold). */
+  readonly rewrites?: boolean;
   /** Takes a chunk from the upstream; returns the bytes to send to the client now (possibly empty). */
   push(chunk: Buffer): Buffer;
   /** The rest, once the upstream has ended. */
@@ -18,6 +21,32 @@ export interface Usage {
   completionTokens: number;
   /** False when the upstream sent no usage and the completion count is the number of content chunks seen. */
   reported: boolean;
+  /** Seconds of audio the response carried (speech). */
+  audioSeconds?: number;
+}
+
+/** A spoken answer (WAV or raw PCM) passed through as it streams, its bytes counted into seconds of audio. */
+export class AudioTap implements BodyTap {
+  private head = Buffer.alloc(0);
+  private bytes = 0;
+
+  push(chunk: Buffer): Buffer {
+    if (this.head.length < 44) this.head = Buffer.concat([this.head, chunk.subarray(0, 44 - this.head.length)]);
+    this.bytes += chunk.length;
+    return chunk;
+  }
+
+  flush(): Buffer {
+    return Buffer.alloc(0);
+  }
+
+  result(): Usage {
+    return { promptTokens: 0, completionTokens: 0, reported: true, audioSeconds: audioSeconds(this.head, this.bytes) };
+  }
+
+  failure(): Buffer {
+    return Buffer.alloc(0);
+  }
 }
 
 const TAIL_BYTES = 4096;

@@ -5,6 +5,7 @@ import { newId } from '../common/secrets';
 import type { PrismaClient } from '../database/prisma';
 import { DomainError, ErrorCode, notFound } from '../domain/errors';
 import { DEFAULT_REPLICA_CONCURRENCY } from '../domain/plans';
+import { TASKS } from '../domain/targets';
 import type { CreatePipelineInput, CreateVariantInput } from './pipelines.types';
 
 const nameRule = z
@@ -13,7 +14,7 @@ const nameRule = z
 
 const createPipelineSchema = z.object({
   name: nameRule,
-  task: z.enum(['CHAT', 'EMBEDDINGS', 'IMAGE']),
+  task: z.enum(TASKS),
   model: z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters'),
   gpu: z.string().min(1).max(64).optional(),
   engine: z.string().min(1).max(64).optional(),

@@ -3,6 +3,9 @@ import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import type { Task } from '../domain/targets';
+import { readForm } from '../common/multipart';
+import { audioSeconds, solidPng, SPEECH_SAMPLE_RATE, wavHeader } from '../common/media';
 import { planAnswer, textOf } from './answers';
 
 /**
@@ -16,7 +19,7 @@ export interface SimulatorOptions {
   host: string;
   /** Name reported by /v1/models and in responses. */
   model: string;
-  task: 'CHAT' | 'EMBEDDINGS' | 'IMAGE';
+  task: Task;
   /** Sequences decoded at once; more requests wait in the replica's own queue. */
   maxConcurrency: number;
   /** Time to first token at concurrency 1, ms. */
@@ -122,6 +125,22 @@ async function readBody(req: IncomingMessage, limit = 8 * 1024 * 1024): Promise<
     chunks.push(c as Buffer);
   }
   return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+}
+
+/** The POST routes, the task each serves, and whether its body is multipart/form-data. */
+const ROUTES = new Map<string, { task: Task; multipart?: boolean }>([
+  ['/v1/chat/completions', { task: 'CHAT' }],
+  ['/v1/completions', { task: 'CHAT' }],
+  ['/v1/embeddings', { task: 'EMBEDDINGS' }],
+  ['/v1/images/generations', { task: 'IMAGE' }],
+  ['/v1/audio/speech', { task: 'AUDIO' }],
+  ['/v1/audio/transcriptions', { task: 'AUDIO', multipart: true }],
+]);
+
+/** A multipart body as one object: its fields, and each file as { data, filename, mimeType }. */
+async function readMultipart(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const form = await readForm(req.headers, req, 25 * 1024 * 1024);
+  return { ...form.fields, ...form.files };
 }
 
 /** Deterministic pseudo-random stream from a seed string. */
@@ -339,6 +358,118 @@ export async function startSimulator(partial: Partial<SimulatorOptions> = {}): P
     }
   }
 
+  /** Images of one colour per prompt (a PNG of the asked size, base64), after a short "diffusion". */
+  async function images(res: ServerResponse, body: Record<string, unknown>) {
+    if (typeof body.prompt !== 'string' || !body.prompt)
+      return sendError(res, 400, "'prompt' must be a non-empty string", 'invalid_request_error', null, 'prompt');
+    const n = body.n ?? 1;
+    if (!Number.isInteger(n) || (n as number) < 1 || (n as number) > 10) {
+      return sendError(res, 400, "'n' must be an integer from 1 to 10", 'invalid_request_error', null, 'n');
+    }
+    const size = (body.size ?? '256x256') as string;
+    const m = /^(\d{2,4})x(\d{2,4})$/.exec(size);
+    if (!m || Number(m[1]) > 2048 || Number(m[2]) > 2048) {
+      return sendError(res, 400, "'size' must be WIDTHxHEIGHT, each at most 2048", 'invalid_request_error', null, 'size');
+    }
+    if (body.response_format !== undefined && body.response_format !== 'b64_json') {
+      return sendError(
+        res,
+        400,
+        "'response_format': only b64_json (images are not stored)",
+        'invalid_request_error',
+        null,
+        'response_format',
+      );
+    }
+    await sem.acquire();
+    try {
+      // Twenty "steps" of the decode time each.
+      await sleep((o.ttftMs + 20 * o.itlMs) * slowdown());
+      const data = Array.from({ length: n as number }, (_, i) => {
+        const rnd = seeded(`img:${body.prompt as string}:${i}`);
+        const rgb: [number, number, number] = [rnd() * 256, rnd() * 256, rnd() * 256].map(Math.floor) as [number, number, number];
+        return { b64_json: solidPng(Number(m[1]), Number(m[2]), rgb).toString('base64'), revised_prompt: body.prompt };
+      });
+      sendJson(res, 200, { created: Math.floor(Date.now() / 1000), data });
+      served++;
+    } finally {
+      sem.release();
+    }
+  }
+
+  /** Speech: a tone of 1 s per 15 characters, streamed as WAV (or raw 24 kHz PCM) while it is "generated". */
+  async function speech(res: ServerResponse, body: Record<string, unknown>) {
+    if (typeof body.input !== 'string' || !body.input || body.input.length > 4096) {
+      return sendError(res, 400, "'input' must be a string of 1 to 4096 characters", 'invalid_request_error', null, 'input');
+    }
+    if (typeof body.voice !== 'string' || !body.voice)
+      return sendError(res, 400, "'voice' must be a string", 'invalid_request_error', null, 'voice');
+    const format = body.response_format ?? 'wav';
+    if (format !== 'wav' && format !== 'pcm') {
+      return sendError(res, 400, "'response_format' must be wav or pcm on this engine", 'invalid_request_error', null, 'response_format');
+    }
+    const seconds = Math.max(0.2, body.input.length / 15);
+    const samples = Math.round(seconds * SPEECH_SAMPLE_RATE);
+    await sem.acquire();
+    try {
+      await sleep(o.ttftMs * slowdown());
+      res.writeHead(200, { 'content-type': format === 'wav' ? 'audio/wav' : 'audio/pcm' });
+      if (format === 'wav') res.write(wavHeader(samples * 2));
+      const hz = 200 + Math.floor(seeded(`voice:${body.voice}`)() * 400);
+      // Ten chunks, one decode step apart.
+      const per = Math.ceil(samples / 10);
+      for (let start = 0; start < samples; start += per) {
+        const n = Math.min(per, samples - start);
+        const pcm = Buffer.alloc(n * 2);
+        for (let i = 0; i < n; i++)
+          pcm.writeInt16LE(Math.round(8000 * Math.sin((2 * Math.PI * hz * (start + i)) / SPEECH_SAMPLE_RATE)), i * 2);
+        res.write(pcm);
+        await sleep(o.itlMs * slowdown());
+      }
+      res.end();
+      served++;
+    } finally {
+      sem.release();
+    }
+  }
+
+  /** Transcriptions: words seeded by the file, about 2.5 a second of its audio, with the duration as usage. */
+  async function transcriptions(res: ServerResponse, body: Record<string, unknown>) {
+    const file = body.file as { data: Buffer; filename: string } | undefined;
+    if (!file?.data?.length) return sendError(res, 400, "'file' must be an audio file", 'invalid_request_error', null, 'file');
+    const format = body.response_format ?? 'json';
+    if (!['json', 'text', 'verbose_json'].includes(format as string)) {
+      return sendError(res, 400, "'response_format' must be json, text or verbose_json", 'invalid_request_error', null, 'response_format');
+    }
+    const duration = audioSeconds(file.data.subarray(0, 44), file.data.length);
+    const rnd = seeded(`asr:${createHash('sha256').update(file.data).digest('hex')}`);
+    const text = planAnswer({}, Math.max(1, Math.round(duration * 2.5)), rnd, () => '').pieces.join('');
+    await sem.acquire();
+    try {
+      await sleep((o.ttftMs + o.itlMs * Math.ceil(duration)) * slowdown());
+      const usage = { type: 'duration', seconds: Math.ceil(duration) };
+      if (format === 'text') {
+        res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+        res.end(text);
+      } else if (format === 'verbose_json') {
+        sendJson(res, 200, { task: 'transcribe', language: body.language ?? 'english', duration, text, segments: [], usage });
+      } else sendJson(res, 200, { text, usage });
+      served++;
+    } finally {
+      sem.release();
+    }
+  }
+
+  type Handler = (req: IncomingMessage, res: ServerResponse, body: Record<string, unknown>) => Promise<void>;
+  const handlers: Record<string, Handler> = {
+    '/v1/chat/completions': chat,
+    '/v1/completions': (_req, res, b) => completions(res, b),
+    '/v1/embeddings': (_req, res, b) => embeddings(res, b),
+    '/v1/images/generations': (_req, res, b) => images(res, b),
+    '/v1/audio/speech': (_req, res, b) => speech(res, b),
+    '/v1/audio/transcriptions': (_req, res, b) => transcriptions(res, b),
+  };
+
   const server = createServer((req, res) => {
     const url = req.url ?? '/';
     if (req.method === 'GET' && url === '/livez') return sendJson(res, 200, { ok: true });
@@ -350,24 +481,21 @@ export async function startSimulator(partial: Partial<SimulatorOptions> = {}): P
     if (req.method === 'GET' && url === '/v1/models') {
       return sendJson(res, 200, { object: 'list', data: [{ id: o.model, object: 'model', created: 0, owned_by: 'simulator' }] });
     }
-    if (req.method === 'POST' && (url === '/v1/chat/completions' || url === '/v1/embeddings' || url === '/v1/completions')) {
-      readBody(req)
-        .then((body) => {
-          if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    const route = req.method === 'POST' ? ROUTES.get(url) : undefined;
+    if (route) {
+      if (o.task !== route.task) {
+        return sendError(res, 400, `model ${o.model} (${o.task}) does not serve ${url}`, 'invalid_request_error', 'unsupported_task');
+      }
+      const body = route.multipart ? readMultipart(req) : readBody(req);
+      body
+        .then((b) => {
+          if (typeof b !== 'object' || b === null || Array.isArray(b)) {
             return sendError(res, 400, 'request body must be a JSON object', 'invalid_request_error');
           }
-          const b = body as Record<string, unknown>;
-          if (url === '/v1/embeddings') {
-            if (o.task !== 'EMBEDDINGS')
-              return sendError(res, 400, `model ${o.model} does not serve embeddings`, 'invalid_request_error', 'unsupported_task');
-            return embeddings(res, b);
-          }
-          if (o.task !== 'CHAT')
-            return sendError(res, 400, `model ${o.model} does not serve chat completions`, 'invalid_request_error', 'unsupported_task');
-          return url === '/v1/completions' ? completions(res, b) : chat(req, res, b);
+          return handlers[url](req, res, b as Record<string, unknown>);
         })
         .catch((err: Error) => {
-          if (!res.headersSent) sendError(res, 400, `invalid JSON body: ${err.message}`, 'invalid_request_error');
+          if (!res.headersSent) sendError(res, 400, `invalid body: ${err.message}`, 'invalid_request_error');
         });
       return;
     }

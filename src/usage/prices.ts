@@ -12,6 +12,7 @@ const rates = z.object({
 
 const priceTableSchema = z.object({
   gpus: z.record(z.string().min(1), rates).refine((g) => 'default' in g, "must have a 'default' entry for GPUs not listed"),
+  units: z.object({ perImageUsd: z.number().nonnegative(), perAudioSecondUsd: z.number().nonnegative() }).default(DEFAULT_PRICES.units),
 });
 
 /** The price table from PRICING_FILE (JSON or YAML), or the built-in list prices; a bad file stops boot naming the problem. */

@@ -14,6 +14,9 @@ export interface UsageSample {
   latencyMs: number;
   /** Time to the first byte of the response body; null when none came. */
   ttftMs: number | null;
+  /** Images generated and audio seconds served (absent: none). */
+  images?: number;
+  audioSeconds?: number;
   costUsd: number;
 }
 
@@ -28,6 +31,8 @@ interface Row {
   latencyMsSum: number;
   ttftMsSum: number;
   ttftCount: number;
+  images: number;
+  audioSeconds: number;
   costUsd: number;
   /** The latest request in it, epoch ms: the key's lastUsedAt. */
   lastAt: number;
@@ -82,12 +87,16 @@ export class UsageRecorder {
         latencyMsSum: 0,
         ttftMsSum: 0,
         ttftCount: 0,
+        images: 0,
+        audioSeconds: 0,
         costUsd: 0,
         lastAt: s.at,
       };
       this.pending.set(k, r);
     }
     if (s.at > r.lastAt) r.lastAt = s.at;
+    r.images += s.images ?? 0;
+    r.audioSeconds += s.audioSeconds ?? 0;
     r.requests++;
     if (!s.ok) r.errors++;
     r.promptTokens += s.promptTokens;
@@ -114,9 +123,9 @@ export class UsageRecorder {
     const rows = [...batch.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, r]) => r);
     try {
       await this.prisma.$executeRawUnsafe(
-        `INSERT INTO "UsageRollup" ("deploymentId", "apiKeyId", minute, requests, errors, "promptTokens", "completionTokens", "latencyMsSum", "ttftMsSum", "ttftCount", "costUsd")
-         SELECT u.* FROM unnest($1::text[], $2::text[], $3::timestamp(3)[], $4::int[], $5::int[], $6::bigint[], $7::bigint[], $8::float8[], $9::float8[], $10::int[], $11::numeric[])
-           AS u(d, k, m, rq, er, pt, ct, lat, tt, tc, cost)
+        `INSERT INTO "UsageRollup" ("deploymentId", "apiKeyId", minute, requests, errors, "promptTokens", "completionTokens", "latencyMsSum", "ttftMsSum", "ttftCount", "costUsd", images, "audioSeconds")
+         SELECT u.* FROM unnest($1::text[], $2::text[], $3::timestamp(3)[], $4::int[], $5::int[], $6::bigint[], $7::bigint[], $8::float8[], $9::float8[], $10::int[], $11::numeric[], $12::int[], $13::float8[])
+           AS u(d, k, m, rq, er, pt, ct, lat, tt, tc, cost, im, au)
          -- Usage of a deployment or key deleted meanwhile has nobody to bill: skipped, not retried forever.
          WHERE EXISTS (SELECT 1 FROM "Deployment" WHERE id = u.d) AND EXISTS (SELECT 1 FROM "ApiKey" WHERE id = u.k)
          ORDER BY u.d, u.k, u.m
@@ -128,7 +137,9 @@ export class UsageRecorder {
            "latencyMsSum" = "UsageRollup"."latencyMsSum" + EXCLUDED."latencyMsSum",
            "ttftMsSum" = "UsageRollup"."ttftMsSum" + EXCLUDED."ttftMsSum",
            "ttftCount" = "UsageRollup"."ttftCount" + EXCLUDED."ttftCount",
-           "costUsd" = "UsageRollup"."costUsd" + EXCLUDED."costUsd"`,
+           "costUsd" = "UsageRollup"."costUsd" + EXCLUDED."costUsd",
+           images = "UsageRollup".images + EXCLUDED.images,
+           "audioSeconds" = "UsageRollup"."audioSeconds" + EXCLUDED."audioSeconds"`,
         rows.map((r) => r.deploymentId),
         rows.map((r) => r.apiKeyId),
         rows.map((r) => sqlTimestamp(r.minute)),
@@ -140,6 +151,8 @@ export class UsageRecorder {
         rows.map((r) => r.ttftMsSum),
         rows.map((r) => r.ttftCount),
         rows.map((r) => r.costUsd.toFixed(9)),
+        rows.map((r) => r.images),
+        rows.map((r) => r.audioSeconds),
       );
       this.onFlush?.(rows.length, true);
       await this.touchKeys(rows);
@@ -187,7 +200,18 @@ export class UsageRecorder {
   }
 }
 
-const SUMMED = ['requests', 'errors', 'promptTokens', 'completionTokens', 'latencyMsSum', 'ttftMsSum', 'ttftCount', 'costUsd'] as const;
+const SUMMED = [
+  'requests',
+  'errors',
+  'promptTokens',
+  'completionTokens',
+  'latencyMsSum',
+  'ttftMsSum',
+  'ttftCount',
+  'images',
+  'audioSeconds',
+  'costUsd',
+] as const;
 
 function merge(into: Row, r: Row) {
   sumInto(into, r, SUMMED);

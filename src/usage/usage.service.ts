@@ -38,6 +38,8 @@ interface Sums {
   latency: number;
   ttft: number;
   ttftCount: number;
+  images: number;
+  audioSeconds: number;
   tokenCost: string;
   seconds: number;
   capacityCost: string;
@@ -76,6 +78,7 @@ export class UsageService {
       this.prisma.$queryRawUnsafe<Sums[]>(
         `SELECT date_trunc($1, u.minute) AS start, SUM(u.requests)::int AS requests, SUM(u.errors)::int AS errors,
                 SUM(u."promptTokens")::text AS prompt, SUM(u."completionTokens")::text AS completion,
+                SUM(u.images)::int AS images, SUM(u."audioSeconds")::float8 AS "audioSeconds",
                 SUM(u."latencyMsSum")::float8 AS latency, SUM(u."ttftMsSum")::float8 AS ttft, SUM(u."ttftCount")::int AS "ttftCount",
                 SUM(u."costUsd")::text AS "tokenCost"
          FROM "UsageRollup" u JOIN "Deployment" d ON d.id = u."deploymentId"
@@ -101,13 +104,25 @@ export class UsageService {
     const buckets = [...byStart.keys()].sort((a, b) => a - b).map((t) => bucket(byStart.get(t)!));
     const total = buckets.reduce<UsageBucket>(
       (acc, b) =>
-        sumInto(acc, b, ['requests', 'errors', 'promptTokens', 'completionTokens', 'replicaSeconds', 'tokenCostUsd', 'capacityCostUsd']),
+        sumInto(acc, b, [
+          'requests',
+          'errors',
+          'promptTokens',
+          'completionTokens',
+          'images',
+          'audioSeconds',
+          'replicaSeconds',
+          'tokenCostUsd',
+          'capacityCostUsd',
+        ]),
       {
         start: input.from,
         requests: 0,
         errors: 0,
         promptTokens: 0,
         completionTokens: 0,
+        images: 0,
+        audioSeconds: 0,
         avgLatencyMs: null,
         avgTtftMs: null,
         replicaSeconds: 0,
@@ -138,6 +153,8 @@ function bucket(s: Sums): UsageBucket {
     errors: s.errors ?? 0,
     promptTokens: Number(s.prompt ?? 0),
     completionTokens: Number(s.completion ?? 0),
+    images: s.images ?? 0,
+    audioSeconds: s.audioSeconds ?? 0,
     avgLatencyMs: requests ? s.latency / requests : null,
     avgTtftMs: s.ttftCount ? s.ttft / s.ttftCount : null,
     replicaSeconds: s.seconds ?? 0,

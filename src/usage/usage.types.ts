@@ -24,11 +24,13 @@ export class UsageBucket {
   @Field(() => Int, { description: 'Requests that ended in an error after reaching the deployment.' }) errors!: number;
   @Field(() => Float) promptTokens!: number;
   @Field(() => Float) completionTokens!: number;
+  @Field(() => Int, { description: 'Images generated (IMAGE pipelines).' }) images!: number;
+  @Field(() => Float, { description: 'Audio transcribed or spoken, seconds (AUDIO pipelines).' }) audioSeconds!: number;
   @Field(() => Float, { nullable: true, description: 'Mean time from request to last byte, ms.' }) avgLatencyMs!: number | null;
   @Field(() => Float, { nullable: true, description: 'Mean time from request to the first byte of the response, ms.' }) avgTtftMs!:
     number | null;
   @Field(() => Float, { description: 'Warm replica time, seconds.' }) replicaSeconds!: number;
-  @Field(() => Float, { description: "USD for tokens at the deployment's plan rates." }) tokenCostUsd!: number;
+  @Field(() => Float, { description: "USD for tokens (and images and audio seconds) at the deployment's rates." }) tokenCostUsd!: number;
   @Field(() => Float, { description: 'USD for warm replica time (Active deployments).' }) capacityCostUsd!: number;
   @Field(() => Float) costUsd!: number;
 }

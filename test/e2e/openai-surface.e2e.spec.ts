@@ -1,4 +1,5 @@
-import OpenAI from 'openai';
+import OpenAI, { toFile } from 'openai';
+import { audioSeconds, SPEECH_SAMPLE_RATE, wavHeader } from '../../src/common/media';
 import { Stack, startStack } from '../support/stack';
 import { eventually } from '../support/wait';
 
@@ -240,6 +241,108 @@ describe('the OpenAI surface through the gateway (official openai client)', () =
       const [a, b, c] = [await ask(1), await ask(1), await ask(2)];
       expect(a).toBe(b);
       expect(c).not.toBe(a);
+    });
+  });
+
+  describe('images and audio', () => {
+    let images: { client: OpenAI; deploymentId: string };
+    let audio: { client: OpenAI; deploymentId: string };
+    beforeAll(async () => {
+      const ws = await stack.workspace('TEAM', 'media');
+      for (const [task, name] of [
+        ['IMAGE', 'pictures'],
+        ['AUDIO', 'voices'],
+      ] as const) {
+        const d = await stack.deployed(ws.token, { name, task }, { mode: 'FLEX', minReplicas: 1, maxReplicas: 1 });
+        const entry = { client: new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: d.apiKey, maxRetries: 0 }), deploymentId: d.deploymentId };
+        if (task === 'IMAGE') images = entry;
+        else audio = entry;
+      }
+    });
+    const units = async (deploymentId: string) => {
+      const s = await stack.prisma.usageRollup.aggregate({
+        where: { deploymentId },
+        _sum: { images: true, audioSeconds: true, costUsd: true },
+      });
+      return { images: s._sum.images ?? 0, audioSeconds: s._sum.audioSeconds ?? 0, costUsd: Number(s._sum.costUsd ?? 0) };
+    };
+
+    it('should generate PNG images of the asked size, the same for the same prompt, billed per image', async () => {
+      const r = await images.client.images.generate({ model: 'default', prompt: 'a red cube', n: 2, size: '256x256' });
+      expect(r.data).toHaveLength(2);
+      const png = Buffer.from(r.data![0].b64_json!, 'base64');
+      expect(png.subarray(1, 4).toString('ascii')).toBe('PNG');
+      expect([png.readUInt32BE(16), png.readUInt32BE(20)]).toEqual([256, 256]);
+      const again = await images.client.images.generate({ model: 'default', prompt: 'a red cube', n: 1, size: '256x256' });
+      expect(again.data![0].b64_json).toBe(r.data![0].b64_json);
+      const used = await eventually(
+        async () => {
+          const u = await units(images.deploymentId);
+          return u.images >= 3 && u;
+        },
+        10_000,
+        100,
+      );
+      expect(used.costUsd).toBeCloseTo(3 * 0.02, 6);
+      // The wrong route for the task says so.
+      const chat = await images.client.chat.completions
+        .create({ model: 'default', messages: [{ role: 'user', content: 'hi' }] })
+        .catch((e: unknown) => e as InstanceType<typeof OpenAI.APIError>);
+      expect(chat).toMatchObject({ status: 400, code: 'unsupported_task' });
+      const bad = await images.client.images
+        .generate({ model: 'default', prompt: 'x', n: 11 })
+        .catch((e: unknown) => e as InstanceType<typeof OpenAI.APIError>);
+      expect(bad).toMatchObject({ status: 400, param: 'n' });
+    });
+
+    it('should speak text as a WAV stream, and transcribe an uploaded WAV, both billed by the second', async () => {
+      const input = 'hello there, this is thirty chars'; // 33 characters: 2.2 s at 15 a second
+      const spoken = Buffer.from(
+        await (await audio.client.audio.speech.create({ model: 'default', voice: 'alloy', input, response_format: 'wav' })).arrayBuffer(),
+      );
+      expect(spoken.toString('ascii', 0, 4)).toBe('RIFF');
+      const seconds = audioSeconds(spoken.subarray(0, 44), spoken.length);
+      expect(seconds).toBeCloseTo(input.length / 15, 2);
+
+      // A 3 s recording (24 kHz, 16-bit mono silence), uploaded as a file.
+      const wav = Buffer.concat([wavHeader(3 * SPEECH_SAMPLE_RATE * 2), Buffer.alloc(3 * SPEECH_SAMPLE_RATE * 2)]);
+      const t = await audio.client.audio.transcriptions.create({
+        model: 'default',
+        file: await toFile(wav, 'clip.wav', { type: 'audio/wav' }),
+      });
+      expect(t.text.trim().split(' ').length).toBeGreaterThan(3);
+      const again = await audio.client.audio.transcriptions.create({
+        model: 'default',
+        file: await toFile(wav, 'clip.wav', { type: 'audio/wav' }),
+      });
+      expect(again.text).toBe(t.text);
+      const used = await eventually(
+        async () => {
+          const u = await units(audio.deploymentId);
+          return u.audioSeconds >= seconds + 6 - 0.01 && u;
+        },
+        10_000,
+        100,
+      );
+      expect(used.audioSeconds).toBeCloseTo(seconds + 6, 2);
+      expect(used.costUsd).toBeCloseTo((seconds + 6) * 0.0001, 6);
+
+      // An upload without its file is refused naming the field; so is a JSON body.
+      const form = new FormData();
+      form.append('model', 'default');
+      const missing = await fetch(`${stack.url}/v1/audio/transcriptions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${audio.client.apiKey}` },
+        body: form,
+      });
+      expect(missing.status).toBe(400);
+      expect(((await missing.json()) as { error: { param: string } }).error.param).toBe('file');
+      const json = await fetch(`${stack.url}/v1/audio/transcriptions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${audio.client.apiKey}`, 'content-type': 'application/json' },
+        body: '{}',
+      });
+      expect(json.status).toBe(415);
     });
   });
 });

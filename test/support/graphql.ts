@@ -1,4 +1,5 @@
 // The GraphQL documents the tests and benchmarks send, written once.
+import type { Task } from '../../src/domain/targets';
 
 export interface GqlError {
   message: string;
@@ -19,7 +20,7 @@ export const DEPLOYMENT_STATUS = `query($id: ID!) { deployment(id: $id) { id sta
 
 export interface PipelineInput {
   name: string;
-  task?: 'CHAT' | 'EMBEDDINGS' | 'IMAGE';
+  task?: Task;
   model?: string;
 }
 
