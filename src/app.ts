@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { createServer, IncomingMessage, ServerResponse } from 'node:http';
 import type { Client } from '@temporalio/client';
 import { PRISMA, CoreModule, TEMPORAL_CLIENT } from './common/core.module';
-import { formatGraphQLErrors, GraphQLErrorFilter } from './common/graphql-errors';
+import { costLimit, formatGraphQLErrors, GraphQLErrorFilter } from './common/graphql-errors';
 import { PinoNestLogger } from './common/logger';
 import { Config } from './config/config';
 import type { PrismaClient } from './database/prisma';
@@ -45,6 +45,13 @@ function rootModule(config: Config, logger: Logger) {
         sortSchema: true,
         graphiql: true,
         context: (req: unknown) => ({ req }),
+        // One document cannot make the api do unbounded work: a depth limit, and a cost limit checked before anything
+        // runs (every field counts, each alias again: 2,000 aliases of a list are refused, not executed).
+        queryDepth: config.GRAPHQL_MAX_DEPTH,
+        validationRules: ({ variables }) => [costLimit(config.GRAPHQL_MAX_COST, variables ?? {})],
+        // The cost rule needs each request's variables (for @skip and @include), which mercurius's compiled-query cache
+        // cannot take; the management API's traffic does not need that cache.
+        cache: false,
         // GraphQL over HTTP: errors are a 200 with `errors`; each carries extensions.code (a document that does
         // not parse or fit the schema: graphql-js's own messages, GRAPHQL_PARSE_FAILED or GRAPHQL_VALIDATION_FAILED).
         errorFormatter: (execution) => ({

@@ -1,6 +1,7 @@
 import { ArgumentsHost, Catch, Inject } from '@nestjs/common';
 import { GqlExceptionFilter } from '@nestjs/graphql';
-import { GraphQLError } from 'graphql';
+import { GraphQLError, ValidationContext, ValidationRule } from 'graphql';
+import { createComplexityRule, simpleEstimator } from 'graphql-query-complexity';
 import type { Logger } from 'pino';
 import { ZodError } from 'zod';
 import { DomainError, ErrorCode } from '../domain/errors';
@@ -44,7 +45,8 @@ export function formatGraphQLErrors(errors: readonly GraphQLError[]): Array<Retu
     if (!Array.isArray(inner)) return [e.toJSON()];
     return inner.map((x: unknown) => {
       const g = x instanceof GraphQLError ? x : new GraphQLError(x instanceof Error ? x.message : String(x));
-      const code = g.message.startsWith('Syntax Error') ? GRAPHQL_PARSE_FAILED : GRAPHQL_VALIDATION_FAILED;
+      // A rule of ours (the cost limit) names its own code; graphql-js's rules name none.
+      const code = g.extensions.code ?? (g.message.startsWith('Syntax Error') ? GRAPHQL_PARSE_FAILED : GRAPHQL_VALIDATION_FAILED);
       return new GraphQLError(g.message, {
         nodes: g.nodes,
         source: g.source,
@@ -53,4 +55,34 @@ export function formatGraphQLErrors(errors: readonly GraphQLError[]): Array<Retu
       }).toJSON();
     });
   });
+}
+
+/**
+ * The cost rule: every field of the document counts 1 (graphql-query-complexity's simple estimator), aliases included;
+ * a document above `max` is refused before it runs, naming its cost, with code QUERY_TOO_COMPLEX. Only that error is
+ * reported: what else the estimator trips over (an argument of the wrong shape) graphql-js's own rules name better.
+ */
+export function costLimit(max: number, variables: Record<string, unknown>): ValidationRule {
+  const rule = createComplexityRule({
+    maximumComplexity: max,
+    variables,
+    estimators: [simpleEstimator({ defaultComplexity: 1 })],
+    createError: (limit, actual) =>
+      new GraphQLError(
+        `This document asks for ${actual} fields, above the limit of ${limit} (GRAPHQL_MAX_COST); ask for fewer, or split it.`,
+        {
+          extensions: { code: 'QUERY_TOO_COMPLEX', cost: actual, limit },
+        },
+      ),
+  });
+  return (context) => {
+    const own: ValidationContext = Object.create(context, {
+      reportError: {
+        value: (e: GraphQLError) => {
+          if (e.extensions.code === 'QUERY_TOO_COMPLEX') context.reportError(e);
+        },
+      },
+    });
+    return rule(own);
+  };
 }

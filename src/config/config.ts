@@ -95,6 +95,10 @@ export const configSchema = z.object({
   METRICS_ENABLED: bool.default(true),
   /** Where the api writes the emitted GraphQL schema; empty keeps it in memory. */
   GRAPHQL_SCHEMA_FILE: z.string().default(''),
+  /** Deepest selection a GraphQL document may nest. */
+  GRAPHQL_MAX_DEPTH: positiveInt.max(100, 'must be at most 100').default(12),
+  /** Most fields a GraphQL document may ask for, each alias and each list's fields counted. */
+  GRAPHQL_MAX_COST: positiveInt.max(1_000_000, 'must be at most 1000000').default(1000),
 });
 
 export type Config = z.infer<typeof configSchema> & { PUBLIC_BASE_URL: string };

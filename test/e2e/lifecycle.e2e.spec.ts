@@ -185,11 +185,35 @@ describe('GraphQL schema errors through the real api', () => {
   let stack: Stack;
   let gql: Gql;
   beforeAll(async () => {
-    stack = await startStack();
+    stack = await startStack({ env: { GRAPHQL_MAX_DEPTH: '3' } });
     gql = stack.as((await stack.workspace('TEAM')).token);
   });
   afterAll(async () => {
     await stack?.close();
+  });
+
+  it('should refuse a document of 2,000 aliases by its cost before running any of it, and one nested too deep', async () => {
+    const aliases = Array.from({ length: 2000 }, (_, i) => `a${i}: deployments { id }`).join(' ');
+    const wide = await gql(`query { ${aliases} }`);
+    expect(wide.data).toBeNull();
+    expect(wide.errors).toEqual([
+      expect.objectContaining({
+        message: 'This document asks for 4000 fields, above the limit of 1000 (GRAPHQL_MAX_COST); ask for fewer, or split it.',
+        extensions: { code: 'QUERY_TOO_COMPLEX', cost: 4000, limit: 1000 },
+      }),
+    ]);
+    // Within the limit, aliases work.
+    const fine = await gql<Record<string, unknown[]>>(`query { a: deployments { id } b: deployments { id } }`);
+    expect(fine.errors).toBeUndefined();
+    expect(Object.keys(fine.data)).toEqual(['a', 'b']);
+    // Depth: this stack allows 3 levels (GRAPHQL_MAX_DEPTH), so deployments > revisions > variant > id is one too many.
+    expect((await gql(`query { deployments { revisions { id } } }`)).errors).toBeUndefined();
+    const deep = await gql(`query { deployments { revisions { variant { id } } } }`);
+    expect(deep.data).toBeNull();
+    expect(deep.errors?.[0]).toMatchObject({
+      message: expect.stringContaining('depth'),
+      extensions: { code: 'GRAPHQL_VALIDATION_FAILED' },
+    });
   });
 
   it("should answer a typo in a selection with graphql-js's message and GRAPHQL_VALIDATION_FAILED", async () => {
