@@ -45,6 +45,8 @@ export interface StackOptions {
   app?: boolean;
   /** Name used in the task queue, data directory and database. */
   name?: string;
+  /** Write the api's and worker's log lines to this file instead of stdout (a test reads them). */
+  logFile?: string;
 }
 
 /** A worker in a process of its own (`node dist/src/worker.js`), which a test may SIGKILL. */
@@ -138,7 +140,9 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     ...opts.env,
   };
   const config = loadConfig(env);
-  const log = pino({ level: config.LOG_LEVEL });
+  const log = opts.logFile
+    ? pino({ level: config.LOG_LEVEL }, pino.destination({ dest: opts.logFile, sync: true }))
+    : pino({ level: config.LOG_LEVEL });
   const worker = await startWorker(config, log, { healthPollMs: 50, workflowBundle: bundle(root) });
   let inProcessWorker = true;
   const children = new Set<ChildProcess>();
