@@ -1,8 +1,4 @@
-import { ChildProcess, spawn } from 'node:child_process';
 import fc from 'fast-check';
-import { resolve } from 'node:path';
-import { freePort } from '../../src/common/net';
-import { waitForPort } from '../../src/temporal/dev-server';
 import { Stack, startStack } from '../support/stack';
 import { eventually } from '../support/wait';
 
@@ -224,35 +220,17 @@ describe('gateway admission', () => {
   });
 
   describe('two gateway processes sharing Redis', () => {
-    const procs: ChildProcess[] = [];
+    const procs: Array<{ kill: () => Promise<void> }> = [];
     const urls: string[] = [];
     beforeAll(async () => {
       for (let i = 0; i < 2; i++) {
-        const port = await freePort();
-        const child = spawn(process.execPath, [resolve(__dirname, '../../dist/src/main.js')], {
-          env: {
-            ...process.env,
-            ...Object.fromEntries(
-              Object.entries(stack.config)
-                .filter(([, v]) => typeof v === 'string' || typeof v === 'number')
-                .map(([k, v]) => [k, String(v)]),
-            ),
-            API_PORT: String(port),
-            REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-            LOG_LEVEL: 'error',
-            PUBLIC_BASE_URL: `http://127.0.0.1:${port}`,
-            GRAPHQL_SCHEMA_FILE: '',
-          },
-          stdio: ['ignore', 'ignore', 'inherit'],
-        });
-        procs.push(child);
-        await waitForPort('127.0.0.1', port, 30_000);
-        urls.push(`http://127.0.0.1:${port}`);
+        const p = await stack.spawnApi({ REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' });
+        procs.push(p);
+        urls.push(p.url);
       }
     });
     afterAll(async () => {
-      for (const p of procs) p.kill('SIGTERM');
-      await Promise.all(procs.map((p) => new Promise((r) => (p.exitCode !== null ? r(null) : p.once('exit', r)))));
+      await Promise.all(procs.map((p) => p.kill()));
     });
 
     it('should never let a key past its rate, whichever process a request reaches', async () => {

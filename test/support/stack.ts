@@ -12,7 +12,7 @@ import { dropDatabase, ensureDatabase, migrate } from '../../src/database/migrat
 import { createPrisma, PrismaClient } from '../../src/database/prisma';
 import type { PlanName } from '../../src/domain/plans';
 import { localProvider } from '../../src/providers/local';
-import { DevServer, startDevServer } from '../../src/temporal/dev-server';
+import { DevServer, startDevServer, waitForPort } from '../../src/temporal/dev-server';
 import { startWorker, WorkerRuntime } from '../../src/temporal/worker-runtime';
 import { WorkspacesService } from '../../src/workspaces/workspaces.service';
 import { createPipeline, deploy, DeployInput, Gql, GqlResult, must, PipelineInput } from './graphql';
@@ -81,6 +81,11 @@ export interface Stack {
    * starts a `node dist/src/worker.js` on the stack's task queue and config, resolving once it polls.
    */
   spawnWorker: () => Promise<ChildWorker>;
+  /**
+   * Another api process (`node dist/src/main.js`: GraphQL and the gateway) on the stack's database and Temporal, on a
+   * port of its own, with `env` over the stack's; resolves once it listens. Several with REDIS_URL share their limits.
+   */
+  spawnApi: (env?: Record<string, string>) => Promise<{ url: string; pid: number; kill: () => Promise<void> }>;
   close: () => Promise<void>;
 }
 
@@ -203,6 +208,35 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     (token: string): Gql =>
     (query, variables) =>
       gql(query, token, variables);
+  const spawnApi: Stack['spawnApi'] = async (extra = {}) => {
+    const port = await freePort();
+    const child = spawn(process.execPath, [resolve(root, 'dist/src/main.js')], {
+      env: {
+        ...env,
+        LOG_LEVEL: 'error',
+        GRAPHQL_SCHEMA_FILE: '',
+        ...extra,
+        API_PORT: String(port),
+        PUBLIC_BASE_URL: `http://127.0.0.1:${port}`,
+      },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    children.add(child);
+    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    await Promise.race([
+      waitForPort('127.0.0.1', port, 30_000),
+      exited.then(() => Promise.reject(new Error('api process exited before it listened'))),
+    ]);
+    return {
+      url: `http://127.0.0.1:${port}`,
+      pid: child.pid!,
+      kill: async () => {
+        child.kill('SIGTERM');
+        await exited;
+        children.delete(child);
+      },
+    };
+  };
   return {
     config,
     url: app?.url ?? '',
@@ -227,6 +261,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       return { id: workspace.id, token };
     },
     spawnWorker,
+    spawnApi,
     close: async () => {
       for (const c of children) c.kill('SIGKILL');
       // Replicas this stack started do not outlive it (nor linger in the shared database as READY).
