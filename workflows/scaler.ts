@@ -338,6 +338,9 @@ export async function scalerWorkflow(input: ScalerInput): Promise<void> {
   // Scalers started before asynchronous actuation keep applying counts through one blocking activity
   // (patch 'scaler-async-actuation'; deprecate it once none of them runs).
   const asyncActuation = patched('scaler-async-actuation');
+  // A Flex scaler stepping down to zero wakes for the next step at once (patch 'scaler-zero-step-wake'): before, an
+  // idle deployment could stay one step above zero until the next report came.
+  const stepToZero = patched('scaler-zero-step-wake');
   const timer = new DeadlineTimer();
 
   // Every scaler activity's retries are bounded; a permanent failure is not retried at all.
@@ -423,7 +426,7 @@ export async function scalerWorkflow(input: ScalerInput): Promise<void> {
       }
       run.state = next;
     }
-    if (deadlineTimer) timer.arm(run.paused ? null : nextDecisionAt(run.policy, run.state, Date.now()));
+    if (deadlineTimer) timer.arm(run.paused ? null : nextDecisionAt(run.policy, run.state, Date.now(), { stepToZero }));
     if (
       workflowInfo().continueAsNewSuggested ||
       (input.forceContinueAsNewAfterTurns !== undefined && turn >= input.forceContinueAsNewAfterTurns)

@@ -179,6 +179,31 @@ describe('nextDecisionAt: the scaler sleeps until then instead of ticking', () =
     expect(nextDecisionAt(flex, decide(flex, state(3), { now: T0, reports: [] }).nextState, T0)).toBeNull();
   });
 
+  it('should wake at once for the next step down to zero once a Flex deployment has been idle long enough', () => {
+    // Found by the property below (seed 1801266702): 2 replicas, need 1, then idle; the first step goes to the window's peak need of 1.
+    const p: ScalingPolicy = {
+      ...flex,
+      minReplicas: 0,
+      maxReplicas: 3,
+      targetConcurrency: 1,
+      scaleDownWindowSeconds: 1,
+      idleTimeoutSeconds: 1,
+    };
+    let s = state(0);
+    for (const [t, inFlight] of [
+      [T0 + 1000, 2],
+      [T0 + 2000, 1],
+      [T0 + 3000, 0],
+    ]) {
+      s = decide(p, s, { now: t, reports: [report(t, inFlight)] }).nextState;
+    }
+    expect(s.current).toBe(1);
+    expect(decide(p, s, { now: T0 + 3001, reports: [] }).desired).toBe(0);
+    expect(nextDecisionAt(p, s, T0 + 3000)).toBe(T0 + 3001);
+    // Scalers recorded before the fix keep their old timer on replay.
+    expect(nextDecisionAt(p, s, T0 + 3000, { stepToZero: false })).toBeNull();
+  });
+
   it('should never sleep past a change: no decision differs between a decision and its wake-up', () => {
     const policyArb = fc.record({
       mode: fc.constantFrom('FLEX' as const, 'ACTIVE' as const),

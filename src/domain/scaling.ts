@@ -322,7 +322,12 @@ export function policyRefusal(
  * reports gateways keep sending). The scaler sleeps until then instead of
  * ticking, so an idle deployment writes no history.
  */
-export function nextDecisionAt(policy: ScalingPolicy, state: ScalerState, now: number): number | null {
+export function nextDecisionAt(
+  policy: ScalingPolicy,
+  state: ScalerState,
+  now: number,
+  o: { stepToZero?: boolean } = { stepToZero: true },
+): number | null {
   const windowMs = policy.scaleDownWindowSeconds * 1000;
   const live = Object.values(state.reports);
   if (live.length === 0) return null;
@@ -331,7 +336,11 @@ export function nextDecisionAt(policy: ScalingPolicy, state: ScalerState, now: n
   const demand = live.reduce((s, r) => s + r.inFlight + r.queued, 0);
   if (policy.mode === 'FLEX' && demand === 0 && state.current > hardFloor(policy)) {
     const idleMs = policy.idleTimeoutSeconds * 1000;
-    candidates.push(state.lastActiveAt + idleMs, state.lastActiveAt + Math.max(idleMs, windowMs));
+    const toZeroAt = state.lastActiveAt + Math.max(idleMs, windowMs);
+    // Going to zero steps down through the peak need of the window first (2 -> 1, then 0): once idle long enough,
+    // the next step is due at once, not at a moment already past.
+    // (`stepToZero: false`: scalers recorded before this was found keep their old timers on replay.)
+    candidates.push(state.lastActiveAt + idleMs, o.stepToZero && hardFloor(policy) === 0 ? Math.max(toZeroAt, now + 1) : toZeroAt);
   }
   const due = candidates.filter((t) => t > now);
   return due.length ? Math.min(...due) : null;
