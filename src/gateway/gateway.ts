@@ -296,7 +296,7 @@ export class Gateway {
     let form: Form | null = null;
     if (kind === 'responses') {
       const mapped = responsesToChat(json);
-      if ('ok' in mapped) return this.fail(res, kind, mapped);
+      if (refused(mapped)) return this.fail(res, kind, mapped);
       ({ chat: body, request: responses } = mapped);
     } else if (kind === 'transcriptions') {
       form = json as Form;
@@ -343,11 +343,14 @@ export class Gateway {
     // (The Responses adapter reads usage from the chat stream and never sends a chat event on.)
     const askUsage = stream && (responses !== null || body.stream_options?.include_usage !== true);
     const stripUsage = askUsage && responses === null;
-    const upstreamRequest = Object.assign({}, body, { model: route.model });
-    if (askUsage) upstreamRequest.stream_options = Object.assign({}, body.stream_options, { include_usage: true });
-    const upstream_ = form
-      ? await encodeForm({ fields: Object.assign({}, form.fields, { model: route.model }), files: form.files })
-      : { body: JSON.stringify(upstreamRequest), contentType: 'application/json' };
+    // What the replica gets: the request under the replica's model name, as JSON, or as a form again for an upload.
+    let outgoing: { body: string | Buffer; contentType: string };
+    if (form) outgoing = await encodeForm({ fields: Object.assign({}, form.fields, { model: route.model }), files: form.files });
+    else {
+      const upstreamRequest = Object.assign({}, body, { model: route.model });
+      if (askUsage) upstreamRequest.stream_options = Object.assign({}, body.stream_options, { include_usage: true });
+      outgoing = { body: JSON.stringify(upstreamRequest), contentType: 'application/json' };
+    }
     const path = UPSTREAM_PATH[kind];
     // Billed per unit, not per token: images asked for, audio seconds uploaded (a spoken answer's are counted as it streams).
     const units: Units = {
@@ -411,8 +414,8 @@ export class Gateway {
         upstream = await this.pool(replica.address).request({
           path,
           method: 'POST',
-          headers: { 'content-type': upstream_.contentType, 'x-request-id': res.getHeader('x-request-id') as string },
-          body: upstream_.body,
+          headers: { 'content-type': outgoing.contentType, 'x-request-id': res.getHeader('x-request-id') as string },
+          body: outgoing.body,
           signal: gone,
           // A stream's headers come at once; a non-streamed answer's come with its body, at the end.
           headersTimeout: stream ? this.o.ttfbTimeoutMs : this.o.requestTimeoutMs,

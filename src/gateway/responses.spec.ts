@@ -1,9 +1,9 @@
 import { responsesToChat, ResponsesTap } from './responses';
-import type { OpenAIError } from './errors';
+import { OpenAIError, refused } from './errors';
 
 const mapped = (body: Record<string, unknown>) => {
   const r = responsesToChat(body);
-  if ('ok' in r) throw new Error(`refused: ${(r as OpenAIError).message}`);
+  if (refused(r)) throw new Error(`refused: ${r.message}`);
   return r;
 };
 const refusal = (body: unknown) => responsesToChat(body) as OpenAIError;

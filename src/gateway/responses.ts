@@ -3,7 +3,7 @@
 // plain or as the Responses event stream. The replica only ever sees /v1/chat/completions.
 import { randomBytes } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
-import type { OpenAIError } from './errors';
+import { OpenAIError, refused } from './errors';
 import type { RequestBody } from './requests';
 import type { BodyTap, Usage } from './usage-tap';
 
@@ -107,7 +107,7 @@ function messagesOf(input: unknown): ChatMessage[] | OpenAIError {
         const parts: Json[] = [];
         for (let j = 0; j < item.content.length; j++) {
           const p = part(item.content[j], `${at}.content[${j}]`);
-          if ('ok' in p) return p as OpenAIError;
+          if (refused(p)) return p;
           parts.push(p);
         }
         // Text-only history as one string: what every chat engine takes.
@@ -161,7 +161,7 @@ export function responsesToChat(json: unknown): { chat: RequestBody; request: Re
     return bad('truncation', "'truncation': only 'disabled' is supported (the replica refuses what does not fit)");
   }
   const messages = messagesOf(json.input);
-  if ('ok' in messages) return messages as OpenAIError;
+  if (refused(messages)) return messages;
   if (typeof json.instructions === 'string') messages.unshift({ role: 'system', content: json.instructions });
 
   const chat: RequestBody = { model: json.model, messages, stream: json.stream === true };
