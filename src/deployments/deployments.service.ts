@@ -40,6 +40,9 @@ const PAST: Record<LifecycleKind, string> = {
   ROLLBACK: 'rolled back',
 };
 
+/** The operation as a sentence names it: STOP -> stop, CHANGE_GPU -> change gpu. */
+const verbOf = (kind: LifecycleKind) => kind.toLowerCase().replace('_', ' ');
+
 const gpuSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/, 'must be 1-64 characters of letters, digits, space, ., _ or -');
 
 const deploySchema = z.object({
@@ -252,7 +255,7 @@ export class DeploymentsService {
     }
     if (d.activeOperationId) throw await this.inProgress(id, d.activeOperationId);
     if (!LIFECYCLE_FROM[kind].includes(d.status)) {
-      const verb = kind.toLowerCase().replace('_', ' ');
+      const verb = verbOf(kind);
       throw new DomainError(ErrorCode.CONFLICT, `deployment ${id} is ${d.status}: ${verb} needs it ${LIFECYCLE_FROM[kind].join(' or ')}`, {
         status: d.status,
         allowed: LIFECYCLE_FROM[kind],
@@ -275,7 +278,7 @@ export class DeploymentsService {
     const operationId = newId('op');
     const revisionId = swap.variantId ? newId('rev') : null;
     const workflowId = opWorkflowId(id, operationId);
-    const verb = kind.toLowerCase().replace('_', ' ');
+    const verb = verbOf(kind);
     const claimed = await this.prisma.$transaction(async (tx) => {
       const { count } = await tx.deployment.updateMany({
         where: { id, activeOperationId: null, status: d.status },
