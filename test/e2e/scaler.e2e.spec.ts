@@ -1,7 +1,7 @@
 import OpenAI from 'openai';
-import { ScalingPolicy } from '../../src/domain/scaling';
 import { loadReportSignal, scalerStatusQuery, scalerWorkflowId, setPolicyUpdate } from '../../workflows/messages';
 import { Stack, startStack } from '../support/stack';
+import { testPolicy } from '../support/workflows';
 import { eventually, pidAlive } from '../support/wait';
 
 describe('the scaler workflow on a real Temporal server', () => {
@@ -116,16 +116,7 @@ describe('the scaler workflow on a real Temporal server', () => {
   });
 
   it('should refuse a bad policy naming the knob, apply a good one, and keep both across continue-as-new', async () => {
-    const policy: ScalingPolicy = {
-      mode: 'FLEX',
-      minReplicas: 0,
-      maxReplicas: 4,
-      targetConcurrency: 30,
-      scaleDownWindowSeconds: 30,
-      idleTimeoutSeconds: 300,
-      queueThresholdMs: 2000,
-      reportTtlMs: 5000,
-    };
+    const policy = testPolicy({ targetConcurrency: 30 });
     const workflowId = `scaler:can-${Date.now()}`;
     const handle = await stack.temporal.workflow.start('scalerWorkflow', {
       taskQueue: stack.config.TEMPORAL_TASK_QUEUE,

@@ -132,3 +132,16 @@ export function runOperation<T = void>(
     return out;
   });
 }
+
+/** A Flex scaling policy for the workflow tier (0-4 replicas, target 4 in flight, 30 s window, 300 s idle), with `o` over it. */
+export const testPolicy = (o: Partial<ScalingPolicy> = {}): ScalingPolicy => ({
+  mode: 'FLEX',
+  minReplicas: 0,
+  maxReplicas: 4,
+  targetConcurrency: 4,
+  scaleDownWindowSeconds: 30,
+  idleTimeoutSeconds: 300,
+  queueThresholdMs: 2000,
+  reportTtlMs: 5000,
+  ...o,
+});

@@ -1,20 +1,10 @@
 import { WorkflowFailedError } from '@temporalio/client';
 import type { Activities } from '../../activities';
 import { NotFoundError, PlanError, ProviderError, ReplicaUnhealthyError } from '../../src/domain/errors';
-import type { ScalingPolicy } from '../../src/domain/scaling';
 import { deployProgressQuery, deployWorkflowId, scalerWorkflowId } from '../../workflows/messages';
-import { recorder, WorkflowEnv, workflowEnv } from '../support/workflows';
+import { recorder, testPolicy, workflowEnv, WorkflowEnv } from '../support/workflows';
 
-const policy: ScalingPolicy = {
-  mode: 'FLEX',
-  minReplicas: 0,
-  maxReplicas: 2,
-  targetConcurrency: 4,
-  scaleDownWindowSeconds: 30,
-  idleTimeoutSeconds: 300,
-  queueThresholdMs: 2000,
-  reportTtlMs: 5000,
-};
+const policy = testPolicy({ maxReplicas: 2 });
 
 /** Fake activities that log each call; `fail` names the activity that throws, with which failure type. */
 function fakes(

@@ -15,6 +15,7 @@ import {
   STOP_DEPLOYMENT,
 } from '../support/graphql';
 import { startStack } from '../support/stack';
+import { testPolicy } from '../support/workflows';
 import { eventually } from '../support/wait';
 
 /**
@@ -69,16 +70,7 @@ describe('workflow determinism', () => {
           args: [
             {
               deploymentId: 'dep_replay',
-              policy: {
-                mode: 'FLEX',
-                minReplicas: 0,
-                maxReplicas: 4,
-                targetConcurrency: 30,
-                scaleDownWindowSeconds: 30,
-                idleTimeoutSeconds: 300,
-                queueThresholdMs: 2000,
-                reportTtlMs: 5000,
-              },
+              policy: testPolicy({ targetConcurrency: 30 }),
               initialReplicas: 2,
               planMaxReplicas: 32,
               tickMs: 100,

@@ -1,7 +1,7 @@
 import type { Activities } from '../../activities';
 import { planActuation } from '../../src/domain/actuation';
 import { ReplicaUnhealthyError } from '../../src/domain/errors';
-import type { LoadReport, ScalingPolicy } from '../../src/domain/scaling';
+import type { LoadReport } from '../../src/domain/scaling';
 import {
   loadReportSignal,
   pauseScalerSignal,
@@ -11,18 +11,9 @@ import {
   setPolicyUpdate,
 } from '../../workflows/messages';
 import { eventually } from '../support/wait';
-import { WorkflowEnv, workflowEnv } from '../support/workflows';
+import { testPolicy, workflowEnv, WorkflowEnv } from '../support/workflows';
 
-const policy: ScalingPolicy = {
-  mode: 'FLEX',
-  minReplicas: 0,
-  maxReplicas: 8,
-  targetConcurrency: 4,
-  scaleDownWindowSeconds: 30,
-  idleTimeoutSeconds: 300,
-  queueThresholdMs: 2000,
-  reportTtlMs: 5000,
-};
+const policy = testPolicy({ maxReplicas: 8 });
 const report = (inFlight: number, queued = 0, oldestQueuedMs = 0): LoadReport => ({
   gatewayId: 'g1',
   inFlight,

@@ -1,21 +1,11 @@
 import { WorkflowFailedError } from '@temporalio/client';
 import type { Activities } from '../../activities';
 import { ProviderPermanentError, ReplicaUnhealthyError, StateError } from '../../src/domain/errors';
-import type { ScalingPolicy } from '../../src/domain/scaling';
 import { scalerStatusQuery, scalerWorkflowId, SwapInput, SwapKind } from '../../workflows/messages';
 import { eventually } from '../support/wait';
-import { recorder, runOperation, WorkflowEnv, workflowEnv } from '../support/workflows';
+import { recorder, runOperation, testPolicy, workflowEnv, WorkflowEnv } from '../support/workflows';
 
-const policy: ScalingPolicy = {
-  mode: 'FLEX',
-  minReplicas: 0,
-  maxReplicas: 4,
-  targetConcurrency: 4,
-  scaleDownWindowSeconds: 30,
-  idleTimeoutSeconds: 300,
-  queueThresholdMs: 2000,
-  reportTtlMs: 5000,
-};
+const policy = testPolicy();
 
 /** Fake swap activities that log each call: the staged revision brings up 3 replicas, the new variant's target is 12. */
 function fakes(log: string[], fail: Partial<Record<keyof Activities, Error>> = {}): Partial<Activities> {
