@@ -134,6 +134,9 @@ export function lifecycleActivities(ctx: ActivityContext) {
 
     /** Delete, last step: the deployment is DELETED and its operation ends; its rows stay for the usage history. */
     async markDeleted({ deploymentId, operationId }: { deploymentId: string; operationId: string }): Promise<void> {
+      const d = await loadDeployment(deploymentId);
+      // A pool provider's endpoint goes with the deployment (its replicas stopped in the step before).
+      await provider(d.target).release?.(deploymentId, null);
       await prisma.$transaction([
         prisma.deployment.update({
           where: { id: deploymentId },

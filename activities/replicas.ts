@@ -83,6 +83,7 @@ export function replicaSteps(ctx: ActivityContext) {
       task: d.pipeline.task,
       gpu: rev.gpu,
       maxConcurrency: rev.maxConcurrency,
+      revisionId: rev.revisionId,
     });
     await prisma.replica.update({ where: { id }, data: { providerId: h.providerId, address: h.address } });
   }

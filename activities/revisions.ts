@@ -156,6 +156,7 @@ export function revisionActivities(ctx: ActivityContext) {
       await Promise.all(draining.map((r) => replicas.drainReplica({ deploymentId, replicaId: r.id, drainTimeoutMs })));
       const failed = await prisma.replica.findMany({ where: { revisionId, state: 'FAILED' } });
       for (const r of failed) await provider(d.target).stopReplica(r.id);
+      await provider(d.target).release?.(deploymentId, revisionId);
       heartbeat();
       if (draining.length)
         await event(deploymentId, 'revision.retired', `stopped ${draining.length} replica(s) of the previous revision after draining`, {
@@ -180,6 +181,7 @@ export function revisionActivities(ctx: ActivityContext) {
           data: { state: r.state === 'FAILED' ? 'FAILED' : 'STOPPED', stoppedAt: r.stoppedAt ?? new Date() },
         });
       }
+      await p.release?.(deploymentId, revisionId);
       await prisma.$transaction([
         prisma.revision.updateMany({ where: { id: revisionId, status: 'STAGED' }, data: { status: 'FAILED', reason } }),
         prisma.deploymentEvent.create({

@@ -56,6 +56,7 @@ async function main() {
       task: 'CHAT',
       gpu: 'sim',
       maxConcurrency: 30,
+      revisionId: null,
     });
     while ((await local.health(h)) !== 'ready') await new Promise((res) => setTimeout(res, 5));
     baseline.push(performance.now() - b0);

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { percentileOfSorted } from '../src/common/stats';
 import { must } from '../test/support/graphql';
 import type { PlanName } from '../src/domain/plans';
-import { startStack } from '../test/support/stack';
+import { startStack, StackOptions } from '../test/support/stack';
 
 /** What the benchmarks read back from GraphQL: ids, keys and nested deployments. */
 type Loose = Record<string, { id: string; deployment?: { id: string }; apiKey?: string }>;
@@ -29,8 +29,12 @@ export function cpuSeconds(pid: number): number {
  * and Temporal dev server, a Team workspace, and GraphQL calls that throw on errors. Needs Postgres
  * (DATABASE_URL's server) and the Temporal CLI (TEMPORAL_CLI_PATH or scripts/temporal-cli.sh).
  */
-export async function benchStack(name: string, env: Record<string, string> = {}, opts: { app?: boolean; plan?: PlanName } = {}) {
-  const stack = await startStack({ name: `bench-${name}`, env, isolated: true, app: opts.app });
+export async function benchStack(
+  name: string,
+  env: Record<string, string> = {},
+  opts: { app?: boolean; plan?: PlanName; runpod?: StackOptions['runpod'] } = {},
+) {
+  const stack = await startStack({ name: `bench-${name}`, env, isolated: true, app: opts.app, runpod: opts.runpod });
   const { token } = await stack.workspace(opts.plan ?? 'TEAM', 'bench');
   const raw = stack.gql;
   const gql = <T = Loose>(query: string, variables: Record<string, unknown>) => must(raw<T>(query, token, variables));

@@ -13,6 +13,7 @@ import { PRISMA, CoreModule, TEMPORAL_CLIENT } from './common/core.module';
 import { costLimit, formatGraphQLErrors, GraphQLErrorFilter } from './common/graphql-errors';
 import { PinoNestLogger } from './common/logger';
 import { Config } from './config/config';
+import { CredentialsModule } from './credentials/credentials.module';
 import type { PrismaClient } from './database/prisma';
 import { DeploymentsModule } from './deployments/deployments.module';
 import { createGateway, GatewayHandle } from './gateway';
@@ -66,6 +67,7 @@ function rootModule(config: Config, logger: Logger) {
       PipelinesModule,
       DeploymentsModule,
       KeysModule,
+      CredentialsModule,
       ScalingModule,
       UsageModule,
     ],

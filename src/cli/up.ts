@@ -4,6 +4,8 @@ import { resolve } from 'node:path';
 import { loadConfigOrExit } from '../config/config';
 import { DevServer, startDevServer, waitForPort } from '../temporal/dev-server';
 import { localProvider } from '../providers/local';
+import { RunpodFake, startRunpodFake } from '../providers/runpod/fake';
+import { randomBytes } from 'node:crypto';
 import { bootstrap } from './bootstrap';
 
 /**
@@ -21,6 +23,7 @@ async function main() {
   await mkdir(dataDir, { recursive: true });
 
   let temporal: DevServer | null = null;
+  let runpod: RunpodFake | null = null;
   const children: ChildProcess[] = [];
   let stopping = false;
   const stop = async (code: number) => {
@@ -42,6 +45,10 @@ async function main() {
     const replicas = await local.listReplicas();
     if (replicas.length) say(`stopping ${replicas.length} local replica(s)`);
     await Promise.all(replicas.map((r) => local.stopReplica(r.replicaId)));
+    if (runpod) {
+      say('stopping the embedded RunPod fake');
+      await runpod.stop();
+    }
     if (temporal) {
       say('stopping the Temporal dev server');
       await temporal.stop();
@@ -68,6 +75,28 @@ async function main() {
     env.TEMPORAL_ADDRESS = temporal.address;
   }
 
+  // Managed RunPod without credentials: the embedded fake of RunPod's documented API, so a RUNPOD deploy works here.
+  if (!config.RUNPOD_API_KEY) {
+    const key = `rpa_embedded_${randomBytes(12).toString('hex')}`;
+    runpod = await startRunpodFake({
+      keys: [{ key, accountId: 'embedded' }],
+      stateDir: resolve(dataDir, 'runpod-fake'),
+      coldStartMs: config.SIM_COLD_START_MS,
+      flashbootStartMs: config.SIM_WARM_START_MS,
+      ttftMs: config.SIM_TTFT_MS,
+      itlMs: config.SIM_ITL_MS,
+    });
+    Object.assign(env, {
+      RUNPOD_API_KEY: key,
+      RUNPOD_API_URL: runpod.managementUrl,
+      RUNPOD_GRAPHQL_URL: runpod.graphqlUrl,
+      RUNPOD_RUNTIME_URL: runpod.runtimeUrl,
+    });
+    say(
+      `managed RunPod: no RUNPOD_API_KEY, so the embedded RunPod fake serves it at ${runpod.managementUrl} (runtime ${runpod.runtimeUrl})`,
+    );
+  }
+
   const { token } = await bootstrap(config, say, resolve(dataDir, 'bootstrap-token'));
 
   for (const [name, entry] of [
@@ -92,6 +121,9 @@ async function main() {
     `  Gateway      ${config.PUBLIC_BASE_URL}/v1`,
     `  Temporal UI  ${temporal?.uiUrl ?? `(external cluster at ${env.TEMPORAL_ADDRESS})`}`,
     `  Metrics      ${config.PUBLIC_BASE_URL}/metrics`,
+    runpod
+      ? `  RunPod       embedded fake at ${runpod.managementUrl}; for the real RunPod set RUNPOD_API_KEY (README "Real providers")`
+      : `  RunPod       ${config.RUNPOD_API_URL} (managed account from RUNPOD_API_KEY)`,
     `  Token        ${token}   (workspace "default", Team plan; send as Authorization: Bearer <token>)`,
     '',
     'Ctrl-C stops everything.',

@@ -92,6 +92,23 @@ export const configSchema = z.object({
     .optional(),
   /** A key's bucket holds this many seconds of its per-minute rate as a burst. */
   GATEWAY_RATE_BURST_SECONDS: positiveInt.max(60, 'must be at most 60').default(6),
+  /**
+   * Managed RunPod: the platform's own RunPod API key (never shown or logged). Empty: `npm start` runs the
+   * embedded RunPod fake and points the URLs below at it.
+   */
+  RUNPOD_API_KEY: z.string().min(1).optional(),
+  /** RunPod REST v2 management host (the adapter calls <url>/v2/serverless...). */
+  RUNPOD_API_URL: z.string().url().default('https://api.runpod.io'),
+  /** RunPod GraphQL endpoint, used only for the account identity of a key (myself { id }). */
+  RUNPOD_GRAPHQL_URL: z.string().url().default('https://api.runpod.io/graphql'),
+  /** RunPod serverless runtime host (jobs, /health, /openai/v1/*), a different host from the management API. */
+  RUNPOD_RUNTIME_URL: z.string().url().default('https://api.runpod.ai'),
+  /** Worker image of RunPod endpoints: the vLLM worker, pinned (rolling releases want versioned tags). */
+  RUNPOD_WORKER_IMAGE: z.string().min(1).default('runpod/worker-v1-vllm:v2.11.0'),
+  /** Fewest ms between two worker-count PATCHes of one endpoint; changes in between are coalesced into one. */
+  RUNPOD_MIN_PATCH_INTERVAL_MS: z.coerce.number().int().min(0).default(1000),
+  /** How often the drift check compares every RunPod endpoint with what the scaler decided, ms. */
+  RUNPOD_DRIFT_INTERVAL_MS: positiveInt.default(30_000),
   METRICS_ENABLED: bool.default(true),
   /** Where the api writes the emitted GraphQL schema; empty keeps it in memory. */
   GRAPHQL_SCHEMA_FILE: z.string().default(''),

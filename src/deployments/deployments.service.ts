@@ -9,6 +9,7 @@ import type { Deployment, PrismaClient, Workspace } from '../database/prisma';
 import { DomainError, ErrorCode, notFound } from '../domain/errors';
 import { ModeName, PlanName, planViolation, targetConcurrency } from '../domain/plans';
 import { policyProblems, policyRefusal, withModeDefaults } from '../domain/scaling';
+import { lockCredential } from '../credentials/store';
 import type { DeployPipelineInput } from './deployments.types';
 import type { deployWorkflow } from '../../workflows/deploy';
 import { deployWorkflowId, DeployInput, LifecycleInput, LifecycleKind, opWorkflowId, SwapInput, SwapKind } from '../../workflows/messages';
@@ -57,6 +58,7 @@ const deploySchema = z.object({
   targetConcurrency: z.number().nullish(),
   scaleDownWindowSeconds: z.number().nullish(),
   idleTimeoutSeconds: z.number().nullish(),
+  credentialId: z.string().min(1, 'must not be empty').nullish(),
 });
 
 @Injectable()
@@ -101,16 +103,21 @@ export class DeploymentsService {
       );
     }
 
+    if (input.credentialId) await this.checkCredential(ws, input.credentialId, input.target, input.mode);
+
     const id = newId('dep');
     const operationId = newId('op');
     const revisionId = newId('rev');
     const workflowId = deployWorkflowId(id);
     const key = issueSecret('sk');
     await this.prisma.$transaction(async (tx) => {
+      // Locked until the rows are written: deleteProviderCredential waits, then sees this deployment using it.
+      if (input.credentialId) await lockCredential(tx, ws.id, input.credentialId);
       await tx.deployment.create({
         data: {
           id,
           revisionId,
+          credentialId: input.credentialId ?? null,
           workspaceId: ws.id,
           pipelineId: pipeline.id,
           variantId: variant.id,
@@ -180,6 +187,26 @@ export class DeploymentsService {
     }
     const deployment = await this.prisma.deployment.findUniqueOrThrow({ where: { id } });
     return { deployment, apiKey: key.plaintext };
+  }
+
+  /** A credential a deploy may run on: the workspace's, live, of the deployment's target, and (RUNPOD) Flex. */
+  private async checkCredential(ws: Workspace, credentialId: string, target: string, mode: ModeName) {
+    const cred = await this.prisma.providerCredential.findFirst({ where: { id: credentialId, workspaceId: ws.id, deletedAt: null } });
+    if (!cred) throw notFound('provider credential', credentialId);
+    if (cred.target !== target) {
+      throw new DomainError(
+        ErrorCode.BAD_USER_INPUT,
+        `credentialId: credential ${cred.name} is a ${cred.target} credential; the deployment's target is ${target}`,
+        { field: 'credentialId' },
+      );
+    }
+    if (cred.target === 'RUNPOD' && mode !== 'FLEX') {
+      throw new DomainError(
+        ErrorCode.BAD_USER_INPUT,
+        'mode: your own RunPod account runs Flex only; Active is managed RunPod (deploy without credentialId)',
+        { field: 'mode' },
+      );
+    }
   }
 
   /**

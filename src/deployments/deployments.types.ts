@@ -67,6 +67,11 @@ export class Deployment {
   @Field(() => Int, { nullable: true }) idleTimeoutSeconds!: number | null;
   @Field(() => ID) pipelineId!: string;
   @Field(() => ID) variantId!: string;
+  @Field(() => ID, {
+    nullable: true,
+    description: "The provider credential (the user's own account) it runs on; null for the managed target.",
+  })
+  credentialId!: string | null;
   @Field() createdAt!: Date;
   @Field() updatedAt!: Date;
 }
@@ -96,4 +101,10 @@ export class DeployPipelineInput {
   scaleDownWindowSeconds?: number;
   @Field(() => Int, { nullable: true, description: 'Flex: no traffic for this long scales to zero. Default 300.' })
   idleTimeoutSeconds?: number;
+  @Field(() => ID, {
+    nullable: true,
+    description:
+      "A provider credential of the workspace (addProviderCredential) of the deployment's target: it runs on that account (RUNPOD: Flex only). Without one, RUNPOD is managed RunPod.",
+  })
+  credentialId?: string;
 }

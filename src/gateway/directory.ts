@@ -56,7 +56,12 @@ export interface Route {
   starting: number;
   /** The scaler's per-replica target; the load reporter reports at once when demand grows by this much. */
   targetConcurrency: number | null;
+  /** The Authorization header the upstream wants (a RunPod endpoint takes its account's key); null for none. */
+  upstreamAuthorization: string | null;
 }
+
+/** The key a deployment's upstream takes: its provider account's, for targets whose runtime checks one. */
+export type UpstreamAuth = (d: { target: Target; credentialId: string | null }) => Promise<string | null>;
 
 /**
  * A bounded cache for one kind of lookup: a missing entry is loaded once however
@@ -129,6 +134,7 @@ export class Directory {
     private readonly databaseUrl: string,
     ttlMs: number,
     private readonly log: Logger,
+    private readonly upstreamAuth: UpstreamAuth = async () => null,
   ) {
     this.keys = new Lookup(
       100_000,
@@ -281,6 +287,7 @@ export class Directory {
         .map((r) => ({ id: r.id, address: r.address!, concurrency: r.concurrency })),
       starting: serving.filter((r) => r.state === 'STARTING').length,
       targetConcurrency: d.targetConcurrency,
+      upstreamAuthorization: await this.upstreamAuth(d).then((k) => (k ? `Bearer ${k}` : null)),
     };
   }
 

@@ -103,7 +103,7 @@ interface Served extends Piped {
 
 /** The OpenAI-compatible data path: admit -> resolve the deployment -> the ready replica with the most headroom -> pipe. */
 export class Gateway {
-  private readonly pools = new Map<string, Pool>();
+  private readonly pools = new Map<string, { pool: Pool; prefix: string }>();
   private readonly admission: Admission;
   /** This process's load and queue per deployment. */
   readonly queue: Queue;
@@ -153,7 +153,7 @@ export class Gateway {
 
   async close() {
     this.queue.close();
-    await Promise.all([...this.pools.values()].map((p) => p.close().catch(() => {})));
+    await Promise.all([...this.pools.values()].map((p) => p.pool.close().catch(() => {})));
   }
 
   private async models(req: IncomingMessage, res: ServerResponse) {
@@ -220,12 +220,17 @@ export class Gateway {
     return route;
   }
 
-  private pool(address: string): Pool {
+  /** The connection pool of an upstream, and the path its OpenAI routes sit under (a RunPod endpoint's /v2/<id>/openai). */
+  private pool(address: string): { pool: Pool; prefix: string } {
     let p = this.pools.get(address);
     if (!p) {
+      const url = new URL(address);
       // No connection cap: admission already holds each replica to its concurrency, and a cap below
       // it (undici queues past it) would hide a queue inside the pool from the scaler.
-      p = new Pool(address, { connections: null, pipelining: 1, keepAliveTimeout: 30_000 });
+      p = {
+        pool: new Pool(url.origin, { connections: null, pipelining: 1, keepAliveTimeout: 30_000 }),
+        prefix: url.pathname.replace(/\/+$/, ''),
+      };
       this.pools.set(address, p);
     }
     return p;
@@ -411,10 +416,16 @@ export class Gateway {
       const sentHr = process.hrtime.bigint();
       let upstream: Dispatcher.ResponseData;
       try {
-        upstream = await this.pool(replica.address).request({
-          path,
+        const upstreamPool = this.pool(replica.address);
+        upstream = await upstreamPool.pool.request({
+          path: upstreamPool.prefix + path,
           method: 'POST',
-          headers: { 'content-type': outgoing.contentType, 'x-request-id': res.getHeader('x-request-id') as string },
+          headers: {
+            'content-type': outgoing.contentType,
+            'x-request-id': res.getHeader('x-request-id') as string,
+            // A provider's runtime (RunPod) wants its account's key; local replicas want none (undici skips undefined).
+            authorization: route.upstreamAuthorization ?? undefined,
+          },
           body: outgoing.body,
           signal: gone,
           // A stream's headers come at once; a non-streamed answer's come with its body, at the end.

@@ -12,7 +12,9 @@ import type { PrismaClient } from '../database/prisma';
 import { CapacityAccountant } from '../usage/capacity';
 import { loadPrices } from '../usage/prices';
 import { UsageRecorder } from '../usage/recorder';
-import { Directory } from './directory';
+import { readCredentialSecret } from '../credentials/store';
+import { secretsKey } from '../credentials/secrets-key';
+import { Directory, UpstreamAuth } from './directory';
 import { Gateway } from './gateway';
 import { LimitStore, MemoryLimitStore, RedisLimitStore } from './limits';
 import { createMetrics } from './metrics';
@@ -37,6 +39,16 @@ export interface GatewayHandle {
   close(): Promise<void>;
 }
 
+/** RunPod's runtime takes the endpoint's account key: the platform's for managed RunPod, the user's stored one otherwise. */
+function upstreamAuth(config: Config, prisma: PrismaClient, log: Logger): UpstreamAuth {
+  let key: Buffer | null = null;
+  return async ({ target, credentialId }) => {
+    if (target !== 'RUNPOD') return null;
+    if (credentialId) return readCredentialSecret(prisma, (key ??= secretsKey(config, log)), credentialId);
+    return config.RUNPOD_API_KEY ?? null;
+  };
+}
+
 export async function createGateway({ config, prisma, temporal, log, bodyLimitBytes }: GatewayDeps): Promise<GatewayHandle> {
   const metrics = createMetrics();
   const prices = loadPrices(config.PRICING_FILE);
@@ -44,7 +56,13 @@ export async function createGateway({ config, prisma, temporal, log, bodyLimitBy
     metrics.usageFlushes.inc({ result: ok ? 'ok' : 'failed' }),
   );
   const capacity = new CapacityAccountant(prisma, prices, config.USAGE_CAPACITY_INTERVAL_MS, log.child({ component: 'capacity' }));
-  const directory = new Directory(prisma, config.DATABASE_URL, config.GATEWAY_CACHE_TTL_MS, log.child({ component: 'directory' }));
+  const directory = new Directory(
+    prisma,
+    config.DATABASE_URL,
+    config.GATEWAY_CACHE_TTL_MS,
+    log.child({ component: 'directory' }),
+    upstreamAuth(config, prisma, log),
+  );
   metrics.observeReplicas(() => directory.replicaCounts());
   await directory.start();
   const gatewayLog = log.child({ component: 'gateway' });

@@ -2,16 +2,17 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import type { PrismaClient } from '../database/prisma';
 import { local } from './local';
-import type { ProviderModule, Providers } from './provider';
+import { runpod } from './runpod';
+import type { ProviderDeps, ProviderModule, Providers } from './provider';
 
 /** Every target this build knows. A new provider is a new folder and one line here. */
-const MODULES: readonly ProviderModule[] = [local];
+const MODULES: readonly ProviderModule[] = [local, runpod];
 
 /** The adapters for this worker; `overrides` replaces or adds adapters (tests, benches). */
-export function createProviders(config: Config, overrides: Providers = {}): Providers {
+export function createProviders(config: Config, deps: ProviderDeps, overrides: Providers = {}): Providers {
   const out: Providers = {};
   for (const m of MODULES) {
-    const adapter = m.create(config);
+    const adapter = m.create(config, deps);
     if (adapter) out[m.target] = adapter;
   }
   return Object.assign(out, overrides);

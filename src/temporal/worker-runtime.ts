@@ -29,7 +29,7 @@ export async function startWorker(
   overrides: { providers?: Providers; healthPollMs?: number; workflowBundle?: { code: string } } = {},
 ): Promise<WorkerRuntime> {
   const prisma = createPrisma(config.DATABASE_URL);
-  const providers = createProviders(config, overrides.providers);
+  const providers = createProviders(config, { prisma, log }, overrides.providers);
   await reconcileProviders(prisma, providers, log);
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   const worker = await Worker.create({
@@ -54,6 +54,7 @@ export async function startWorker(
     shutdown: async () => {
       if (worker.getState() === 'RUNNING') worker.shutdown();
       await run.catch(() => {});
+      for (const p of Object.values(providers)) p?.close?.();
       await connection.close();
       await prisma.$disconnect();
     },

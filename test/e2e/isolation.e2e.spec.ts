@@ -1,3 +1,5 @@
+import { encrypt } from '../../src/common/secrets';
+import { secretsKey } from '../../src/credentials/secrets-key';
 import { Gql, GqlResult, must } from '../support/graphql';
 import { Stack, startStack } from '../support/stack';
 
@@ -25,7 +27,7 @@ describe('workspace isolation (real api and worker)', () => {
   let stack: Stack;
   let mine: Gql;
   let theirs: Gql;
-  const a = { deploymentId: '', pipelineId: '', variantId: '', keyId: '', tokenId: '', apiKey: '' };
+  const a = { deploymentId: '', pipelineId: '', variantId: '', keyId: '', tokenId: '', apiKey: '', credentialId: 'pc_theirs' };
   let ownDeploymentId = '';
   let ownPipelineId = '';
 
@@ -40,6 +42,18 @@ describe('workspace isolation (real api and worker)', () => {
     a.variantId = (await stack.prisma.deployment.findUniqueOrThrow({ where: { id: d.deploymentId } })).variantId;
     a.keyId = (await stack.prisma.apiKey.findFirstOrThrow({ where: { deploymentId: d.deploymentId } })).id;
     a.tokenId = (await stack.prisma.managementToken.findFirstOrThrow({ where: { workspaceId: wsA.id } })).id;
+    // Their RunPod credential, as addProviderCredential stores it (the live check is credentials.e2e's).
+    await stack.prisma.providerCredential.create({
+      data: {
+        id: a.credentialId,
+        workspaceId: wsA.id,
+        target: 'RUNPOD',
+        name: 'theirs',
+        sealed: encrypt(secretsKey(stack.config), 'rpa_their_own_runpod_key_0000'),
+        last4: '0000',
+        accountId: 'acct-victim',
+      },
+    });
     const own = await stack.deployed(wsB.token, { name: 'own' }, { mode: 'FLEX', minReplicas: 1, maxReplicas: 1 });
     ownDeploymentId = own.deploymentId;
     ownPipelineId = own.pipelineId;
@@ -86,6 +100,18 @@ describe('workspace isolation (real api and worker)', () => {
         `mutation($p: ID!, $v: ID!) { deployPipeline(input: { pipelineId: $p, variantId: $v, gpu: "sim" }) { apiKey } }`,
         { p: ownPipelineId, v: a.variantId },
       ],
+      // My own pipeline on their RunPod account.
+      [
+        'deployPipeline',
+        `mutation($p: ID!, $c: ID!) { deployPipeline(input: { pipelineId: $p, target: RUNPOD, gpu: "L40S", credentialId: $c }) { apiKey } }`,
+        { p: ownPipelineId, c: a.credentialId },
+      ],
+      [
+        'rotateProviderCredential',
+        `mutation($id: ID!) { rotateProviderCredential(id: $id, apiKey: "rpa_intruders_own_key_1111") { id } }`,
+        { id: a.credentialId },
+      ],
+      ['deleteProviderCredential', `mutation($id: ID!) { deleteProviderCredential(id: $id) { id } }`, { id: a.credentialId }],
       [
         'createApiKey',
         `mutation($d: ID!) { createApiKey(input: { name: "x", scope: DEPLOYMENT, deploymentId: $d }) { key } }`,
@@ -131,6 +157,9 @@ describe('workspace isolation (real api and worker)', () => {
     expect(d.deployment).toMatchObject({ status: 'ACTIVE', maxReplicas: 2, revisions: [{}], pipeline: { variants: [{}] } });
     const key = await stack.prisma.apiKey.findUniqueOrThrow({ where: { id: a.keyId } });
     expect(key).toMatchObject({ revokedAt: null, rotatedAt: null, rateLimitPerMinute: null });
+    const credential = await stack.prisma.providerCredential.findUniqueOrThrow({ where: { id: a.credentialId } });
+    expect(credential).toMatchObject({ deletedAt: null, rotatedAt: null, last4: '0000' });
+    expect(await stack.prisma.deployment.count({ where: { credentialId: a.credentialId } })).toBe(0);
     const chat = await fetch(`${stack.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { authorization: `Bearer ${a.apiKey}`, 'content-type': 'application/json' },

@@ -19,6 +19,7 @@ const spec = (replicaId: string, deploymentId = 'dep_x'): ReplicaSpec => ({
   task: 'CHAT',
   gpu: 'sim',
   maxConcurrency: 30,
+  revisionId: null,
 });
 
 describe('local provider', () => {

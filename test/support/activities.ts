@@ -7,6 +7,7 @@ import { newId } from '../../src/common/secrets';
 import { createPrisma, PrismaClient } from '../../src/database/prisma';
 import type { Prisma } from '../../src/database/prisma';
 import { LocalProvider } from '../../src/providers/local';
+import type { Providers } from '../../src/providers/provider';
 import { WorkspacesService } from '../../src/workspaces/workspaces.service';
 
 /**
@@ -21,7 +22,9 @@ export async function activityWorld(name: string) {
   const providers: LocalProvider[] = [];
 
   /** A LOCAL deployment (ACTIVE, FLEX unless `row` says otherwise) and its activities; `command` replaces the simulator. */
-  async function deployment(o: { command?: string; simulatorArgs?: string[]; row?: Partial<Prisma.DeploymentUncheckedCreateInput> } = {}) {
+  async function deployment(
+    o: { command?: string; simulatorArgs?: string[]; row?: Partial<Prisma.DeploymentUncheckedCreateInput>; providers?: Providers } = {},
+  ) {
     const local = new LocalProvider({
       stateDir: mkdtempSync(join(tmpdir(), `${name}-state-`)),
       cacheDir: mkdtempSync(join(tmpdir(), `${name}-cache-`)),
@@ -57,7 +60,7 @@ export async function activityWorld(name: string) {
     });
     const acts = createActivities({
       prisma,
-      providers: { LOCAL: local },
+      providers: o.providers ?? { LOCAL: local },
       publicBaseUrl: 'http://127.0.0.1',
       healthPollMs: 20,
       healthTimeoutSeconds: 10,

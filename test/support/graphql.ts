@@ -35,6 +35,7 @@ export interface DeployInput {
   scaleDownWindowSeconds?: number;
   idleTimeoutSeconds?: number;
   variantId?: string;
+  credentialId?: string;
 }
 
 /** The data of a call that must succeed; its errors, if any, become the thrown message. */

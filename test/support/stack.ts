@@ -12,6 +12,7 @@ import { dropDatabase, ensureDatabase, migrate } from '../../src/database/migrat
 import { createPrisma, PrismaClient } from '../../src/database/prisma';
 import type { PlanName } from '../../src/domain/plans';
 import { localProvider } from '../../src/providers/local';
+import { RunpodFake, RunpodFakeOptions, startRunpodFake } from '../../src/providers/runpod/fake';
 import { DevServer, startDevServer, waitForPort } from '../../src/temporal/dev-server';
 import { startWorker, WorkerRuntime } from '../../src/temporal/worker-runtime';
 import { WorkspacesService } from '../../src/workspaces/workspaces.service';
@@ -47,7 +48,15 @@ export interface StackOptions {
   name?: string;
   /** Write the api's and worker's log lines to this file instead of stdout (a test reads them). */
   logFile?: string;
+  /**
+   * Run the RunPod fake and point managed RunPod at it (its management, GraphQL and runtime URLs and a key it
+   * accepts, RUNPOD_MANAGED_KEY); options over fast defaults.
+   */
+  runpod?: boolean | Partial<RunpodFakeOptions>;
 }
+
+/** The managed account's key the stack's RunPod fake accepts. */
+export const RUNPOD_MANAGED_KEY = 'rpa_managed_stack_key_0001';
 
 /** A worker in a process of its own (`node dist/src/worker.js`), which a test may SIGKILL. */
 export interface ChildWorker {
@@ -66,6 +75,8 @@ export interface Stack {
   worker: WorkerRuntime;
   app: Awaited<ReturnType<typeof createApp>> | null;
   server: DevServer | null;
+  /** The RunPod fake managed RunPod points at, when the stack runs one. */
+  runpod: RunpodFake | null;
   gql: <T = Record<string, unknown>>(query: string, token: string, variables?: Record<string, unknown>) => Promise<GqlResult<T>>;
   /** GraphQL calls with one management token. */
   as: (token: string) => Gql;
@@ -134,8 +145,28 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     dataDir = join(process.env.DATA_DIR!, name);
     mkdirSync(dataDir, { recursive: true });
   }
+  const runpod = opts.runpod
+    ? await startRunpodFake({
+        keys: [{ key: RUNPOD_MANAGED_KEY, accountId: 'acct_managed' }],
+        stateDir: join(dataDir, 'runpod-fake'),
+        coldStartMs: 300,
+        flashbootStartMs: 60,
+        ttftMs: 5,
+        itlMs: 2,
+        ...(opts.runpod === true ? {} : opts.runpod),
+      })
+    : null;
   const env: Record<string, string | undefined> = {
     ...process.env,
+    ...(runpod
+      ? {
+          RUNPOD_API_KEY: RUNPOD_MANAGED_KEY,
+          RUNPOD_API_URL: runpod.managementUrl,
+          RUNPOD_GRAPHQL_URL: runpod.graphqlUrl,
+          RUNPOD_RUNTIME_URL: runpod.runtimeUrl,
+          RUNPOD_MIN_PATCH_INTERVAL_MS: '250',
+        }
+      : {}),
     ...(opts.isolated ? { LOG_LEVEL: 'error' } : FAST_SIMULATOR),
     DATABASE_URL: databaseUrl,
     ...(server ? { TEMPORAL_ADDRESS: server.address } : {}),
@@ -246,6 +277,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     worker,
     app,
     server,
+    runpod,
     gql,
     as,
     deployed: async (token, pipeline, deployment) => {
@@ -279,6 +311,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       });
       if (inProcessWorker) await worker.shutdown();
       await app?.close();
+      await runpod?.stop();
       await temporal.connection.close();
       await prisma.$disconnect();
       if (server) {

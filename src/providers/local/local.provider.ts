@@ -76,6 +76,7 @@ const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
  */
 export class LocalProvider implements ProviderAdapter {
   readonly target = 'LOCAL' as const;
+  readonly capabilities = { perReplicaUrls: true, exactReplicaControl: true, maxReplicaLifetimeSeconds: null, coldStartFromZero: true };
   private readonly host: string;
   private readonly starting = new Map<string, Promise<ReplicaHandle>>();
 
