@@ -180,6 +180,19 @@ describe('LoadReporter: coalesced reports with a heartbeat', () => {
     ]);
   });
 
+  it('should send a wake from zero at once even just after a heartbeat of zero (a cold start is not held for the interval)', async () => {
+    const { r, sent, load, tick } = setup(['cold']);
+    await tick(0); // the heartbeat of zero of a serving deployment
+    const l = load('cold');
+    waiter(l, 300, true);
+    r.poke('cold', 300);
+    await Promise.resolve();
+    expect(sent.map(([, rep]) => [rep.at, rep.queued])).toEqual([
+      [0, 0],
+      [300, 1],
+    ]);
+  });
+
   it('should stop reporting for a while to a deployment without a scaler', async () => {
     const { sent, tick, failWith } = setup(['gone']);
     failWith(new NoScalerError('no scaler'));

@@ -52,8 +52,8 @@ interface Sent {
  * after a quiet interval goes at once) plus a heartbeat while the deployment
  * has replicas, so "no traffic" is reported as such and never confused with
  * "no data". `poke` sends at once when allowed: the cold-start path. A burst
- * (demand up by a replica's target) is sent within urgentMs, so the scaler
- * sees it whole instead of one interval later.
+ * (demand up by a replica's target) and a wake (demand up from zero) are sent
+ * within urgentMs, so the scaler sees them at once instead of one interval later.
  */
 export class LoadReporter {
   private readonly sent = new Map<string, Sent>();
@@ -116,7 +116,10 @@ export class LoadReporter {
     if (s.sending || now < s.mutedUntil) return null;
     const demand = inFlight + queued;
     const step = load?.targetConcurrency ?? 0;
-    const urgent = step > 0 && demand - s.demand >= step && now - s.at >= this.urgentMs;
+    // Urgent: demand up by a replica's target (a burst), or from zero to any (a wake: a heartbeat of zero sent just
+    // before must not hold a cold start back for the rest of the interval).
+    const rise = (step > 0 && demand - s.demand >= step) || (s.demand === 0 && demand > 0);
+    const urgent = rise && now - s.at >= this.urgentMs;
     if (!urgent && now - s.at < this.o.intervalMs) return null;
     if (key === s.key && now - s.at < this.o.heartbeatMs) return null;
     s.sending = true;

@@ -224,7 +224,7 @@ export class PooledReplicas implements ProviderAdapter {
 
   private poolStatus(credentialId: string | null, poolId: string): Promise<PoolStatus | null> {
     const hit = this.status.get(poolId);
-    if (hit && Date.now() - hit.at < (this.o.statusTtlMs ?? 200)) return hit.v;
+    if (hit && Date.now() - hit.at < (this.o.statusTtlMs ?? 50)) return hit.v;
     const v = this.pool.poolStatus(credentialId, poolId);
     this.status.set(poolId, { at: Date.now(), v });
     v.catch(() => this.status.delete(poolId));
