@@ -105,6 +105,14 @@ export const configSchema = z.object({
   RUNPOD_RUNTIME_URL: z.string().url().default('https://api.runpod.ai'),
   /** Worker image of RunPod endpoints: the vLLM worker, pinned (rolling releases want versioned tags). */
   RUNPOD_WORKER_IMAGE: z.string().min(1).default('runpod/worker-v1-vllm:v2.11.0'),
+  /**
+   * Our RunPod endpoints are named <prefix>-<deployment>-<revision>; a worker deletes endpoints of this prefix that no
+   * revision needs. Give each control plane that shares a RunPod account its own prefix.
+   */
+  RUNPOD_ENDPOINT_PREFIX: z
+    .string()
+    .regex(/^[a-z][a-z0-9-]{0,23}$/, 'must be 1-24 lowercase letters, digits or -, starting with a letter')
+    .default('infercp'),
   /** Fewest ms between two worker-count PATCHes of one endpoint; changes in between are coalesced into one. */
   RUNPOD_MIN_PATCH_INTERVAL_MS: z.coerce.number().int().min(0).default(1000),
   /** How often the drift check compares every RunPod endpoint with what the scaler decided, ms. */

@@ -59,7 +59,7 @@ export interface PoolAdapter {
   readonly target: Target;
   readonly capabilities: ProviderCapabilities;
   /** The name a pool gets: stable for a revision, and recognisably ours. */
-  poolName(spec: Omit<PoolSpec, 'name'>): string;
+  poolName(spec: Pick<PoolSpec, 'deploymentId' | 'revisionId'>): string;
   /** Creates the pool unless one of that name exists (adopted as it is); returns its handle either way. */
   ensurePool(spec: PoolSpec): Promise<PoolHandle>;
   /** Holds the pool at exactly `workers` (0 keeps the pool and its URL, and bills nothing). */

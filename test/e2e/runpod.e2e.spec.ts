@@ -3,6 +3,7 @@ import { scalerStatusQuery, scalerWorkflowId } from '../../workflows/messages';
 import {
   CREATE_VARIANT,
   DELETE_DEPLOYMENT,
+  DEPLOY,
   deployAndWait,
   Gql,
   must,
@@ -184,6 +185,36 @@ describe('managed RunPod through the RunPod fake (real api, worker, Temporal and
     } finally {
       stack.runpod!.faults.managementFailureRate = 0;
     }
+  });
+
+  it('should hold an Active deployment at a warm floor of one worker (Team and up), and refuse Active on Pro', async () => {
+    const d = await deployAndWait(gql, {
+      pipelineId: await pipeline('rp-active'),
+      target: 'RUNPOD',
+      gpu: 'H200',
+      mode: 'ACTIVE',
+      minReplicas: 1,
+      maxReplicas: 2,
+      scaleDownWindowSeconds: 1,
+      idleTimeoutSeconds: 1,
+    });
+    expect(d.status).toBe('ACTIVE');
+    expect(endpointsOf(d.id)[0]).toMatchObject({ gpu: { pools: ['HOPPER_141'] }, workers: { min: 1, max: 1 } });
+    // Idle well past its windows: Active never goes below its floor.
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(endpointsOf(d.id)[0].workers).toMatchObject({ min: 1, max: 1 });
+    expect(liveWorkers(endpointsOf(d.id)[0].id)).toBe(1);
+
+    const pro = stack.as((await stack.workspace('PRO')).token);
+    const { createPipeline } = await must(
+      pro<{ createPipeline: { id: string } }>(`mutation($input: CreatePipelineInput!) { createPipeline(input: $input) { id } }`, {
+        input: { name: 'rp-pro', model: 'sim/tiny-chat', task: 'CHAT' },
+      }),
+    );
+    const refused = await pro(DEPLOY, {
+      input: { pipelineId: createPipeline.id, target: 'RUNPOD', gpu: 'H100', mode: 'ACTIVE', minReplicas: 1, maxReplicas: 1 },
+    });
+    expect(refused.errors?.[0]?.extensions?.code).toBe('PLAN_LIMIT');
   });
 
   it('should fail a deploy on a GPU RunPod has no pool for, naming the GPUs it has', async () => {

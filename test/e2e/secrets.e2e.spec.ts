@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { temporal } from '@temporalio/proto';
 import { CHANGE_GPU, must, STOP_DEPLOYMENT, START_DEPLOYMENT } from '../support/graphql';
-import { Stack, startStack } from '../support/stack';
+import { RUNPOD_MANAGED_KEY, Stack, startStack } from '../support/stack';
+
+const RUNPOD_USER_KEY = 'rpa_secret_user_account_key_42';
 
 /**
  * Secrets stay secret: after keys and management tokens have been issued, rotated, used (right and wrong) and
@@ -14,7 +16,12 @@ describe('no plaintext secret in logs, workflow histories or the database', () =
   let stack: Stack;
   const logFile = join(mkdtempSync(join(tmpdir(), 'secrets-')), 'stack.log');
   beforeAll(async () => {
-    stack = await startStack({ logFile, env: { LOG_LEVEL: 'debug' } });
+    // Managed RunPod on the fake, and a user's own RunPod account whose key the user stores as a credential.
+    stack = await startStack({
+      logFile,
+      env: { LOG_LEVEL: 'debug' },
+      runpod: { keys: [{ key: RUNPOD_MANAGED_KEY }, { key: RUNPOD_USER_KEY, accountId: 'acct_secret' }] },
+    });
   });
   afterAll(async () => {
     await stack?.close();
@@ -43,6 +50,37 @@ describe('no plaintext secret in logs, workflow histories or the database', () =
       }),
     );
     secrets.push(rotated.rotateApiKey.key);
+
+    // Provider keys: the managed account's (config) and a user's (a credential) carried through a RUNPOD deploy, whose
+    // gateway calls the runtime with it.
+    secrets.push(RUNPOD_MANAGED_KEY, RUNPOD_USER_KEY);
+    const cred = await must(
+      gql<{ addProviderCredential: { id: string } }>(
+        `mutation($i: AddProviderCredentialInput!) { addProviderCredential(input: $i) { id } }`,
+        { i: { target: 'RUNPOD', name: 'own', apiKey: RUNPOD_USER_KEY } },
+      ),
+    );
+    const own = await stack.deployed(
+      ws.token,
+      { name: 'vault-runpod' },
+      { target: 'RUNPOD', gpu: 'H100', mode: 'FLEX', minReplicas: 1, maxReplicas: 1, credentialId: cred.addProviderCredential.id },
+    );
+    secrets.push(own.apiKey);
+    const managed = await stack.deployed(
+      ws.token,
+      { name: 'vault-managed' },
+      { target: 'RUNPOD', gpu: 'A100', mode: 'FLEX', minReplicas: 1, maxReplicas: 1 },
+    );
+    secrets.push(managed.apiKey);
+    for (const key of [own.apiKey, managed.apiKey]) {
+      const r = await fetch(`${stack.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'default', max_tokens: 2, messages: [{ role: 'user', content: 'hi' }] }),
+      });
+      expect(r.status).toBe(200);
+      await r.text();
+    }
 
     // Each key used, the rotated one refused; GraphQL with a token that is wrong by one character.
     for (const key of [d.apiKey, created.createApiKey.key, rotated.rotateApiKey.key]) {

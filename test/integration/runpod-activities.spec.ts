@@ -4,7 +4,7 @@ import { ReplicaUnhealthyError } from '../../src/domain/errors';
 import { loadConfig } from '../../src/config/config';
 import { createPrisma } from '../../src/database/prisma';
 import { PooledReplicas } from '../../src/providers/pool';
-import { runpodProvider } from '../../src/providers/runpod';
+import { reconcileRunpod, runpodProvider } from '../../src/providers/runpod';
 import { RunpodFake, startRunpodFake } from '../../src/providers/runpod/fake';
 import { activityWorld } from '../support/activities';
 import { eventually } from '../support/wait';
@@ -138,6 +138,32 @@ describe('replica activities on RunPod endpoints (adapter against the RunPod fak
     expect(endpointOf(deploymentId)!.workers).toMatchObject({ min: 3, max: 3 });
     const events = await world.prisma.deploymentEvent.findMany({ where: { deploymentId, kind: 'provider.drift' } });
     expect(events.map((e) => e.message)).toEqual([`RunPod endpoint ${ep.id} had workers 2-2, the scaler's count is 3: restored`]);
+  });
+
+  it('should delete, at worker start, the endpoints of ours that no revision needs, and keep the rest', async () => {
+    const { deploymentId, run } = await setup();
+    const up = await run('reconcileReplicaCount', { deploymentId, desired: 1, reason: 'first' });
+    await run('awaitReplicaReady', { deploymentId, replicaId: up.started[0] });
+    const create = (name: string) =>
+      request(`${fake.managementUrl}/v2/serverless`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          name,
+          type: 'QUEUE',
+          image: 'x/y:1',
+          gpu: { pools: ['ADA_24'] },
+          scaling: { type: 'QUEUE_DELAY', queueDelay: 4 },
+        }),
+      }).then((r) => r.body.json() as Promise<{ id: string }>);
+    // A create whose activity failed after RunPod made the endpoint, and an endpoint somebody else runs on the account.
+    const orphan = await create('infercp-dep_gone-rev_gone');
+    const foreign = await create('someone-elses-endpoint');
+    await reconcileRunpod(prisma, adapter, pino({ level: 'silent' }));
+    const ids = (fake.endpoints() as Array<{ id: string }>).map((e) => e.id);
+    expect(ids).not.toContain(orphan.id);
+    expect(ids).toContain(foreign.id);
+    expect(ids).toContain(endpointOf(deploymentId)!.id);
   });
 
   it('should delete the endpoint of a deployment that is deleted, and keep the one of a stopped deployment at 0/0', async () => {

@@ -22,6 +22,7 @@ export function runpodProvider(config: Config, deps: ProviderDeps): PooledReplic
     graphqlUrl: config.RUNPOD_GRAPHQL_URL,
     runtimeUrl: config.RUNPOD_RUNTIME_URL.replace(/\/+$/, ''),
     image: config.RUNPOD_WORKER_IMAGE,
+    namePrefix: config.RUNPOD_ENDPOINT_PREFIX,
     apiKeyFor: async (credentialId) => {
       if (credentialId) return readCredentialSecret(deps.prisma, (key ??= secretsKey(config, deps.log)), credentialId);
       if (!config.RUNPOD_API_KEY) {
@@ -98,8 +99,49 @@ export function startDriftCheck(adapter: PooledReplicas, pools: RunpodProvider, 
   return { check, stop: () => clearInterval(timer) };
 }
 
+/**
+ * At worker start: the replica rows are reconciled with the endpoints as for every provider, then every endpoint of
+ * ours (by its name prefix) that no revision still needs is deleted: a create whose activity failed after RunPod
+ * made it, a delete that never came. A revision that is SERVING (also of a stopped deployment) or STAGED keeps its
+ * endpoint. Accounts are the managed one and every credential a live deployment runs on.
+ */
+export async function reconcileRunpod(prisma: PrismaClient, adapter: ProviderAdapter, log: Logger) {
+  const counts = await reconcileReplicas(prisma, adapter, log);
+  const pools = (adapter as PooledReplicas).pool;
+  const revisions = await prisma.revision.findMany({
+    where: { status: { in: ['SERVING', 'STAGED'] }, deployment: { target: 'RUNPOD', status: { not: 'DELETED' } } },
+    select: { id: true, deploymentId: true, deployment: { select: { credentialId: true } } },
+  });
+  const legacy = await prisma.deployment.findMany({
+    where: { target: 'RUNPOD', status: { not: 'DELETED' }, revisionId: null },
+    select: { id: true, credentialId: true },
+  });
+  const wanted = new Set([
+    ...revisions.map((r) => pools.poolName({ deploymentId: r.deploymentId, revisionId: r.id })),
+    ...legacy.map((d) => pools.poolName({ deploymentId: d.id, revisionId: null })),
+  ]);
+  const accounts = new Set<string | null>([null, ...revisions.map((r) => r.deployment.credentialId), ...legacy.map((d) => d.credentialId)]);
+  let orphans = 0;
+  for (const account of accounts) {
+    let listed;
+    try {
+      listed = await pools.listPools(account);
+    } catch (e) {
+      // A managed account that is not configured, or a user's key RunPod no longer takes: nothing to reap there.
+      log.warn({ account: account ?? 'managed', err: (e as Error).message }, 'RunPod reconciliation skipped an account');
+      continue;
+    }
+    for (const p of listed.filter((x) => !wanted.has(x.name))) {
+      await pools.deletePool(account, p.poolId);
+      orphans++;
+      log.info({ poolId: p.poolId, name: p.name }, 'deleted a RunPod endpoint no revision needs');
+    }
+  }
+  return { ...counts, orphans };
+}
+
 export const runpod: ProviderModule = {
   target: 'RUNPOD',
   create: (config, deps): ProviderAdapter => runpodProvider(config, deps),
-  reconcile: reconcileReplicas,
+  reconcile: reconcileRunpod,
 };

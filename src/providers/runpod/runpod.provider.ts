@@ -95,7 +95,7 @@ export class RunpodProvider implements PoolAdapter {
     return out;
   }
 
-  poolName(spec: Omit<PoolSpec, 'name'>): string {
+  poolName(spec: Pick<PoolSpec, 'deploymentId' | 'revisionId'>): string {
     return `${this.prefix}-${spec.deploymentId}-${spec.revisionId ?? 'r0'}`;
   }
 
