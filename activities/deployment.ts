@@ -51,6 +51,16 @@ export function deploymentActivities(ctx: ActivityContext) {
 
     /** Ends the deployment FAILED with the reason and closes its operation, in one transaction. */
     async markFailed({ deploymentId, operationId, reason }: { deploymentId: string; operationId: string; reason: string }): Promise<void> {
+      // A pool provider's endpoint goes with the failed deploy (its replicas were released by the undo before). Not
+      // fatal: an endpoint left over is deleted by the next worker's reconciliation, as no revision needs it.
+      const d = await loadDeployment(deploymentId);
+      await Promise.resolve(deps.providers[d.target]?.release?.(deploymentId, null)).catch((e: Error) =>
+        event(
+          deploymentId,
+          'provider.release_failed',
+          `could not free the provider's resources now (${e.message}); the next worker start will`,
+        ),
+      );
       await prisma.$transaction([
         prisma.deployment.update({ where: { id: deploymentId }, data: { status: 'FAILED', statusReason: reason, url: null } }),
         // A deploy's revision that never served failed with it; one that served stays what it was.

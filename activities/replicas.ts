@@ -55,7 +55,10 @@ export function replicaSteps(ctx: ActivityContext) {
         }
       }
       if (Date.now() > deadline) {
-        throw new ReplicaUnhealthyError(`replica(s) ${pending.map((r) => r.id).join(', ')} not healthy after ${timeoutSeconds} s`);
+        const detail = p.healthDetail ? await p.healthDetail(handleOf(pending[0])).catch(() => null) : null;
+        throw new ReplicaUnhealthyError(
+          `replica(s) ${pending.map((r) => r.id).join(', ')} not healthy after ${timeoutSeconds} s${detail ? `: ${detail}` : ''}`,
+        );
       }
       heartbeat();
       await sleep(pollMs);
@@ -185,9 +188,11 @@ export function replicaActivities(ctx: ActivityContext) {
         }
         const late = Date.now() - r.startedAt.getTime() > timeoutSeconds * 1000;
         if (h === 'gone' || late) {
+          // Why, asked before the stop takes the evidence away (a pool's throttled or crash-looping workers).
+          const detail = p.healthDetail ? await p.healthDetail(handleOf(r)).catch(() => null) : null;
           await p.stopReplica(r.id);
           await transition(r.id, 'STARTING', { state: 'FAILED', stoppedAt: new Date() });
-          const why = h === 'gone' ? 'exited before it became healthy' : `not healthy after ${timeoutSeconds} s`;
+          const why = `${h === 'gone' ? 'exited before it became healthy' : `not healthy after ${timeoutSeconds} s`}${detail ? `: ${detail}` : ''}`;
           await event(input.deploymentId, 'replica.failed', `replica ${r.id} ${why}`);
           throw new ReplicaUnhealthyError(`replica ${r.id} ${why}`);
         }

@@ -256,6 +256,17 @@ export class PooledReplicas implements ProviderAdapter {
     return 'starting';
   }
 
+  async healthDetail(handle: ReplicaHandle): Promise<string | null> {
+    const s = await this.poolStatus(await this.account(handle.deploymentId), handle.providerId).catch(() => null);
+    if (!s) return null;
+    const parts = [
+      s.throttled ? `${s.throttled} worker(s) waiting for GPU capacity the provider does not have (throttled)` : '',
+      s.unhealthy ? `${s.unhealthy} worker(s) failing their health checks` : '',
+      s.initializing ? `${s.initializing} worker(s) still initializing` : '',
+    ].filter(Boolean);
+    return parts.length ? `${this.target} endpoint ${handle.providerId}: ${parts.join(', ')}` : null;
+  }
+
   /** A draining slot's share of what the pool runs: the requests that do not fit the slots still serving. */
   async inFlight(handle: ReplicaHandle): Promise<number | null> {
     const credentialId = await this.account(handle.deploymentId);

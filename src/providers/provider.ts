@@ -57,6 +57,8 @@ export interface ProviderAdapter {
   ensureReplica(spec: ReplicaSpec): Promise<ReplicaHandle>;
   /** Whether the replica serves traffic yet, or has died. */
   health(handle: ReplicaHandle): Promise<ReplicaHealth>;
+  /** Why a replica is not serving yet, when the provider can tell (no GPU capacity, failing health checks); for reasons. */
+  healthDetail?(handle: ReplicaHandle): Promise<string | null>;
   /** Stops and forgets the replica; a no-op when it is already gone. */
   stopReplica(replicaId: string): Promise<void>;
   /** Requests the replica is serving now, when the server tells (for drains); null when unknown. */

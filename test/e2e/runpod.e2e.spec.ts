@@ -265,6 +265,7 @@ describe('managed RunPod through the RunPod fake (real api, worker, Temporal and
       credentialId: cred.id,
     });
     expect(revoked.status).toBe('FAILED');
+    expect(endpointsOf(revoked.id)).toEqual([]);
     expect(revoked.statusReason).toMatch(/RunPod rejected the API key \(401/);
     expect(revoked.statusReason).not.toContain(USER_KEY);
   });
@@ -305,6 +306,39 @@ describe('managed RunPod with a key RunPod rejects', () => {
     });
     expect(d.status).toBe('FAILED');
     expect(d.statusReason).toMatch(/RunPod rejected the API key \(401/);
+    expect(stack.runpod!.endpoints()).toEqual([]);
+  });
+});
+
+describe('managed RunPod out of GPU capacity', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({ runpod: true, env: { DEPLOY_HEALTH_TIMEOUT_SECONDS: '3' } });
+  });
+  afterAll(async () => {
+    await stack?.close();
+  });
+
+  it('should fail a deploy whose pool has no capacity, saying so, and delete the endpoint it made', async () => {
+    stack.runpod!.faults.exhaustedPools.add('AMPERE_16');
+    const gql = stack.as((await stack.workspace('TEAM')).token);
+    const { createPipeline } = await must(
+      gql<{ createPipeline: { id: string } }>(`mutation($input: CreatePipelineInput!) { createPipeline(input: $input) { id } }`, {
+        input: { name: 'rp-full', model: 'sim/tiny-chat', task: 'CHAT' },
+      }),
+    );
+    const d = await deployAndWait(gql, {
+      pipelineId: createPipeline.id,
+      target: 'RUNPOD',
+      gpu: 'A4000',
+      mode: 'FLEX',
+      minReplicas: 1,
+      maxReplicas: 1,
+    });
+    expect(d.status).toBe('FAILED');
+    expect(d.statusReason).toMatch(
+      /not healthy after 3 s: RUNPOD endpoint \w+: 1 worker\(s\) waiting for GPU capacity the provider does not have \(throttled\)/,
+    );
     expect(stack.runpod!.endpoints()).toEqual([]);
   });
 });
