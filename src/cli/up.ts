@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { loadConfigOrExit } from '../config/config';
 import { DevServer, startDevServer, waitForPort } from '../temporal/dev-server';
 import { localProvider } from '../providers/local';
-import { RunpodFake, startRunpodFake } from '../providers/runpod/fake';
+import { RunpodFake, runpodFakeEnv, startRunpodFake } from '../providers/runpod/fake';
 import { randomBytes } from 'node:crypto';
 import { bootstrap } from './bootstrap';
 
@@ -86,12 +86,7 @@ async function main() {
       ttftMs: config.SIM_TTFT_MS,
       itlMs: config.SIM_ITL_MS,
     });
-    Object.assign(env, {
-      RUNPOD_API_KEY: key,
-      RUNPOD_API_URL: runpod.managementUrl,
-      RUNPOD_GRAPHQL_URL: runpod.graphqlUrl,
-      RUNPOD_RUNTIME_URL: runpod.runtimeUrl,
-    });
+    Object.assign(env, runpodFakeEnv(runpod, key));
     say(
       `managed RunPod: no RUNPOD_API_KEY, so the embedded RunPod fake serves it at ${runpod.managementUrl} (runtime ${runpod.runtimeUrl})`,
     );

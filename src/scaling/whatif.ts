@@ -1,5 +1,6 @@
 import { percentileOfSorted } from '../common/stats';
 import { decide, initialScalerState, ScalingPolicy, scalingPolicy } from '../domain/scaling';
+import { prng } from '../common/prng';
 
 /**
  * What-if simulator: replays a traffic trace through the same decide() the
@@ -71,21 +72,9 @@ export interface SimResult {
   decisions: Array<{ t: number; from: number; to: number; reason: string }>;
 }
 
-/** mulberry32: a small seeded PRNG, so generated traces reproduce. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Poisson arrivals at avgRps, with bursts at burstRps; exponential service times. */
 export function generateTrace(p: Pattern): TraceRequest[] {
-  const r = rng(p.seed);
+  const r = prng(p.seed);
   const out: TraceRequest[] = [];
   let t = 0;
   const end = p.durationSeconds * 1000;

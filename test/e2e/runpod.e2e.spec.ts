@@ -2,6 +2,7 @@ import OpenAI from 'openai';
 import { scalerStatusQuery, scalerWorkflowId } from '../../workflows/messages';
 import {
   CREATE_VARIANT,
+  createPipeline,
   DELETE_DEPLOYMENT,
   DEPLOY,
   deployAndWait,
@@ -13,6 +14,7 @@ import {
   STOP_DEPLOYMENT,
 } from '../support/graphql';
 import { chatLoad } from '../support/load';
+import { streamChat } from '../support/openai';
 import { RUNPOD_MANAGED_KEY, Stack, startStack } from '../support/stack';
 import { eventually } from '../support/wait';
 
@@ -65,18 +67,7 @@ describe('managed RunPod through the RunPod fake (real api, worker, Temporal and
     await stack.temporal.workflow.getHandle(op.workflowId).result();
     return op;
   };
-  const stream = async (client: OpenAI, maxTokens: number) => {
-    const { data, response } = await client.chat.completions
-      .create({ model: 'default', stream: true, max_tokens: maxTokens, messages: [{ role: 'user', content: 'hi' }] })
-      .withResponse();
-    let tokens = 0;
-    let finish: string | null = null;
-    for await (const c of data) {
-      if (c.choices[0]?.delta?.content) tokens++;
-      finish = c.choices[0]?.finish_reason ?? finish;
-    }
-    return { tokens, finish, cold: response.headers.get('x-infercp-cold-start') };
-  };
+  const stream = streamChat;
 
   it('should deploy on an H100 endpoint, stream through the gateway, scale 0 -> N -> 0 by workers.min/max, and wake from zero', async () => {
     const { deploymentId: id, apiKey } = await stack.deployed(
@@ -206,13 +197,9 @@ describe('managed RunPod through the RunPod fake (real api, worker, Temporal and
     expect(liveWorkers(endpointsOf(d.id)[0].id)).toBe(1);
 
     const pro = stack.as((await stack.workspace('PRO')).token);
-    const { createPipeline } = await must(
-      pro<{ createPipeline: { id: string } }>(`mutation($input: CreatePipelineInput!) { createPipeline(input: $input) { id } }`, {
-        input: { name: 'rp-pro', model: 'sim/tiny-chat', task: 'CHAT' },
-      }),
-    );
+    const pipelineId = await createPipeline(pro, { name: 'rp-pro' });
     const refused = await pro(DEPLOY, {
-      input: { pipelineId: createPipeline.id, target: 'RUNPOD', gpu: 'H100', mode: 'ACTIVE', minReplicas: 1, maxReplicas: 1 },
+      input: { pipelineId, target: 'RUNPOD', gpu: 'H100', mode: 'ACTIVE', minReplicas: 1, maxReplicas: 1 },
     });
     expect(refused.errors?.[0]?.extensions?.code).toBe('PLAN_LIMIT');
   });
@@ -270,14 +257,7 @@ describe('managed RunPod through the RunPod fake (real api, worker, Temporal and
     expect(revoked.statusReason).not.toContain(USER_KEY);
   });
 
-  const pipeline = async (name: string) => {
-    const { createPipeline } = await must(
-      gql<{ createPipeline: { id: string } }>(`mutation($input: CreatePipelineInput!) { createPipeline(input: $input) { id } }`, {
-        input: { name, model: 'sim/tiny-chat', task: 'CHAT' },
-      }),
-    );
-    return createPipeline.id;
-  };
+  const pipeline = (name: string) => createPipeline(gql, { name });
 });
 
 describe('managed RunPod with a key RunPod rejects', () => {
@@ -291,13 +271,9 @@ describe('managed RunPod with a key RunPod rejects', () => {
 
   it('should fail the deploy with RunPod 401 in the reason, without retrying it for minutes', async () => {
     const gql = stack.as((await stack.workspace('TEAM')).token);
-    const { createPipeline } = await must(
-      gql<{ createPipeline: { id: string } }>(`mutation($input: CreatePipelineInput!) { createPipeline(input: $input) { id } }`, {
-        input: { name: 'rp-badkey', model: 'sim/tiny-chat', task: 'CHAT' },
-      }),
-    );
+    const pipelineId = await createPipeline(gql, { name: 'rp-badkey' });
     const d = await deployAndWait(gql, {
-      pipelineId: createPipeline.id,
+      pipelineId,
       target: 'RUNPOD',
       gpu: 'H100',
       mode: 'FLEX',
@@ -322,13 +298,9 @@ describe('managed RunPod out of GPU capacity', () => {
   it('should fail a deploy whose pool has no capacity, saying so, and delete the endpoint it made', async () => {
     stack.runpod!.faults.exhaustedPools.add('AMPERE_16');
     const gql = stack.as((await stack.workspace('TEAM')).token);
-    const { createPipeline } = await must(
-      gql<{ createPipeline: { id: string } }>(`mutation($input: CreatePipelineInput!) { createPipeline(input: $input) { id } }`, {
-        input: { name: 'rp-full', model: 'sim/tiny-chat', task: 'CHAT' },
-      }),
-    );
+    const pipelineId = await createPipeline(gql, { name: 'rp-full' });
     const d = await deployAndWait(gql, {
-      pipelineId: createPipeline.id,
+      pipelineId,
       target: 'RUNPOD',
       gpu: 'A4000',
       mode: 'FLEX',

@@ -1,5 +1,6 @@
 import OpenAI from 'openai';
 import { loadReportSignal, scalerStatusQuery, scalerWorkflowId, setPolicyUpdate } from '../../workflows/messages';
+import { streamChat } from '../support/openai';
 import { Stack, startStack } from '../support/stack';
 import { testPolicy } from '../support/workflows';
 import { eventually, pidAlive } from '../support/wait';
@@ -31,23 +32,7 @@ describe('the scaler workflow on a real Temporal server', () => {
     const scaler = stack.temporal.workflow.getHandle(scalerWorkflowId(id));
     expect((await scaler.describe()).status.name).toBe('RUNNING');
     const client = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey, maxRetries: 0 });
-    const stream = async (maxTokens: number) => {
-      const { data, response } = await client.chat.completions
-        .create({ model: 'default', stream: true, max_tokens: maxTokens, messages: [{ role: 'user', content: 'hi' }] })
-        .withResponse();
-      let tokens = 0;
-      let finish: string | null = null;
-      for await (const c of data) {
-        if (c.choices[0]?.delta?.content) tokens++;
-        finish = c.choices[0]?.finish_reason ?? finish;
-      }
-      return {
-        tokens,
-        finish,
-        queuedMs: Number(response.headers.get('x-infercp-queue-ms')),
-        cold: response.headers.get('x-infercp-cold-start'),
-      };
-    };
+    const stream = (maxTokens: number) => streamChat(client, maxTokens);
 
     // 70 streams at once on one replica of 30 slots: 30 run, 40 queue, and the gateway reports it.
     const burst = await Promise.all(Array.from({ length: 70 }, () => stream(60)));

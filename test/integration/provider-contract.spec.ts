@@ -5,7 +5,7 @@ import { createPrisma } from '../../src/database/prisma';
 import type { Prisma } from '../../src/database/prisma';
 import type { Providers, ProviderAdapter } from '../../src/providers/provider';
 import { runpodProvider } from '../../src/providers/runpod';
-import { RunpodFake, startRunpodFake } from '../../src/providers/runpod/fake';
+import { RunpodFake, runpodFakeEnv, startRunpodFake } from '../../src/providers/runpod/fake';
 import { activityWorld } from '../support/activities';
 
 /**
@@ -33,10 +33,7 @@ const TARGETS: [string, () => Promise<Target>][] = [
       const fake: RunpodFake = await startRunpodFake({ keys: [{ key: KEY }], coldStartMs: 200, flashbootStartMs: 50, ttftMs: 5, itlMs: 5 });
       const config = loadConfig({
         ...process.env,
-        RUNPOD_API_KEY: KEY,
-        RUNPOD_API_URL: fake.managementUrl,
-        RUNPOD_GRAPHQL_URL: fake.graphqlUrl,
-        RUNPOD_RUNTIME_URL: fake.runtimeUrl,
+        ...runpodFakeEnv(fake, KEY),
         RUNPOD_MIN_PATCH_INTERVAL_MS: '100',
         RUNPOD_DRIFT_INTERVAL_MS: '3600000',
       });

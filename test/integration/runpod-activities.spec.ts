@@ -5,7 +5,7 @@ import { loadConfig } from '../../src/config/config';
 import { createPrisma } from '../../src/database/prisma';
 import { PooledReplicas } from '../../src/providers/pool';
 import { reconcileRunpod, runpodProvider } from '../../src/providers/runpod';
-import { RunpodFake, startRunpodFake } from '../../src/providers/runpod/fake';
+import { RunpodFake, runpodFakeEnv, startRunpodFake } from '../../src/providers/runpod/fake';
 import { activityWorld } from '../support/activities';
 import { eventually } from '../support/wait';
 
@@ -26,10 +26,7 @@ describe('replica activities on RunPod endpoints (adapter against the RunPod fak
     fake = await startRunpodFake({ keys: [{ key: KEY }], coldStartMs: 300, flashbootStartMs: 50, ttftMs: 5, itlMs: 5 });
     const config = loadConfig({
       ...process.env,
-      RUNPOD_API_KEY: KEY,
-      RUNPOD_API_URL: fake.managementUrl,
-      RUNPOD_GRAPHQL_URL: fake.graphqlUrl,
-      RUNPOD_RUNTIME_URL: fake.runtimeUrl,
+      ...runpodFakeEnv(fake, KEY),
       RUNPOD_MIN_PATCH_INTERVAL_MS: '200',
       RUNPOD_DRIFT_INTERVAL_MS: '3600000',
     });

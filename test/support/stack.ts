@@ -12,7 +12,7 @@ import { dropDatabase, ensureDatabase, migrate } from '../../src/database/migrat
 import { createPrisma, PrismaClient } from '../../src/database/prisma';
 import type { PlanName } from '../../src/domain/plans';
 import { localProvider } from '../../src/providers/local';
-import { RunpodFake, RunpodFakeOptions, startRunpodFake } from '../../src/providers/runpod/fake';
+import { RunpodFake, RunpodFakeOptions, runpodFakeEnv, startRunpodFake } from '../../src/providers/runpod/fake';
 import { DevServer, startDevServer, waitForPort } from '../../src/temporal/dev-server';
 import { startWorker, WorkerRuntime } from '../../src/temporal/worker-runtime';
 import { WorkspacesService } from '../../src/workspaces/workspaces.service';
@@ -160,10 +160,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     ...process.env,
     ...(runpod
       ? {
-          RUNPOD_API_KEY: RUNPOD_MANAGED_KEY,
-          RUNPOD_API_URL: runpod.managementUrl,
-          RUNPOD_GRAPHQL_URL: runpod.graphqlUrl,
-          RUNPOD_RUNTIME_URL: runpod.runtimeUrl,
+          ...runpodFakeEnv(runpod, RUNPOD_MANAGED_KEY),
           RUNPOD_MIN_PATCH_INTERVAL_MS: '250',
         }
       : {}),

@@ -83,6 +83,19 @@ const serve = (handle: (req: IncomingMessage, res: ServerResponse) => Promise<vo
  * subset on one port, the serverless runtime (api.runpod.ai) on another, and a fleet of simulator processes
  * as workers.
  */
+/** The configuration that points the control plane's RunPod adapter at a running fake (with a key it accepts). */
+export function runpodFakeEnv(
+  fake: Pick<RunpodFake, 'managementUrl' | 'graphqlUrl' | 'runtimeUrl'>,
+  apiKey: string,
+): Record<string, string> {
+  return {
+    RUNPOD_API_KEY: apiKey,
+    RUNPOD_API_URL: fake.managementUrl,
+    RUNPOD_GRAPHQL_URL: fake.graphqlUrl,
+    RUNPOD_RUNTIME_URL: fake.runtimeUrl,
+  };
+}
+
 export async function startRunpodFake(o: RunpodFakeOptions): Promise<RunpodFake> {
   const host = o.host ?? '127.0.0.1';
   const log = o.log ?? (() => undefined);

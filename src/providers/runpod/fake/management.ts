@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { catalogGpus, POOLS, typesOfPool } from './catalog';
 import { Fleet, shortId } from './fleet';
-import { BodyError, bearer, MinuteRateLimiter, prng, readJson, sendCloudflare403, sendJson, sendProblem } from './problems';
+import { prng } from '../../../common/prng';
+import { BodyError, bearer, MinuteRateLimiter, readJson, sendCloudflare403, sendJson, sendProblem } from './problems';
 import { validateCreate, validateUpdate } from './spec';
 import type { EndpointView, FakeLog, Faults, StoredEndpoint } from './types';
 
