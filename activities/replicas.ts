@@ -150,10 +150,13 @@ export function replicaActivities(ctx: ActivityContext) {
         const r = rows.find((x) => x.id === id)!;
         if (await transition(id, 'DRAINING', { state: r.readyAt ? 'READY' : 'STARTING' })) reused.push(id);
       }
+      // A retry after an attempt that made a row but failed to start its replica (the row has no address): start
+      // it now (ensureReplica is idempotent on the id), or it would sit STARTING until its health timeout.
+      const unplaced = rows.filter((r) => r.state === 'STARTING' && !r.address && !plan.drain.includes(r.id));
       // Ordinals continue after every replica this deployment ever had; a retry sees the rows it made.
       const first = await prisma.replica.count({ where: { deploymentId } });
       const started = Array.from({ length: plan.start + plan.reuse.length - reused.length }, (_, i) => replicaId(deploymentId, first + i));
-      await Promise.all(started.map((id) => startReplica(d, p, id)));
+      await Promise.all([...unplaced.map((r) => r.id), ...started].map((id) => startReplica(d, p, id)));
       if (plan.drain.length) await prisma.replica.updateMany({ where: { id: { in: plan.drain } }, data: { state: 'DRAINING' } });
       if (reused.length || started.length || plan.drain.length) await notify(prisma, CHANNEL_ROUTES, deploymentId);
       if (reused.length)

@@ -281,17 +281,32 @@ export class PooledReplicas implements ProviderAdapter {
     return Math.max(0, s.inFlight - serving.reduce((n, r) => n + r.concurrency, 0));
   }
 
+  /**
+   * Lowers the slot's pool. The pool is found by the revision's name, not by the row's providerId: a row names its
+   * pool only once ensureReplica returned, and a stop that comes in between (a scale-up cut short by a stop) must
+   * still lower a pool that ensureReplica has already raised.
+   */
   async stopReplica(replicaId: string): Promise<void> {
     const r = await this.prisma.replica.findUnique({
       where: { id: replicaId },
       select: { providerId: true, deploymentId: true, revisionId: true },
     });
-    if (!r?.providerId) return;
+    if (!r) return;
     this.stopping.add(replicaId);
     const credentialId = await this.account(r.deploymentId);
     const key = { deploymentId: r.deploymentId, revisionId: r.revisionId };
-    await this.resize(credentialId, r.providerId, key);
-    await this.deleteIfDone(credentialId, r.providerId, key);
+    const poolId = r.providerId ?? (await this.findPool(credentialId, key));
+    if (!poolId) return;
+    await this.resize(credentialId, poolId, key);
+    await this.deleteIfDone(credentialId, poolId, key);
+  }
+
+  /** The pool of a revision: the one this process ensured, else the provider's of that name; null when none exists. */
+  private async findPool(credentialId: string | null, key: PoolKey): Promise<string | null> {
+    const name = this.pool.poolName(key);
+    const mine = await this.pools.get(name)?.catch(() => null);
+    if (mine) return mine.poolId;
+    return (await this.pool.listPools(credentialId)).find((p) => p.name === name)?.poolId ?? null;
   }
 
   /**
@@ -319,13 +334,17 @@ export class PooledReplicas implements ProviderAdapter {
 
   /** Deletes the pools of a revision (or of every revision) that will not serve again and runs no slot any more. */
   async release(deploymentId: string, revisionId: string | null): Promise<void> {
-    const rows = await this.prisma.replica.findMany({
-      where: { deploymentId, ...(revisionId ? { revisionId } : {}), providerId: { not: null } },
-      distinct: ['providerId'],
-      select: { providerId: true, revisionId: true },
-    });
+    const revisions = revisionId
+      ? [revisionId]
+      : (await this.prisma.revision.findMany({ where: { deploymentId }, select: { id: true } })).map((r) => r.id);
     const credentialId = await this.account(deploymentId);
-    for (const r of rows) await this.deleteIfDone(credentialId, r.providerId!, { deploymentId, revisionId: r.revisionId }, true);
+    // One listing for every revision (a deployment that swapped often has many); one from before revisions has a pool of none.
+    const listed = new Map((await this.pool.listPools(credentialId)).map((p) => [p.name, p.poolId]));
+    for (const id of revisions.length ? revisions : [null]) {
+      const key = { deploymentId, revisionId: id };
+      const poolId = listed.get(this.pool.poolName(key));
+      if (poolId) await this.deleteIfDone(credentialId, poolId, key, true);
+    }
   }
 
   /** A handle for every live slot whose pool still exists (what reconciliation after a restart compares with). */

@@ -137,6 +137,46 @@ describe('replica activities on RunPod endpoints (adapter against the RunPod fak
     expect(events.map((e) => e.message)).toEqual([`RunPod endpoint ${ep.id} had workers 2-2, the scaler's count is 3: restored`]);
   });
 
+  it('should lower the endpoint for a slot stopped before its row named the endpoint (a scale-up cut short by a stop)', async () => {
+    const { deploymentId, revisionId } = await setup();
+    const id = `${deploymentId}-r0`;
+    await prisma.replica.create({ data: { id, deploymentId, revisionId, state: 'STARTING', gpu: 'H100', concurrency: 30 } });
+    // ensureReplica raised the endpoint; the activity had not yet written the endpoint's id on the row when the stop came.
+    await adapter.ensureReplica({
+      replicaId: id,
+      deploymentId,
+      revisionId,
+      pipelineId: 'pl',
+      variantId: 'var',
+      model: 'sim/tiny-chat',
+      task: 'CHAT',
+      gpu: 'H100',
+      maxConcurrency: 30,
+    });
+    expect(endpointOf(deploymentId)!.workers).toMatchObject({ min: 1, max: 1 });
+    await prisma.replica.update({ where: { id }, data: { state: 'STOPPED', stoppedAt: new Date() } });
+    await adapter.stopReplica(id);
+    expect(endpointOf(deploymentId)!.workers).toMatchObject({ min: 0, max: 0 });
+  });
+
+  it('should start, on a retry, the replica of a row an earlier attempt made but could not start', async () => {
+    const { deploymentId, run, rows } = await setup();
+    fake.faults.managementFailureRate = 1;
+    fake.faults.kinds = ['503'];
+    try {
+      await expect(run('reconcileReplicaCount', { deploymentId, desired: 1, reason: 'first' })).rejects.toThrow(/RunPod answered 503/);
+    } finally {
+      fake.faults.managementFailureRate = 0;
+    }
+    expect(await rows()).toEqual([expect.objectContaining({ state: 'STARTING', address: null })]);
+    // Temporal's retry of the same activity: the row is kept and its replica started now.
+    const again = await run('reconcileReplicaCount', { deploymentId, desired: 1, reason: 'first' });
+    expect(again.started).toEqual([]);
+    expect(again.starting).toHaveLength(1);
+    expect(await run('awaitReplicaReady', { deploymentId, replicaId: again.starting[0] })).toBe('ready');
+    expect((await rows())[0].address).toMatch(/\/openai$/);
+  });
+
   it('should delete, at worker start, the endpoints of ours that no revision needs, and keep the rest', async () => {
     const { deploymentId, run } = await setup();
     const up = await run('reconcileReplicaCount', { deploymentId, desired: 1, reason: 'first' });

@@ -6,7 +6,7 @@ import { readCredentialSecret } from '../../credentials/store';
 import { secretsKey } from '../../credentials/secrets-key';
 import type { PrismaClient } from '../../database/prisma';
 import { ProviderPermanentError } from '../errors';
-import { PooledReplicas } from '../pool';
+import { PooledReplicas, PoolKey } from '../pool';
 import type { ProviderAdapter, ProviderDeps, ProviderModule } from '../provider';
 import { reconcileReplicas } from '../local/reconcile';
 import { RunpodProvider } from './runpod.provider';
@@ -41,57 +41,116 @@ export function runpodProvider(config: Config, deps: ProviderDeps): PooledReplic
 }
 
 /**
- * What RunPod changes behind our back (§1.5): it lowers workers.max on endpoints idle for days, crash-looping
- * workers stay UNHEALTHY, and a pool out of capacity leaves workers THROTTLED. Every interval each live endpoint is
- * compared with its rows: bounds that moved are restored (and said as a deployment event), unhealthy or throttled
- * workers are reported once per episode.
+ * Every revision that may have an endpoint of ours, by that endpoint's name: SERVING (also of a stopped deployment) or
+ * STAGED, of a deployment not DELETED; and any revision whose slots still run (a retired one draining).
  */
-export function startDriftCheck(adapter: PooledReplicas, pools: RunpodProvider, prisma: PrismaClient, log: Logger, intervalMs: number) {
-  const reported = new Map<string, string>();
-  const check = async () => {
-    const rows = await prisma.replica.findMany({
-      where: { deployment: { target: 'RUNPOD' }, state: { in: ['STARTING', 'READY', 'DRAINING'] }, providerId: { not: null } },
-      distinct: ['providerId'],
-      select: { providerId: true, deploymentId: true, revisionId: true, deployment: { select: { credentialId: true } } },
+async function wantedPools(prisma: PrismaClient, pools: RunpodProvider) {
+  const revisions = await prisma.revision.findMany({
+    where: {
+      deployment: { target: 'RUNPOD' },
+      OR: [
+        { status: { in: ['SERVING', 'STAGED'] }, deployment: { status: { not: 'DELETED' } } },
+        { replicas: { some: { state: { in: ['STARTING', 'READY', 'DRAINING'] } } } },
+      ],
+    },
+    select: { id: true, deploymentId: true, deployment: { select: { credentialId: true } } },
+  });
+  const legacy = await prisma.deployment.findMany({
+    where: { target: 'RUNPOD', status: { not: 'DELETED' }, revisionId: null },
+    select: { id: true, credentialId: true },
+  });
+  const wanted = new Map<string, PoolKey & { credentialId: string | null }>();
+  for (const r of revisions)
+    wanted.set(pools.poolName({ deploymentId: r.deploymentId, revisionId: r.id }), {
+      deploymentId: r.deploymentId,
+      revisionId: r.id,
+      credentialId: r.deployment.credentialId,
     });
-    const byAccount = new Map<string | null, typeof rows>();
-    for (const r of rows) byAccount.set(r.deployment.credentialId, [...(byAccount.get(r.deployment.credentialId) ?? []), r]);
-    for (const [account, list] of byAccount) {
-      const listed = new Map((await pools.listPools(account)).map((p) => [p.poolId, p]));
-      for (const r of list) {
-        const poolId = r.providerId!;
-        const p = listed.get(poolId);
-        const key = { deploymentId: r.deploymentId, revisionId: r.revisionId };
-        const level = await adapter.level(key);
-        if (p && (p.workersMin !== level || p.workersMax !== level)) {
-          adapter.forgetApplied(poolId, key);
-          await adapter.resize(account, poolId, key);
-          await prisma.deploymentEvent.create({
-            data: {
-              deploymentId: r.deploymentId,
-              kind: 'provider.drift',
-              message: `RunPod endpoint ${poolId} had workers ${p.workersMin}-${p.workersMax}, the scaler's count is ${level}: restored`,
-              data: { poolId, workersMin: p.workersMin, workersMax: p.workersMax, restored: level },
-            },
-          });
-        }
-        const s = await pools.poolStatus(account, poolId).catch(() => null);
-        const state = !s ? 'ok' : s.unhealthy > 0 ? 'unhealthy' : s.throttled > 0 ? 'throttled' : 'ok';
-        if (state !== (reported.get(poolId) ?? 'ok')) {
-          reported.set(poolId, state);
-          const message =
-            state === 'unhealthy'
-              ? `RunPod endpoint ${poolId}: ${s!.unhealthy} worker(s) fail their health checks (crash loop?)`
-              : state === 'throttled'
-                ? `RunPod endpoint ${poolId}: ${s!.throttled} worker(s) wait for GPU capacity (throttled)`
-                : `RunPod endpoint ${poolId}: workers healthy again`;
-          await prisma.deploymentEvent.create({
-            data: { deploymentId: r.deploymentId, kind: `provider.${state}`, message, data: { poolId } },
-          });
-        }
+  for (const d of legacy)
+    wanted.set(pools.poolName({ deploymentId: d.id, revisionId: null }), {
+      deploymentId: d.id,
+      revisionId: null,
+      credentialId: d.credentialId,
+    });
+  return wanted;
+}
+
+/**
+ * One pass over every endpoint of ours in every account we use (the managed one and each credential a deployment
+ * runs on), against Postgres:
+ * - an endpoint whose bounds differ from its revision's live slots is set back to them, said as a deployment event
+ *   (RunPod lowers workers.max on endpoints idle for days, §1.5; a resize lost to a crash or a race is caught too);
+ * - an endpoint no revision needs (a create whose activity failed after RunPod made it, a delete that never came) is
+ *   deleted, when `reap`;
+ * - crash-looping (UNHEALTHY) or capacity-starved (THROTTLED) workers are reported once per episode.
+ */
+export async function syncEndpoints(
+  adapter: PooledReplicas,
+  pools: RunpodProvider,
+  prisma: PrismaClient,
+  log: Logger,
+  o: { reap: boolean; reported?: Map<string, string> },
+): Promise<{ restored: number; reaped: number }> {
+  const wanted = await wantedPools(prisma, pools);
+  const accounts = new Set<string | null>([null, ...[...wanted.values()].map((w) => w.credentialId)]);
+  let restored = 0;
+  let reaped = 0;
+  for (const account of accounts) {
+    let listed;
+    try {
+      listed = await pools.listPools(account);
+    } catch (e) {
+      // A managed account that is not configured, or a user's key RunPod no longer takes: nothing to do there.
+      log.warn({ account: account ?? 'managed', err: (e as Error).message }, 'RunPod endpoint sync skipped an account');
+      continue;
+    }
+    for (const p of listed) {
+      const key = wanted.get(p.name);
+      if (!key) {
+        if (!o.reap) continue;
+        await pools.deletePool(account, p.poolId);
+        reaped++;
+        log.info({ poolId: p.poolId, name: p.name }, 'deleted a RunPod endpoint no revision needs');
+        continue;
+      }
+      const level = await adapter.level(key);
+      if (p.workersMin !== level || p.workersMax !== level) {
+        adapter.forgetApplied(p.poolId, key);
+        await adapter.resize(account, p.poolId, key);
+        restored++;
+        await prisma.deploymentEvent.create({
+          data: {
+            deploymentId: key.deploymentId,
+            kind: 'provider.drift',
+            message: `RunPod endpoint ${p.poolId} had workers ${p.workersMin}-${p.workersMax}, the scaler's count is ${level}: restored`,
+            data: { poolId: p.poolId, workersMin: p.workersMin, workersMax: p.workersMax, restored: level },
+          },
+        });
+      }
+      if (!o.reported || level === 0) continue;
+      const s = await pools.poolStatus(account, p.poolId).catch(() => null);
+      const state = !s ? 'ok' : s.unhealthy > 0 ? 'unhealthy' : s.throttled > 0 ? 'throttled' : 'ok';
+      if (state !== (o.reported.get(p.poolId) ?? 'ok')) {
+        o.reported.set(p.poolId, state);
+        const message =
+          state === 'unhealthy'
+            ? `RunPod endpoint ${p.poolId}: ${s!.unhealthy} worker(s) fail their health checks (crash loop?)`
+            : state === 'throttled'
+              ? `RunPod endpoint ${p.poolId}: ${s!.throttled} worker(s) wait for GPU capacity (throttled)`
+              : `RunPod endpoint ${p.poolId}: workers healthy again`;
+        await prisma.deploymentEvent.create({
+          data: { deploymentId: key.deploymentId, kind: `provider.${state}`, message, data: { poolId: p.poolId } },
+        });
       }
     }
-  };
+  }
+  return { restored, reaped };
+}
+
+/** The periodic drift check: syncEndpoints every interval, reaping too (an endpoint's revision row exists before the endpoint). */
+export function startDriftCheck(adapter: PooledReplicas, pools: RunpodProvider, prisma: PrismaClient, log: Logger, intervalMs: number) {
+  const reported = new Map<string, string>();
+  const check = () => syncEndpoints(adapter, pools, prisma, log, { reap: true, reported }).then(() => undefined);
   const timer = setInterval(() => {
     check().catch((e) => log.warn({ err: (e as Error).message }, 'RunPod drift check failed; next interval retries'));
   }, intervalMs);
@@ -99,45 +158,12 @@ export function startDriftCheck(adapter: PooledReplicas, pools: RunpodProvider, 
   return { check, stop: () => clearInterval(timer) };
 }
 
-/**
- * At worker start: the replica rows are reconciled with the endpoints as for every provider, then every endpoint of
- * ours (by its name prefix) that no revision still needs is deleted: a create whose activity failed after RunPod
- * made it, a delete that never came. A revision that is SERVING (also of a stopped deployment) or STAGED keeps its
- * endpoint. Accounts are the managed one and every credential a live deployment runs on.
- */
+/** At worker start: the replica rows are reconciled with the endpoints as for every provider, then the endpoints are synced and reaped. */
 export async function reconcileRunpod(prisma: PrismaClient, adapter: ProviderAdapter, log: Logger) {
   const counts = await reconcileReplicas(prisma, adapter, log);
-  const pools = (adapter as PooledReplicas).pool;
-  const revisions = await prisma.revision.findMany({
-    where: { status: { in: ['SERVING', 'STAGED'] }, deployment: { target: 'RUNPOD', status: { not: 'DELETED' } } },
-    select: { id: true, deploymentId: true, deployment: { select: { credentialId: true } } },
-  });
-  const legacy = await prisma.deployment.findMany({
-    where: { target: 'RUNPOD', status: { not: 'DELETED' }, revisionId: null },
-    select: { id: true, credentialId: true },
-  });
-  const wanted = new Set([
-    ...revisions.map((r) => pools.poolName({ deploymentId: r.deploymentId, revisionId: r.id })),
-    ...legacy.map((d) => pools.poolName({ deploymentId: d.id, revisionId: null })),
-  ]);
-  const accounts = new Set<string | null>([null, ...revisions.map((r) => r.deployment.credentialId), ...legacy.map((d) => d.credentialId)]);
-  let orphans = 0;
-  for (const account of accounts) {
-    let listed;
-    try {
-      listed = await pools.listPools(account);
-    } catch (e) {
-      // A managed account that is not configured, or a user's key RunPod no longer takes: nothing to reap there.
-      log.warn({ account: account ?? 'managed', err: (e as Error).message }, 'RunPod reconciliation skipped an account');
-      continue;
-    }
-    for (const p of listed.filter((x) => !wanted.has(x.name))) {
-      await pools.deletePool(account, p.poolId);
-      orphans++;
-      log.info({ poolId: p.poolId, name: p.name }, 'deleted a RunPod endpoint no revision needs');
-    }
-  }
-  return { ...counts, orphans };
+  const pooled = adapter as PooledReplicas;
+  const synced = await syncEndpoints(pooled, pooled.pool as RunpodProvider, prisma, log, { reap: true });
+  return { ...counts, orphans: synced.reaped, restored: synced.restored };
 }
 
 export const runpod: ProviderModule = {
