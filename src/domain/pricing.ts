@@ -53,34 +53,37 @@ export function gpuRates(table: PriceTable, gpu: string): GpuRates {
   return table.gpus[gpu] ?? table.gpus.default;
 }
 
+/** What prices a deployment's usage: its target, and whether it runs on the user's own account (a credential). */
+export interface Billed {
+  target: BillingTarget;
+  /** On the user's own RunPod or Modal account: they pay their provider. */
+  ownAccount?: boolean;
+}
+
 /**
- * Metered usage is billed for managed targets only: on the user's own Modal
- * account or their own GPUs they pay their provider, and we bill a monthly
- * platform fee outside these rollups.
+ * Metered usage is billed for managed targets only: on the user's own RunPod
+ * or Modal account or their own GPUs they pay their provider, and we bill a
+ * monthly platform fee outside these rollups.
  */
-export function metered(target: BillingTarget): boolean {
-  return target === 'LOCAL' || target === 'RUNPOD';
+export function metered(d: Billed): boolean {
+  return !d.ownAccount && (d.target === 'LOCAL' || d.target === 'RUNPOD');
 }
 
 /** USD for the tokens of one request. */
-export function tokenCostUsd(table: PriceTable, d: { target: BillingTarget; mode: BillingMode; gpu: string }, tokens: number): number {
-  if (!metered(d.target) || tokens <= 0) return 0;
+export function tokenCostUsd(table: PriceTable, d: Billed & { mode: BillingMode; gpu: string }, tokens: number): number {
+  if (!metered(d) || tokens <= 0) return 0;
   const r = gpuRates(table, d.gpu);
   return (tokens * (d.mode === 'ACTIVE' ? r.activePerMillionTokensUsd : r.flexPerMillionTokensUsd)) / 1e6;
 }
 
 /** USD for the images and audio seconds of one request (metered targets only, as tokens). */
-export function unitCostUsd(table: PriceTable, d: { target: BillingTarget }, u: Units): number {
-  if (!metered(d.target)) return 0;
+export function unitCostUsd(table: PriceTable, d: Billed, u: Units): number {
+  if (!metered(d)) return 0;
   return u.images * table.units.perImageUsd + u.audioSeconds * table.units.perAudioSecondUsd;
 }
 
 /** USD for warm replica time; only Active deployments pay for it. */
-export function capacityCostUsd(
-  table: PriceTable,
-  d: { target: BillingTarget; mode: BillingMode; gpu: string },
-  replicaSeconds: number,
-): number {
-  if (!metered(d.target) || d.mode !== 'ACTIVE' || replicaSeconds <= 0) return 0;
+export function capacityCostUsd(table: PriceTable, d: Billed & { mode: BillingMode; gpu: string }, replicaSeconds: number): number {
+  if (!metered(d) || d.mode !== 'ACTIVE' || replicaSeconds <= 0) return 0;
   return replicaSeconds * gpuRates(table, d.gpu).activePerReplicaSecondUsd;
 }

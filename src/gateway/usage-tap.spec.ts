@@ -93,6 +93,8 @@ describe('pricing', () => {
     expect(capacityCostUsd(DEFAULT_PRICES, { ...d, mode: 'ACTIVE' }, 3600)).toBeCloseTo(3600 * h100.activePerReplicaSecondUsd);
     expect(capacityCostUsd(DEFAULT_PRICES, { ...d, mode: 'FLEX' }, 3600)).toBe(0);
     expect(tokenCostUsd(DEFAULT_PRICES, { target: 'MODAL', mode: 'FLEX', gpu: 'H100-80GB' }, 1e6)).toBe(0);
+    // The user's own RunPod account: RunPod bills them; we meter nothing.
+    expect(tokenCostUsd(DEFAULT_PRICES, { ...d, ownAccount: true, mode: 'FLEX' }, 1e6)).toBe(0);
     expect(tokenCostUsd(DEFAULT_PRICES, { target: 'LOCAL', mode: 'FLEX', gpu: 'unlisted' }, 1e6)).toBeCloseTo(
       DEFAULT_PRICES.gpus.default.flexPerMillionTokensUsd,
     );
