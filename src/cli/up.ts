@@ -7,6 +7,7 @@ import { localProvider } from '../providers/local';
 import { RunpodFake, runpodFakeEnv, startRunpodFake } from '../providers/runpod/fake';
 import { randomBytes } from 'node:crypto';
 import { bootstrap } from './bootstrap';
+import { ensureModalDemoCredential } from './modal-demo';
 
 /**
  * `npm start`: the whole product on one machine, with an embedded default for
@@ -93,6 +94,12 @@ async function main() {
   }
 
   const { token } = await bootstrap(config, say, resolve(dataDir, 'bootstrap-token'));
+  // MODAL without an account: demo tokens reach the in-process fake control plane; the default workspace gets one.
+  if (!process.env.MODAL_FAKE) env.MODAL_FAKE = 'true';
+  if (env.MODAL_FAKE === 'true') {
+    const modalDemo = await ensureModalDemoCredential({ ...config, DATA_DIR: dataDir });
+    say(`MODAL: demo credential ${modalDemo} ("demo (local fake)") deploys to the in-process Modal fake; add a real token to use Modal`);
+  }
 
   for (const [name, entry] of [
     ['worker', 'dist/src/worker.js'],

@@ -117,6 +117,21 @@ export const configSchema = z.object({
   RUNPOD_MIN_PATCH_INTERVAL_MS: z.coerce.number().int().min(0).default(1000),
   /** How often the drift check compares every RunPod endpoint with what the scaler decided, ms. */
   RUNPOD_DRIFT_INTERVAL_MS: positiveInt.default(30_000),
+  /**
+   * Modal demo credentials (token ids ak-demo-…) reach the in-process fake of Modal's control plane, whose Sandboxes run
+   * the replica simulator on this machine. `npm start` and the tests turn it on; production leaves it off, so every token
+   * goes to Modal.
+   */
+  MODAL_FAKE: bool.default(false),
+  /** The serving image of Modal Sandboxes (a registry tag; the command is `vllm serve <model> …`). */
+  MODAL_IMAGE: z.string().min(1).default('vllm/vllm-openai:v0.11.0'),
+  /** The Modal App our Sandboxes run in, in the credential's environment; give each control plane sharing an account its own. */
+  MODAL_APP_NAME: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,63}$/, 'must be 1-63 letters, digits, dots, dashes or underscores')
+    .default('infercp'),
+  /** A Sandbox's timeout, s: Modal ends every Sandbox by 24 h; just under it, the rotation replaces a replica before. */
+  MODAL_SANDBOX_TIMEOUT_SECONDS: positiveInt.max(86_400, 'must be at most 86400 (Modal caps Sandboxes at 24 h)').default(86_100),
   METRICS_ENABLED: bool.default(true),
   /** Where the api writes the emitted GraphQL schema; empty keeps it in memory. */
   GRAPHQL_SCHEMA_FILE: z.string().default(''),

@@ -1,4 +1,4 @@
-// Provider credentials: keys of the user's own provider account (RunPod; Modal later), checked live when added or
+// Provider credentials: keys of the user's own provider account (RunPod, Modal), checked live when added or
 // rotated, sealed with AES-256-GCM under SECRETS_KEY, shown by their last four characters only. The worker's
 // activities read a key by credential id (store.ts), so it never enters Temporal history.
 import { Module } from '@nestjs/common';

@@ -4,6 +4,7 @@ import { Deployment } from '../deployments/deployments.types';
 import { AuthContext, CurrentAuth, ManagementAuthGuard } from '../workspaces/auth.guard';
 import { CredentialsService } from './credentials.service';
 import { AddProviderCredentialInput, ProviderCredential } from './credentials.types';
+import { MODAL_DEMO_ACCOUNT } from './modal-validator';
 
 @Resolver(() => ProviderCredential)
 @UseGuards(ManagementAuthGuard)
@@ -12,7 +13,7 @@ export class CredentialsResolver {
 
   @Mutation(() => ProviderCredential, {
     description:
-      "Stores a key of the workspace's own provider account (RUNPOD), after checking it live with a cheap read; it is encrypted at rest and never shown again.",
+      "Stores a key of the workspace's own provider account (RUNPOD: apiKey; MODAL: tokenId, tokenSecret and optionally environment), after checking it live with a cheap read; it is encrypted at rest and never shown again.",
   })
   addProviderCredential(@CurrentAuth() auth: AuthContext, @Args('input') input: AddProviderCredentialInput) {
     return this.svc.add(auth.workspace, input, auth.tokenId);
@@ -20,7 +21,7 @@ export class CredentialsResolver {
 
   @Mutation(() => ProviderCredential, {
     description:
-      'Replaces the key (checked live; the same provider account when both keys name one). Deployments use the new key from their next call.',
+      'Replaces the key (checked live; the same provider account when both keys name one; MODAL: apiKey "ak-…:as-…", same environment). Deployments use the new key from their next call.',
   })
   rotateProviderCredential(@CurrentAuth() auth: AuthContext, @Args('id', { type: () => ID }) id: string, @Args('apiKey') apiKey: string) {
     return this.svc.rotate(auth.workspace, id, apiKey, auth.tokenId);
@@ -43,6 +44,13 @@ export class CredentialsResolver {
   @ResolveField(() => String)
   last4(@Parent() c: ProviderCredential) {
     return `…${c.last4}`;
+  }
+
+  @ResolveField(() => Boolean, {
+    description: 'A demo credential bound to the local fake of the provider (npm start), not a real account: replace it with a real one.',
+  })
+  demo(@Parent() c: ProviderCredential) {
+    return c.accountId === MODAL_DEMO_ACCOUNT;
   }
 
   @ResolveField(() => [ID], { description: 'The deployments, not DELETED, that run on it.' })

@@ -7,14 +7,15 @@ import type { Prisma, PrismaClient, Workspace } from '../database/prisma';
 import { DomainError, ErrorCode, notFound } from '../domain/errors';
 import type { Target } from '../graphql/enums';
 import type { AddProviderCredentialInput } from './credentials.types';
-import { last4Of, lockCredential, sealSecret } from './store';
+import { ModalAccount, sealModalAccount } from '../providers/modal';
+import { last4Of, lockCredential, readCredentialSecret, sealSecret } from './store';
 import { CREDENTIAL_VALIDATOR, CredentialValidator } from './validator';
 
 /** The AES-256-GCM key credentials are sealed with (src/credentials/secrets-key.ts), provided by CredentialsModule. */
 export const SECRETS_KEY_BUFFER = Symbol('SECRETS_KEY_BUFFER');
 
-/** The targets a credential can be added for now (MODAL comes later). */
-const SUPPORTED: readonly Target[] = ['RUNPOD'];
+/** The targets a credential can be added for. */
+const SUPPORTED: readonly Target[] = ['RUNPOD', 'MODAL'];
 
 const nameSchema = z.string().trim().min(1, 'must not be empty').max(100, 'must be at most 100 characters');
 
@@ -30,6 +31,47 @@ function apiKeyOf(raw: string): string {
   }
   if (key.length > 512) throw new DomainError(ErrorCode.BAD_USER_INPUT, 'apiKey: must be at most 512 characters', { field: 'apiKey' });
   return key;
+}
+
+const MODAL_TOKEN_ID = /^ak-[A-Za-z0-9_-]{4,200}$/;
+const MODAL_TOKEN_SECRET = /^as-[A-Za-z0-9_-]{4,200}$/;
+
+/**
+ * A Modal token pair as given: tokenId and tokenSecret (or apiKey "ak-…:as-…"), and an optional environment. Refused
+ * with the field named and the secret never repeated.
+ */
+function modalAccountOf(input: {
+  apiKey?: string | null;
+  tokenId?: string | null;
+  tokenSecret?: string | null;
+  environment?: string | null;
+}) {
+  let tokenId = input.tokenId?.trim() ?? '';
+  let tokenSecret = input.tokenSecret?.trim() ?? '';
+  if (!tokenId && !tokenSecret && input.apiKey) [tokenId = '', tokenSecret = ''] = input.apiKey.trim().split(':');
+  const bad = (field: string, message: string) =>
+    new DomainError(ErrorCode.BAD_USER_INPUT, `${field}: ${message}`, { field, provider: 'MODAL' });
+  if (!tokenId) throw bad('tokenId', 'a MODAL credential needs tokenId ("ak-…") and tokenSecret ("as-…")');
+  if (!MODAL_TOKEN_ID.test(tokenId)) throw bad('tokenId', 'a Modal token id starts with "ak-" (letters, digits, - and _)');
+  if (!tokenSecret) throw bad('tokenSecret', `must not be empty (the secret of token ${tokenId}, "as-…")`);
+  if (!MODAL_TOKEN_SECRET.test(tokenSecret)) throw bad('tokenSecret', 'a Modal token secret starts with "as-" (letters, digits, - and _)');
+  const environment = input.environment?.trim() ?? '';
+  if (environment && !/^[A-Za-z0-9._-]{1,63}$/.test(environment)) {
+    throw bad('environment', 'must be 1-63 letters, digits, dots, dashes or underscores');
+  }
+  return { tokenId, tokenSecret, environment } satisfies ModalAccount;
+}
+
+/** What a credential stores and shows for the input: the sealed plaintext and its last four characters. */
+function secretOf(target: Target, input: AddProviderCredentialInput): { plaintext: string; last4: string } {
+  if (target === 'MODAL') {
+    const account = modalAccountOf(input);
+    return { plaintext: sealModalAccount(account), last4: last4Of(account.tokenSecret) };
+  }
+  if (input.apiKey == null)
+    throw new DomainError(ErrorCode.BAD_USER_INPUT, `apiKey: required for a ${target} credential`, { field: 'apiKey' });
+  const key = apiKeyOf(input.apiKey);
+  return { plaintext: key, last4: last4Of(key) };
 }
 
 /** Deployments that hold a credential: every one not DELETED. */
@@ -57,9 +99,9 @@ export class CredentialsService {
         { field: 'target' },
       );
     }
-    const apiKey = apiKeyOf(input.apiKey);
+    const secret = secretOf(input.target, input);
     await this.refuseTakenName(this.prisma, ws.id, name);
-    const { accountId } = await this.validator.validate(input.target, apiKey);
+    const { accountId } = await this.validator.validate(input.target, secret.plaintext);
     const id = newId('pc');
     return this.prisma.$transaction(async (tx) => {
       await lockWorkspace(tx, ws.id);
@@ -71,8 +113,8 @@ export class CredentialsService {
           workspaceId: ws.id,
           target: input.target,
           name,
-          sealed: sealSecret(this.key, apiKey),
-          last4: last4Of(apiKey),
+          sealed: sealSecret(this.key, secret.plaintext),
+          last4: secret.last4,
           accountId,
         },
       });
@@ -90,12 +132,21 @@ export class CredentialsService {
   /** A new key for the credential, checked live; it must be the same provider account when both keys name one. */
   async rotate(ws: Workspace, id: string, rawKey: string, actorId: string | null) {
     const old = await this.get(ws.id, id);
-    const apiKey = apiKeyOf(rawKey);
-    const { accountId } = await this.validator.validate(old.target, apiKey);
+    // MODAL: the new pair as "ak-…:as-…", in the environment the credential has.
+    const secret =
+      old.target === 'MODAL'
+        ? secretOf('MODAL', {
+            target: 'MODAL',
+            name: old.name,
+            apiKey: rawKey,
+            environment: (JSON.parse(await readCredentialSecret(this.prisma, this.key, id)) as ModalAccount).environment,
+          })
+        : secretOf(old.target, { target: old.target, name: old.name, apiKey: rawKey });
+    const { accountId } = await this.validator.validate(old.target, secret.plaintext);
     if (old.accountId && accountId && old.accountId !== accountId) {
       throw new DomainError(
         ErrorCode.BAD_USER_INPUT,
-        `apiKey: the new key belongs to RunPod account ${accountId}, not ${old.accountId} of credential ${old.name}; add it as a credential of its own`,
+        `apiKey: the new key belongs to ${old.target === 'MODAL' ? 'Modal' : 'RunPod'} account ${accountId}, not ${old.accountId} of credential ${old.name}; add it as a credential of its own`,
         { field: 'apiKey', accountId, expectedAccountId: old.accountId },
       );
     }
@@ -107,8 +158,8 @@ export class CredentialsService {
       const updated = await tx.providerCredential.update({
         where: { id },
         data: {
-          sealed: sealSecret(this.key, apiKey),
-          last4: last4Of(apiKey),
+          sealed: sealSecret(this.key, secret.plaintext),
+          last4: secret.last4,
           accountId: current.accountId ?? accountId,
           rotatedAt: new Date(),
         },

@@ -1,5 +1,6 @@
 // Sealing and reading provider credentials. The worker's activities read a key by credential id through
 // readCredentialSecret, so that the key itself never enters a workflow's input or Temporal history.
+import { createHmac } from 'node:crypto';
 import { decrypt, encrypt } from '../common/secrets';
 import type { Prisma, PrismaClient, ProviderCredential } from '../database/prisma';
 import { notFound, NotFoundError } from '../domain/errors';
@@ -39,3 +40,11 @@ export async function lockCredential(tx: Prisma.TransactionClient, workspaceId: 
   if (!rows.length) throw notFound('provider credential', id);
   return tx.providerCredential.findUniqueOrThrow({ where: { id } });
 }
+
+/**
+ * The key one replica's server requires (a Modal Sandbox's vLLM --api-key, whose tunnel is public): an HMAC of the
+ * replica id under the secrets key, so the worker that starts the replica and every gateway that routes to it compute
+ * the same key without storing it. Never logged, never in workflow history.
+ */
+export const replicaKey = (secretsKey: Buffer, replicaId: string): string =>
+  `rk-${createHmac('sha256', secretsKey).update(`modal-replica:${replicaId}`).digest('base64url')}`;

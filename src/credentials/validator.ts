@@ -3,7 +3,9 @@ import { Inject, Injectable } from '@nestjs/common';
 import { Config, CONFIG } from '../config/config';
 import { DomainError, ErrorCode } from '../domain/errors';
 import type { Target } from '../graphql/enums';
+import { parseModalAccount } from '../providers/modal';
 import { RunpodClient, RunpodError } from '../providers/runpod/client';
+import { validateModalAccount } from './modal-validator';
 
 export const CREDENTIAL_VALIDATOR = Symbol('CREDENTIAL_VALIDATOR');
 
@@ -19,12 +21,17 @@ export interface CredentialValidator {
 /** How long the check waits for RunPod; the user is waiting on the mutation. */
 const CHECK_TIMEOUT_MS = 10_000;
 
-/** The default validator: RunpodClient.validateKey (GET /v2/serverless, then GraphQL myself { id }). */
+/**
+ * The default validator. RUNPOD: RunpodClient.validateKey (GET /v2/serverless, then GraphQL myself { id }); MODAL:
+ * EnvironmentList and the named environment through the modal SDK (./modal-validator.ts).
+ */
 @Injectable()
 export class RunpodCredentialValidator implements CredentialValidator {
   constructor(@Inject(CONFIG) private readonly config: Config) {}
 
   async validate(target: Target, apiKey: string): Promise<{ accountId: string | null }> {
+    // MODAL: `apiKey` is the sealed form, a JSON token pair and environment (src/providers/modal, sealModalAccount).
+    if (target === 'MODAL') return validateModalAccount(this.config, parseModalAccount(apiKey, 'being added'));
     if (target !== 'RUNPOD') throw new DomainError(ErrorCode.BAD_USER_INPUT, `target: ${target} credentials are not supported yet`);
     const client = new RunpodClient({
       apiUrl: this.config.RUNPOD_API_URL,

@@ -103,6 +103,13 @@ export class DeploymentsService {
       );
     }
 
+    if (input.target === 'MODAL' && !input.credentialId) {
+      throw new DomainError(
+        ErrorCode.BAD_USER_INPUT,
+        'credentialId: a MODAL deployment runs on your own Modal account; add its token with addProviderCredential and pass the credential id',
+        { field: 'credentialId' },
+      );
+    }
     if (input.credentialId) await this.checkCredential(ws, input.credentialId, input.target, input.mode);
 
     const id = newId('dep');

@@ -35,6 +35,8 @@ export interface RouteReplica {
   id: string;
   address: string;
   concurrency: number;
+  /** The Authorization header this replica wants (a Modal Sandbox's own key); absent or null: the route's. */
+  authorization?: string | null;
 }
 
 export interface Route {
@@ -49,6 +51,8 @@ export interface Route {
   task: Task;
   /** What prices its usage. */
   target: Target;
+  /** It runs on the user's own provider account (a credential): its usage is not metered. */
+  ownAccount: boolean;
   mode: Mode;
   gpu: string;
   replicas: RouteReplica[];
@@ -60,8 +64,16 @@ export interface Route {
   upstreamAuthorization: string | null;
 }
 
-/** The key a deployment's upstream takes: its provider account's, for targets whose runtime checks one. */
-export type UpstreamAuth = (d: { target: Target; credentialId: string | null }) => Promise<string | null>;
+/**
+ * The keys a deployment's upstreams take: its provider account's for the whole route (RunPod's runtime checks one),
+ * and, per replica, a replica's own (a Modal Sandbox's public tunnel serves only a caller with its key).
+ */
+export interface UpstreamAuth {
+  route(d: { target: Target; credentialId: string | null }): Promise<string | null>;
+  replica(d: { target: Target }, replicaId: string): string | null;
+}
+
+const NO_UPSTREAM_AUTH: UpstreamAuth = { route: async () => null, replica: () => null };
 
 /**
  * A bounded cache for one kind of lookup: a missing entry is loaded once however
@@ -134,7 +146,7 @@ export class Directory {
     private readonly databaseUrl: string,
     ttlMs: number,
     private readonly log: Logger,
-    private readonly upstreamAuth: UpstreamAuth = async () => null,
+    private readonly upstreamAuth: UpstreamAuth = NO_UPSTREAM_AUTH,
   ) {
     this.keys = new Lookup(
       100_000,
@@ -280,14 +292,18 @@ export class Directory {
       model: d.pipeline.model,
       task: d.pipeline.task,
       target: d.target,
+      ownAccount: d.credentialId !== null,
       mode: d.mode,
       gpu: d.gpu,
       replicas: serving
         .filter((r) => r.state === 'READY' && r.address)
-        .map((r) => ({ id: r.id, address: r.address!, concurrency: r.concurrency })),
+        .map((r) => {
+          const key = this.upstreamAuth.replica(d, r.id);
+          return { id: r.id, address: r.address!, concurrency: r.concurrency, authorization: key ? `Bearer ${key}` : null };
+        }),
       starting: serving.filter((r) => r.state === 'STARTING').length,
       targetConcurrency: d.targetConcurrency,
-      upstreamAuthorization: await this.upstreamAuth(d).then((k) => (k ? `Bearer ${k}` : null)),
+      upstreamAuthorization: await this.upstreamAuth.route(d).then((k) => (k ? `Bearer ${k}` : null)),
     };
   }
 

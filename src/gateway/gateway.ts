@@ -423,8 +423,8 @@ export class Gateway {
           headers: {
             'content-type': outgoing.contentType,
             'x-request-id': res.getHeader('x-request-id') as string,
-            // A provider's runtime (RunPod) wants its account's key; local replicas want none (undici skips undefined).
-            authorization: route.upstreamAuthorization ?? undefined,
+            // A replica's own key (Modal), else the provider runtime's (RunPod); local replicas want none (undici skips undefined).
+            authorization: replica.authorization ?? route.upstreamAuthorization ?? undefined,
           },
           body: outgoing.body,
           signal: gone,

@@ -12,7 +12,7 @@ import type { PrismaClient } from '../database/prisma';
 import { CapacityAccountant } from '../usage/capacity';
 import { loadPrices } from '../usage/prices';
 import { UsageRecorder } from '../usage/recorder';
-import { readCredentialSecret } from '../credentials/store';
+import { readCredentialSecret, replicaKey } from '../credentials/store';
 import { secretsKey } from '../credentials/secrets-key';
 import { Directory, UpstreamAuth } from './directory';
 import { Gateway } from './gateway';
@@ -39,13 +39,20 @@ export interface GatewayHandle {
   close(): Promise<void>;
 }
 
-/** RunPod's runtime takes the endpoint's account key: the platform's for managed RunPod, the user's stored one otherwise. */
+/**
+ * What upstreams want: RunPod's runtime takes the endpoint's account key (the platform's for managed RunPod, the
+ * user's stored one otherwise); a Modal Sandbox takes its own replica key.
+ */
 function upstreamAuth(config: Config, prisma: PrismaClient, log: Logger): UpstreamAuth {
   let key: Buffer | null = null;
-  return async ({ target, credentialId }) => {
-    if (target !== 'RUNPOD') return null;
-    if (credentialId) return readCredentialSecret(prisma, (key ??= secretsKey(config, log)), credentialId);
-    return config.RUNPOD_API_KEY ?? null;
+  const sealKey = () => (key ??= secretsKey(config, log));
+  return {
+    route: async ({ target, credentialId }) => {
+      if (target !== 'RUNPOD') return null;
+      if (credentialId) return readCredentialSecret(prisma, sealKey(), credentialId);
+      return config.RUNPOD_API_KEY ?? null;
+    },
+    replica: ({ target }, replicaId) => (target === 'MODAL' ? replicaKey(sealKey(), replicaId) : null),
   };
 }
 

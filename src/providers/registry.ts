@@ -3,10 +3,11 @@ import type { Config } from '../config/config';
 import type { PrismaClient } from '../database/prisma';
 import { local } from './local';
 import { runpod } from './runpod';
+import { modal } from './modal';
 import type { ProviderDeps, ProviderModule, Providers } from './provider';
 
 /** Every target this build knows. A new provider is a new folder and one line here. */
-const MODULES: readonly ProviderModule[] = [local, runpod];
+const MODULES: readonly ProviderModule[] = [local, runpod, modal];
 
 /** The adapters for this worker; `overrides` replaces or adds adapters (tests, benches). */
 export function createProviders(config: Config, deps: ProviderDeps, overrides: Providers = {}): Providers {

@@ -44,6 +44,8 @@ export interface SimulatorOptions {
   /** Completion length when max_tokens is absent. */
   defaultMaxTokens: number;
   embeddingDim: number;
+  /** When set, /v1/* answers 401 unless `Authorization: Bearer <apiKey>` (vLLM's --api-key); health and stats stay open. */
+  apiKey: string;
 }
 
 export const SIMULATOR_DEFAULTS: SimulatorOptions = {
@@ -64,6 +66,7 @@ export const SIMULATOR_DEFAULTS: SimulatorOptions = {
   cutStreamRate: 0,
   defaultMaxTokens: 16,
   embeddingDim: 64,
+  apiKey: '',
 };
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -477,6 +480,9 @@ export async function startSimulator(partial: Partial<SimulatorOptions> = {}): P
       return loaded ? sendJson(res, 200, { ok: true }) : sendJson(res, 503, { ok: false, loading: true });
     }
     if (req.method === 'GET' && url === '/stats') return sendJson(res, 200, { active: sem.active, queued: sem.queued, served });
+    if (o.apiKey && url.startsWith('/v1/') && req.headers.authorization !== `Bearer ${o.apiKey}`) {
+      return sendError(res, 401, 'invalid or missing API key', 'invalid_request_error', 'invalid_api_key');
+    }
     if (!loaded) return sendError(res, 503, 'model is loading', 'server_error', 'model_loading');
     if (req.method === 'GET' && url === '/v1/models') {
       return sendJson(res, 200, { object: 'list', data: [{ id: o.model, object: 'model', created: 0, owned_by: 'simulator' }] });

@@ -159,9 +159,9 @@ describe('provider credentials (real api, RunPod fake)', () => {
       expect(errorOf(r)?.extensions.code).toBe('BAD_USER_INPUT');
       expect(errorOf(r)?.message).toBe('apiKey: must not be empty or whitespace');
     }
-    const modal = await add(keys.otherAccount, 'modal', 'MODAL');
-    expect(errorOf(modal)?.extensions.code).toBe('BAD_USER_INPUT');
-    expect(errorOf(modal)?.message).toMatch(/^target: MODAL is not supported yet/);
+    const custom = await add(keys.otherAccount, 'custom', 'CUSTOM');
+    expect(errorOf(custom)?.extensions.code).toBe('BAD_USER_INPUT');
+    expect(errorOf(custom)?.message).toMatch(/^target: CUSTOM is not supported yet/);
   });
 
   it('should refuse the same RunPod account twice in a workspace, naming the credential it already has', async () => {

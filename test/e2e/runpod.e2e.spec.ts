@@ -240,6 +240,13 @@ describe('managed RunPod through the RunPod fake (real api, worker, Temporal and
     // The gateway calls RunPod's runtime with the user's key, read by credential id.
     const client = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: own.apiKey, maxRetries: 0 });
     expect(await stream(client, 4)).toMatchObject({ tokens: 4, finish: 'length' });
+    // RunPod bills the user's own account: its usage counts tokens at no cost to us.
+    const usage = await eventually(async () => {
+      const rows = await stack.prisma.usageRollup.findMany({ where: { deploymentId: own.id } });
+      return rows.length > 0 && rows;
+    });
+    expect(usage.reduce((n, r) => n + Number(r.completionTokens), 0)).toBe(4);
+    expect(usage.every((r) => Number(r.costUsd) === 0)).toBe(true);
 
     stack.runpod!.revokeKey(USER_KEY);
     const revoked = await deployAndWait(gql, {

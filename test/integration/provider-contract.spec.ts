@@ -7,6 +7,12 @@ import type { Providers, ProviderAdapter } from '../../src/providers/provider';
 import { runpodProvider } from '../../src/providers/runpod';
 import { RunpodFake, runpodFakeEnv, startRunpodFake } from '../../src/providers/runpod/fake';
 import { activityWorld } from '../support/activities';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { newId } from '../../src/common/secrets';
+import { ModalFake, ModalProvider, sealModalAccount } from '../../src/providers/modal';
+import { WorkspacesService } from '../../src/workspaces/workspaces.service';
 
 /**
  * One contract every provider adapter keeps, run through the replica activities on real Postgres against each
@@ -46,6 +52,46 @@ const TARGETS: [string, () => Promise<Target>][] = [
         close: async () => {
           adapter.close();
           await fake.stop();
+        },
+      };
+    },
+  ],
+  [
+    'MODAL (the real modal SDK on an in-process fake control plane)',
+    async () => {
+      const account = { tokenId: 'ak-contract-0001', tokenSecret: 'as-contract-0001', environment: '' };
+      const fake = new ModalFake({
+        stateDir: mkdtempSync(join(tmpdir(), 'contract-modal-')),
+        accepts: (id, secret) => id === account.tokenId && secret === account.tokenSecret,
+        simulatorArgs: ['--cold-start-ms 200', '--warm-start-ms 50', '--ttft-ms 5', '--itl-ms 5'],
+      });
+      // The user's own Modal account, as a stored credential of a workspace.
+      const { workspace } = await new WorkspacesService(prisma).create(`contract-modal-${Date.now()}`, 'TEAM');
+      const credentialId = newId('pc');
+      await prisma.providerCredential.create({
+        data: { id: credentialId, workspaceId: workspace.id, target: 'MODAL', name: 'contract', sealed: 'unused', last4: '0001' },
+      });
+      const adapter = new ModalProvider({
+        prisma,
+        log: pino({ level: 'silent' }),
+        secretOf: async (id) => {
+          if (id !== credentialId) throw new Error(`credential ${id} is not this suite's`);
+          return sealModalAccount(account);
+        },
+        controlPlane: (a) => ({ cpClient: fake.client(a.tokenId, a.tokenSecret), tunnelScheme: 'http' }),
+        // Production keys differ per replica (modalReplicaKey); one key here, so the suite's one authorization serves all.
+        replicaKey: () => KEY,
+        image: 'vllm/vllm-openai:v0.11.0',
+        appName: 'infercp-contract',
+        sandboxTimeoutSeconds: 86_100,
+      });
+      return {
+        providers: { MODAL: adapter },
+        row: { target: 'MODAL', gpu: 'H100', credentialId },
+        authorization: `Bearer ${KEY}`,
+        adapter: (p) => p?.MODAL,
+        close: async () => {
+          await fake.stopAll();
         },
       };
     },
