@@ -5,20 +5,35 @@
  *
  * Scenario 2 (provider faults) and 3 (a gateway killed mid-stream) run here, on a stack of their own (scratch
  * database, Temporal dev server, RunPod fake; Redis at REDIS_URL or 127.0.0.1:6379). Scenario 8 runs
- * dist/bench/revocation.js with revocationTrials trials (0: not run). Scenarios 6 and 7 are tests of the suite
- * (npm test); 1, 4 and 5 are not built yet: their rows say so and carry no figures. Every figure printed was measured
+ * dist/bench/revocation.js with revocationTrials trials (0: not run). Scenario 4 (Postgres, Redis, Temporal cut for
+ * CHAOS_OUTAGE_SECONDS, default 30, through TCP proxies) and 5's HTTP part (slowloris, 5,000 idle connections,
+ * oversized heads) run on stacks of their own. Scenarios 6 and 7 are tests of the suite (npm test); 1 is not built
+ * yet: its row says so and carries no figures. CHAOS_ONLY=4,5 runs only those scenarios. Every figure printed was measured
  * in this run. The last line is the table as JSON.
  */
 import { execFile } from 'node:child_process';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { countingFakeLog, gatewayKill, providerChaos, READABLE_FAILURE } from '../test/support/chaos';
+import {
+  countingFakeLog,
+  gatewayKill,
+  httpAbuse,
+  postgresOutage,
+  providerChaos,
+  READABLE_FAILURE,
+  redisOutage,
+  temporalOutage,
+} from '../test/support/chaos';
 import { repoRoot } from '../test/support/stack';
 import { benchStack, progress } from './harness';
 
 const loadSeconds = Number(process.argv[2] ?? 120);
 const revocationTrials = Number(process.argv[3] ?? 200);
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const outageSeconds = Number(process.env.CHAOS_OUTAGE_SECONDS ?? 30);
+/** CHAOS_ONLY=4,5: run only these scenarios (the others' rows say they were not run). */
+const only = process.env.CHAOS_ONLY ? new Set(process.env.CHAOS_ONLY.split(',').map((x) => x.trim())) : null;
+const runs = (n: string) => !only || only.has(n);
 
 interface Row {
   scenario: string;
@@ -166,15 +181,117 @@ async function scenario8(): Promise<Row> {
 
 const notHere = (scenario: string, where: string): Row => ({ scenario, load: where, faults: '-', lost: '-', clean: null });
 
+const outageEnv = { SIM_COLD_START_MS: '300', SIM_WARM_START_MS: '100', SIM_TTFT_MS: '5', SIM_ITL_MS: '2' };
+const lostCell = (lost: Record<string, number>) =>
+  Object.entries(lost)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
+
+async function scenario4(): Promise<Row[]> {
+  const s = await benchStack('chaos-outages', outageEnv);
+  const rows: Row[] = [];
+  try {
+    const outageMs = outageSeconds * 1000;
+    progress(`scenario 4a: Postgres cut ${outageSeconds} s under 40 req/s (TTL 5 s, stale bound 300 s)`);
+    const pg = await postgresOutage(s, await s.workspace('TEAM', 'chaos-pg'), {
+      outageMs,
+      rate: 40,
+      staleServeMs: 300_000,
+      cacheTtlMs: 5000,
+    });
+    for (const f of pg.load.failures.slice(0, 10)) progress(`  failure: ${f}`);
+    const pgLost = {
+      failed: pg.load.failures.length,
+      usageUncounted: Math.max(0, pg.load.sent - pg.countedLater),
+      usageCountedTwice: Math.max(0, pg.countedLater - pg.load.sent),
+      unknownKeyNot503: pg.freshKey.code === 'database_unavailable' ? 0 : 1,
+      pastBoundNot503: pg.pastBound?.code === 'database_unavailable' ? 0 : 1,
+      revocationNotSeenAfter: pg.revokedRefusedMs === null ? 1 : 0,
+    };
+    rows.push({
+      scenario: '4a Postgres unreachable',
+      load: `${pg.load.ok}/${pg.load.sent} ok (${pg.sentDuringOutage} sent during the outage, cached keys past their 5 s TTL); usage rows count ${pg.countedLater}`,
+      faults: `Postgres cut ${outageSeconds} s (${pg.connectionsReset} connections reset/refused); a key first used in the outage: ${pg.freshKey.status} ${pg.freshKey.code} in ${Math.round(pg.freshKey.ms)} ms; 1 s bound: ${pg.pastBound ? `${pg.pastBound.status} ${pg.pastBound.code}` : 'no 503 seen'}; revoked after: refused in ${pg.revokedRefusedMs ?? '-'} ms`,
+      lost: lostCell(pgLost),
+      clean: Object.values(pgLost).every((v) => v === 0),
+    });
+
+    progress(`scenario 4b: Redis cut ${outageSeconds} s under 40 req/s`);
+    const rd = await redisOutage(s, await s.workspace('TEAM', 'chaos-redis'), { outageMs, rate: 40, redisUrl });
+    for (const f of rd.load.failures.slice(0, 10)) progress(`  failure: ${f}`);
+    const rdLost = {
+      failed: rd.load.failures.length,
+      notDegraded: rd.degradedDuring === 1 ? 0 : 1,
+      notRecovered: rd.degradedAfter === 0 && rd.sharedAgain ? 0 : 1,
+      slotsLeftInRedis: rd.slotsLeft,
+    };
+    rows.push({
+      scenario: '4b Redis unreachable',
+      load: `${rd.load.ok}/${rd.load.sent} ok (${rd.sentDuringOutage} sent during the outage, in-process limits)`,
+      faults: `Redis cut ${outageSeconds} s (${rd.connectionsReset} connections reset/refused); degraded gauge ${rd.degradedDuring} during, ${rd.degradedAfter} after; shared limits again: ${rd.sharedAgain}`,
+      lost: lostCell(rdLost),
+      clean: Object.values(rdLost).every((v) => v === 0),
+    });
+
+    progress(`scenario 4c: Temporal cut ${outageSeconds} s under 40 req/s`);
+    const tp = await temporalOutage(s, await s.workspace('TEAM', 'chaos-temporal'), { outageMs, rate: 40, catchUpBoundMs: 120_000 });
+    for (const f of tp.load.failures.slice(0, 10)) progress(`  failure: ${f}`);
+    const tpLost = { failed: tp.load.failures.length, reportsNotResumed: tp.reportsOkAfter >= 3 ? 0 : 1 };
+    rows.push({
+      scenario: '4c Temporal unreachable',
+      load: `${tp.load.ok}/${tp.load.sent} ok (${tp.sentDuringOutage} sent during the outage)`,
+      faults: `Temporal cut ${outageSeconds} s (${tp.connectionsReset} connections reset/refused); load reports: ${tp.reportsOkBeforeOutage} ok before, ${tp.reportsFailedDuring} failed, ${tp.reportsOkAfter} ok after`,
+      lost: lostCell(tpLost),
+      clean: Object.values(tpLost).every((v) => v === 0),
+    });
+  } finally {
+    await s.close();
+  }
+  return rows;
+}
+
+async function scenario5(): Promise<Row> {
+  const s = await benchStack('chaos-abuse', outageEnv);
+  try {
+    const idle = 5000;
+    progress(`scenario 5: slowloris, ${idle} idle connections, 32 KiB headers against an api with a 5 s headers timeout`);
+    const r = await httpAbuse(s, await s.workspace('TEAM', 'chaos-abuse'), { headersTimeoutMs: 5000, idle, boundMs: 30_000 });
+    const lost = {
+      slowlorisNotCut: r.slowloris.closedByServer ? 0 : 1,
+      idleNotClosed: r.idle.still,
+      realRequestsFailed:
+        [r.realDuringIdle, r.realDuringSlowloris].filter((x) => x.status !== 200).length + (r.healthDuringIdle === 200 ? 0 : 1),
+      oversizedNot431: [r.oversizedV1, r.oversizedGraphql].filter((x) => x.status !== 431).length,
+      answered5xx: r.any500 ? 1 : 0,
+    };
+    return {
+      scenario: '5 abuse: slowloris, idle, big headers (GraphQL limits: tests)',
+      load: `real requests during: chat ${r.realDuringIdle.status} in ${Math.round(r.realDuringIdle.ms)} ms, chat ${r.realDuringSlowloris.status}, /healthz ${r.healthDuringIdle}; api RSS ${r.rssWithIdleMiB} MiB with ${r.idle.opened} idle open`,
+      faults: `slowloris cut after ${Math.round(r.slowloris.ms)} ms (${r.slowloris.status}); ${r.idle.closedByServer}/${r.idle.opened} idle closed (${Object.entries(
+        r.idle.statuses,
+      )
+        .map(([k, v]) => `${k === '0' ? 'no answer' : k}:${v}`)
+        .join(' ')}); 32 KiB head: /v1 ${r.oversizedV1.status}, /graphql ${r.oversizedGraphql.status}`,
+      lost: lostCell(lost),
+      clean: Object.values(lost).every((v) => v === 0),
+    };
+  } finally {
+    await s.close();
+  }
+}
+
 async function main() {
+  const skipped = (scenario: string) => notHere(scenario, 'not run (CHAOS_ONLY)');
   const rows: Row[] = [notHere('1 worker SIGKILLed every 30 s', 'not built (issue #20)')];
-  rows.push(await scenario2());
-  rows.push(await scenario3());
-  rows.push(notHere('4 Postgres/Redis/Temporal unreachable', 'not built (issue #20)'));
-  rows.push(notHere('5 abuse (GraphQL fuzzing, slowloris)', 'not built (issue #20)'));
+  rows.push(runs('2') ? await scenario2() : skipped('2 provider faults (RunPod fake)'));
+  rows.push(runs('3') ? await scenario3() : skipped('3 gateway SIGKILLed mid-stream'));
+  if (runs('4')) rows.push(...(await scenario4()));
+  else rows.push(skipped('4 Postgres/Redis/Temporal unreachable'));
+  rows.push(runs('5') ? await scenario5() : skipped('5 abuse: slowloris, idle, big headers'));
+  rows.push(notHere('5 abuse: GraphQL depth and cost limits', 'see the GraphQL limit tests (npm test; not run here)'));
   rows.push(notHere('6 isolation', 'see test/e2e/isolation.e2e.spec.ts (npm test; not run here)'));
   rows.push(notHere('7 secrets', 'see test/e2e/secrets.e2e.spec.ts (npm test; not run here)'));
-  rows.push(await scenario8());
+  rows.push(runs('8') ? await scenario8() : skipped('8 revocation (2 gateways)'));
 
   const cols: (keyof Row)[] = ['scenario', 'load', 'faults', 'lost'];
   const cell = (r: Row, c: keyof Row) => (c === 'lost' && r.clean !== null ? `${r.clean ? 'OK' : 'LOST'}: ${r.lost}` : String(r[c]));

@@ -7,12 +7,13 @@ import { GraphQLModule } from '@nestjs/graphql';
 import { MercuriusDriver, MercuriusDriverConfig } from '@nestjs/mercurius';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { Logger } from 'pino';
-import { createServer, IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, IncomingMessage, ServerOptions, ServerResponse } from 'node:http';
 import type { Client } from '@temporalio/client';
 import { PRISMA, CoreModule, TEMPORAL_CLIENT } from './common/core.module';
 import { costLimit, formatGraphQLErrors, GraphQLErrorFilter } from './common/graphql-errors';
 import { PinoNestLogger } from './common/logger';
 import { Config } from './config/config';
+import { BundleModule } from './bundle/bundle.module';
 import { CredentialsModule } from './credentials/credentials.module';
 import type { PrismaClient } from './database/prisma';
 import { DeploymentsModule } from './deployments/deployments.module';
@@ -29,6 +30,25 @@ const BODY_LIMIT_BYTES = 16 * 1024 * 1024;
 
 /** Pending connections the listening socket holds before the kernel drops SYNs. */
 const LISTEN_BACKLOG = 4096;
+
+/**
+ * The api port's HTTP server against slow and idle clients (issue #20, scenario 5): a request's head must arrive whole
+ * within API_HEADERS_TIMEOUT_MS (a slowloris, or a connection that never sends, gets a 408 and is closed), its body
+ * within API_REQUEST_TIMEOUT_MS; a head past API_MAX_HEADER_BYTES gets a 431. Node checks the timeouts every
+ * connectionsCheckingInterval, so it is a fraction of the headers timeout. Neither timeout bounds a response: a stream
+ * is held only to GATEWAY_TTFB_TIMEOUT_MS and GATEWAY_IDLE_TIMEOUT_MS.
+ */
+export function serverOptions(config: Config): ServerOptions {
+  const requestTimeout = config.API_REQUEST_TIMEOUT_MS;
+  // Node refuses a headers timeout above a (non-zero) request timeout.
+  const headersTimeout = requestTimeout > 0 ? Math.min(config.API_HEADERS_TIMEOUT_MS, requestTimeout) : config.API_HEADERS_TIMEOUT_MS;
+  return {
+    headersTimeout,
+    requestTimeout,
+    maxHeaderSize: config.API_MAX_HEADER_BYTES,
+    connectionsCheckingInterval: Math.max(100, Math.min(5000, Math.floor(headersTimeout / 4))),
+  };
+}
 
 export interface AppHandle {
   app: NestFastifyApplication;
@@ -70,6 +90,7 @@ function rootModule(config: Config, logger: Logger) {
       CredentialsModule,
       ScalingModule,
       UsageModule,
+      BundleModule,
     ],
     providers: [{ provide: APP_FILTER, useClass: GraphQLErrorFilter }],
   })
@@ -83,14 +104,14 @@ export async function createApp(config: Config, logger: Logger): Promise<AppHand
   if (installLeanAsyncResourceBind())
     logger.debug('AsyncResource.prototype.bind replaced by a lean version (src/common/async-resource-bind.ts)');
   // /v1/* is answered by the gateway before Fastify sees it (Gateway.handle); everything else goes on to
-  // Fastify and Nest. The server gets Fastify's own defaults, which it only sets on servers it makes itself.
+  // Fastify and Nest. The server's timeouts and limits come from the config (serverOptions, above).
   let handler: GatewayHandle['handle'] | null = null;
   const serverFactory = (fastifyHandler: (req: IncomingMessage, res: ServerResponse) => void) => {
-    const server = createServer((req, res) => {
+    const server = createServer(serverOptions(config), (req, res) => {
       if (!handler?.(req, res)) fastifyHandler(req, res);
     });
-    server.keepAliveTimeout = 72_000;
-    server.requestTimeout = 0;
+    server.keepAliveTimeout = config.API_KEEP_ALIVE_TIMEOUT_MS;
+    if (config.API_MAX_CONNECTIONS > 0) server.maxConnections = config.API_MAX_CONNECTIONS;
     return server;
   };
   // No Nest middleware is used: without middie, and with Fastify's own JSON parser (Nest's wraps it per request).

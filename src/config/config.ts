@@ -63,6 +63,17 @@ export const configSchema = z.object({
   SCALER_DRAIN_TIMEOUT_SECONDS: positiveInt.default(300),
   /** How long a gateway trusts a cached key or route before re-reading Postgres. */
   GATEWAY_CACHE_TTL_MS: positiveInt.default(5000),
+  /**
+   * While Postgres cannot be read, how long past GATEWAY_CACHE_TTL_MS a gateway keeps serving a cached key, route or
+   * model name, ms; past it (and for anything never cached) requests get a 503 database_unavailable.
+   */
+  GATEWAY_STALE_SERVE_MS: z.coerce
+    .number({ error: 'must be an integer >= 0' })
+    .int('must be an integer >= 0')
+    .min(0, 'must be an integer >= 0')
+    .default(300_000),
+  /** The longest one gateway read of Postgres may take before it counts as failed (then the cache or a 503), ms. */
+  GATEWAY_DB_READ_TIMEOUT_MS: positiveInt.default(5000),
   /** A non-streamed request's whole time at the replica (its headers come with its body), ms. */
   GATEWAY_REQUEST_TIMEOUT_MS: positiveInt.default(600_000),
   /** A streamed request's time until the replica's first token, ms. */
@@ -90,6 +101,11 @@ export const configSchema = z.object({
     .string()
     .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL')
     .optional(),
+  /**
+   * The longest a gateway waits for Redis on one limit check, ms; past it (or with Redis unreachable) it counts in
+   * its own process until Redis answers again.
+   */
+  REDIS_COMMAND_TIMEOUT_MS: positiveInt.default(500),
   /** A key's bucket holds this many seconds of its per-minute rate as a burst. */
   GATEWAY_RATE_BURST_SECONDS: positiveInt.max(60, 'must be at most 60').default(6),
   /**
@@ -132,6 +148,27 @@ export const configSchema = z.object({
     .default('infercp'),
   /** A Sandbox's timeout, s: Modal ends every Sandbox by 24 h; just under it, the rotation replaces a replica before. */
   MODAL_SANDBOX_TIMEOUT_SECONDS: positiveInt.max(86_400, 'must be at most 86400 (Modal caps Sandboxes at 24 h)').default(86_100),
+  /**
+   * The api port's HTTP server: a client must send a request's whole headers within API_HEADERS_TIMEOUT_MS (slowloris
+   * and connections that never send are closed with a 408) and its whole body within API_REQUEST_TIMEOUT_MS (0: no
+   * bound); neither bounds a response, so streams keep only GATEWAY_TTFB_TIMEOUT_MS and GATEWAY_IDLE_TIMEOUT_MS.
+   */
+  API_HEADERS_TIMEOUT_MS: positiveInt.default(20_000),
+  API_REQUEST_TIMEOUT_MS: z.coerce
+    .number({ error: 'must be an integer >= 0' })
+    .int('must be an integer >= 0')
+    .min(0, 'must be an integer >= 0')
+    .default(300_000),
+  /** How long an idle keep-alive connection is kept open between requests, ms. */
+  API_KEEP_ALIVE_TIMEOUT_MS: positiveInt.default(72_000),
+  /** Largest request head (request line and headers) accepted, bytes; past it a 431. */
+  API_MAX_HEADER_BYTES: positiveInt.min(1024, 'must be at least 1024').max(1_048_576, 'must be at most 1048576').default(16_384),
+  /** Most connections the api port holds open at once (new ones past it are closed at accept); 0: no cap but the fd limit. */
+  API_MAX_CONNECTIONS: z.coerce
+    .number({ error: 'must be an integer >= 0' })
+    .int('must be an integer >= 0')
+    .min(0, 'must be an integer >= 0')
+    .default(0),
   METRICS_ENABLED: bool.default(true),
   /** Where the api writes the emitted GraphQL schema; empty keeps it in memory. */
   GRAPHQL_SCHEMA_FILE: z.string().default(''),

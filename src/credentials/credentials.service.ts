@@ -8,6 +8,7 @@ import { DomainError, ErrorCode, notFound } from '../domain/errors';
 import type { Target } from '../graphql/enums';
 import type { AddProviderCredentialInput } from './credentials.types';
 import { ModalAccount, sealModalAccount } from '../providers/modal';
+import { customEndpointsOf, sealCustomEndpoints } from '../providers/custom/endpoints';
 import { last4Of, lockCredential, readCredentialSecret, sealSecret } from './store';
 import { CREDENTIAL_VALIDATOR, CredentialValidator } from './validator';
 
@@ -15,7 +16,7 @@ import { CREDENTIAL_VALIDATOR, CredentialValidator } from './validator';
 export const SECRETS_KEY_BUFFER = Symbol('SECRETS_KEY_BUFFER');
 
 /** The targets a credential can be added for. */
-const SUPPORTED: readonly Target[] = ['RUNPOD', 'MODAL'];
+const SUPPORTED: readonly Target[] = ['RUNPOD', 'MODAL', 'CUSTOM'];
 
 const nameSchema = z.string().trim().min(1, 'must not be empty').max(100, 'must be at most 100 characters');
 
@@ -64,6 +65,11 @@ function modalAccountOf(input: {
 
 /** What a credential stores and shows for the input: the sealed plaintext and its last four characters. */
 function secretOf(target: Target, input: AddProviderCredentialInput): { plaintext: string; last4: string } {
+  if (target === 'CUSTOM') {
+    const endpoints = customEndpointsOf(input.endpoints);
+    // The last four of the first key when a server has one, else of the first URL (which is not secret).
+    return { plaintext: sealCustomEndpoints(endpoints), last4: last4Of(endpoints.find((e) => e.apiKey)?.apiKey ?? endpoints[0].url) };
+  }
   if (target === 'MODAL') {
     const account = modalAccountOf(input);
     return { plaintext: sealModalAccount(account), last4: last4Of(account.tokenSecret) };
@@ -132,6 +138,13 @@ export class CredentialsService {
   /** A new key for the credential, checked live; it must be the same provider account when both keys name one. */
   async rotate(ws: Workspace, id: string, rawKey: string, actorId: string | null) {
     const old = await this.get(ws.id, id);
+    if (old.target === 'CUSTOM') {
+      throw new DomainError(
+        ErrorCode.BAD_USER_INPUT,
+        `credential ${old.name} is a CUSTOM credential: its endpoints and keys are replaced by adding a new CUSTOM credential and deploying on it`,
+        { field: 'id', target: 'CUSTOM' },
+      );
+    }
     // MODAL: the new pair as "ak-…:as-…", in the environment the credential has.
     const secret =
       old.target === 'MODAL'

@@ -2,7 +2,8 @@ import { Field, ID, InputType, ObjectType } from '@nestjs/graphql';
 import { Target } from '../graphql/enums';
 
 @ObjectType({
-  description: "A key of the user's own provider account (RUNPOD: Flex deployments; MODAL: a token pair). The key itself is never shown.",
+  description:
+    "A key of the user's own provider account (RUNPOD: Flex deployments; MODAL: a token pair; CUSTOM: the URLs and keys of servers the user runs). The key itself is never shown.",
 })
 export class ProviderCredential {
   @Field(() => ID) id!: string;
@@ -21,9 +22,19 @@ export class ProviderCredential {
   deletedAt!: Date | null;
 }
 
+@InputType({ description: 'One server the user runs (the pipeline bundle) for a CUSTOM credential.' })
+export class CustomEndpointInput {
+  @Field({ description: 'Base URL of the OpenAI-compatible server, e.g. http://10.0.0.5:8000 (no /v1).' }) url!: string;
+  @Field(() => String, {
+    nullable: true,
+    description: 'The key the server requires (serve.sh API_KEY, vLLM --api-key); stored encrypted, never shown again.',
+  })
+  apiKey?: string | null;
+}
+
 @InputType()
 export class AddProviderCredentialInput {
-  @Field(() => Target, { description: 'RUNPOD or MODAL.' }) target!: Target;
+  @Field(() => Target, { description: 'RUNPOD, MODAL or CUSTOM.' }) target!: Target;
   @Field({ description: 'A name to recognise it by, unique among the workspace’s credentials.' }) name!: string;
   @Field(() => String, {
     nullable: true,
@@ -43,4 +54,10 @@ export class AddProviderCredentialInput {
     description: "MODAL: the environment the Sandboxes run in; the account's default environment when omitted.",
   })
   environment?: string | null;
+  @Field(() => [CustomEndpointInput], {
+    nullable: true,
+    description:
+      'CUSTOM: the servers you run the pipeline bundle on, one replica each (fixed capacity). Each must answer GET /health and, with its key, GET /v1/models.',
+  })
+  endpoints?: CustomEndpointInput[] | null;
 }

@@ -6,6 +6,7 @@ import type { Target } from '../graphql/enums';
 import { parseModalAccount } from '../providers/modal';
 import { RunpodClient, RunpodError } from '../providers/runpod/client';
 import { validateModalAccount } from './modal-validator';
+import { parseCustomEndpoints, validateCustomEndpoints } from '../providers/custom/endpoints';
 
 export const CREDENTIAL_VALIDATOR = Symbol('CREDENTIAL_VALIDATOR');
 
@@ -23,7 +24,8 @@ const CHECK_TIMEOUT_MS = 10_000;
 
 /**
  * The default validator. RUNPOD: RunpodClient.validateKey (GET /v2/serverless, then GraphQL myself { id }); MODAL:
- * EnvironmentList and the named environment through the modal SDK (./modal-validator.ts).
+ * EnvironmentList and the named environment through the modal SDK (./modal-validator.ts); CUSTOM: GET /health and
+ * /v1/models of each registered server with its key.
  */
 @Injectable()
 export class RunpodCredentialValidator implements CredentialValidator {
@@ -32,6 +34,8 @@ export class RunpodCredentialValidator implements CredentialValidator {
   async validate(target: Target, apiKey: string): Promise<{ accountId: string | null }> {
     // MODAL: `apiKey` is the sealed form, a JSON token pair and environment (src/providers/modal, sealModalAccount).
     if (target === 'MODAL') return validateModalAccount(this.config, parseModalAccount(apiKey, 'being added'));
+    // CUSTOM: `apiKey` is the sealed form, the endpoints as JSON (src/providers/custom): each server is probed.
+    if (target === 'CUSTOM') return validateCustomEndpoints(parseCustomEndpoints(apiKey, 'being added'), CHECK_TIMEOUT_MS);
     if (target !== 'RUNPOD') throw new DomainError(ErrorCode.BAD_USER_INPUT, `target: ${target} credentials are not supported yet`);
     const client = new RunpodClient({
       apiUrl: this.config.RUNPOD_API_URL,

@@ -9,7 +9,9 @@ import type { Deployment, PrismaClient, Workspace } from '../database/prisma';
 import { DomainError, ErrorCode, notFound } from '../domain/errors';
 import { ModeName, PlanName, planViolation, targetConcurrency } from '../domain/plans';
 import { policyProblems, policyRefusal, withModeDefaults } from '../domain/scaling';
-import { lockCredential } from '../credentials/store';
+import { lockCredential, readCredentialSecret } from '../credentials/store';
+import { SECRETS_KEY_BUFFER } from '../credentials/credentials.service';
+import { parseCustomEndpoints } from '../providers/custom/endpoints';
 import type { DeployPipelineInput } from './deployments.types';
 import type { deployWorkflow } from '../../workflows/deploy';
 import { deployWorkflowId, DeployInput, LifecycleInput, LifecycleKind, opWorkflowId, SwapInput, SwapKind } from '../../workflows/messages';
@@ -44,6 +46,19 @@ const PAST: Record<LifecycleKind, string> = {
 /** The operation as a sentence names it: STOP -> stop, CHANGE_GPU -> change gpu. */
 const verbOf = (kind: LifecycleKind) => kind.toLowerCase().replace('_', ' ');
 
+/**
+ * A swap starts the new revision's replicas beside the old ones, which a CUSTOM deployment has no spare servers for: the
+ * servers run what the user started on them.
+ */
+function refuseCustomSwap(d: Pick<Deployment, 'id' | 'target'>, kind: 'CHANGE_GPU' | 'ROLLBACK') {
+  if (d.target !== 'CUSTOM') return;
+  throw new DomainError(
+    ErrorCode.BAD_USER_INPUT,
+    `deployment ${d.id} is CUSTOM: its servers run the bundle you started on them, so it cannot be ${PAST[kind]} here; run the other variant's pipelineBundle on your servers and deploy it`,
+    { target: 'CUSTOM' },
+  );
+}
+
 const gpuSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/, 'must be 1-64 characters of letters, digits, space, ., _ or -');
 
 const deploySchema = z.object({
@@ -68,6 +83,7 @@ export class DeploymentsService {
     @Inject(TEMPORAL_CLIENT) private readonly temporal: Client,
     @Inject(CONFIG) private readonly config: Config,
     @Inject(LOGGER) private readonly log: Logger,
+    @Inject(SECRETS_KEY_BUFFER) private readonly secretsKey: Buffer,
   ) {}
 
   /** Plan rules from the reference; each violation is a PLAN_LIMIT error naming the rule. */
@@ -82,7 +98,10 @@ export class DeploymentsService {
   }
 
   async deploy(ws: Workspace, raw: DeployPipelineInput) {
-    const input = deploySchema.parse(raw);
+    const parsed = deploySchema.parse(raw);
+    // CUSTOM: fixed capacity, one replica per registered endpoint; min and max are that count or refused.
+    const endpoints = parsed.target === 'CUSTOM' ? await this.customEndpointCount(ws, parsed) : null;
+    const input = endpoints === null ? parsed : { ...parsed, minReplicas: endpoints, maxReplicas: endpoints };
     // Defaults are resolved here, once: the row then holds every knob, and the worker's checkPlan only copies them.
     const knobs = withModeDefaults(input);
     const problems = policyProblems({ ...knobs, targetConcurrency: input.targetConcurrency });
@@ -165,6 +184,16 @@ export class DeploymentsService {
           message: `deploy of ${pipeline.name} (${variant.name}) on ${input.target} ${input.gpu}, ${input.mode} ${minReplicas}-${maxReplicas} replicas`,
         },
       });
+      if (endpoints !== null) {
+        await tx.deploymentEvent.create({
+          data: {
+            deploymentId: id,
+            kind: 'capacity.fixed',
+            message: `fixed capacity: ${endpoints} registered endpoint${endpoints === 1 ? '' : 's'}; scaling is out of our hands (the servers are yours to add or remove)`,
+            data: { endpoints },
+          },
+        });
+      }
     });
 
     const wfInput: DeployInput = {
@@ -194,6 +223,44 @@ export class DeploymentsService {
     }
     const deployment = await this.prisma.deployment.findUniqueOrThrow({ where: { id } });
     return { deployment, apiKey: key.plaintext };
+  }
+
+  /**
+   * How many endpoints the CUSTOM credential of a deploy registers: the replica count, fixed. The credential is required
+   * (NOT_FOUND when it is not the workspace's), and a minReplicas or maxReplicas other than that count is refused.
+   */
+  private async customEndpointCount(
+    ws: Workspace,
+    input: { credentialId?: string | null; minReplicas?: number | null; maxReplicas?: number | null },
+  ): Promise<number> {
+    if (!input.credentialId) {
+      throw new DomainError(
+        ErrorCode.BAD_USER_INPUT,
+        'credentialId: a CUSTOM deployment runs on servers you run (the pipelineBundle); register their URLs with addProviderCredential(target: CUSTOM, endpoints) and pass the credential id',
+        { field: 'credentialId' },
+      );
+    }
+    const cred = await this.prisma.providerCredential.findFirst({ where: { id: input.credentialId, workspaceId: ws.id, deletedAt: null } });
+    if (!cred) throw notFound('provider credential', input.credentialId);
+    if (cred.target !== 'CUSTOM') {
+      throw new DomainError(
+        ErrorCode.BAD_USER_INPUT,
+        `credentialId: credential ${cred.name} is a ${cred.target} credential; the deployment's target is CUSTOM`,
+        { field: 'credentialId' },
+      );
+    }
+    const n = parseCustomEndpoints(await readCredentialSecret(this.prisma, this.secretsKey, cred.id), cred.id).length;
+    for (const field of ['minReplicas', 'maxReplicas'] as const) {
+      const v = input[field];
+      if (v != null && v !== n) {
+        throw new DomainError(
+          ErrorCode.BAD_USER_INPUT,
+          `${field}: a CUSTOM deployment has fixed capacity, one replica per registered endpoint: credential ${cred.name} registers ${n}, so ${field} is ${n} (or omit it), not ${v}`,
+          { field, endpoints: n },
+        );
+      }
+    }
+    return n;
   }
 
   /** A credential a deploy may run on: the workspace's, live, of the deployment's target, and (RUNPOD) Flex. */
@@ -246,6 +313,7 @@ export class DeploymentsService {
     if (!parsed.success) throw new DomainError(ErrorCode.BAD_USER_INPUT, `gpu: ${parsed.error.issues[0].message}`, { field: 'gpu' });
     const gpu = parsed.data;
     const d = await this.claimable(ws, id, 'CHANGE_GPU');
+    refuseCustomSwap(d, 'CHANGE_GPU');
     if (gpu === d.gpu) {
       throw new DomainError(ErrorCode.CONFLICT, `deployment ${id} already runs on ${gpu}: name another GPU`, { field: 'gpu', gpu });
     }
@@ -259,6 +327,7 @@ export class DeploymentsService {
    */
   async rollback(ws: Workspace, id: string, variantId: string) {
     const d = await this.claimable(ws, id, 'ROLLBACK');
+    refuseCustomSwap(d, 'ROLLBACK');
     const variant = await this.prisma.variant.findFirst({ where: { id: variantId, pipelineId: d.pipelineId } });
     if (!variant) throw notFound('variant', variantId);
     const served = await this.prisma.revision.findFirst({

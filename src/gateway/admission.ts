@@ -15,7 +15,9 @@ export interface Admitted {
 
 export class Admission {
   private readonly fallbackLimits = new MemoryLimitStore();
-  private lastLimitErrorAt = 0;
+  /** While the shared store is unreachable: until when requests count here without trying it again. */
+  private degradedUntil = 0;
+  private degraded = false;
 
   constructor(
     private readonly directory: Directory,
@@ -24,6 +26,11 @@ export class Admission {
     private readonly log: Logger,
     /** A key's bucket holds this many seconds of its per-minute rate as a burst. */
     private readonly rateBurstSeconds: number,
+    /** Told true when the shared store becomes unreachable and false when it answers again (a metric). */
+    private readonly onDegraded?: (degraded: boolean) => void,
+    /** How long after a failure requests count here before the shared store is tried again, ms. */
+    private readonly retryMs = 1000,
+    private readonly now: () => number = Date.now,
   ) {}
 
   async authenticate(req: IncomingMessage): Promise<KeyInfo | OpenAIError> {
@@ -78,7 +85,12 @@ export class Admission {
         };
       }
     }
-    const slot = await this.limited((l) => l.acquireSlot(key.workspaceId, key.concurrencyBudget));
+    // A slot goes back to the store that gave it: one counted here while Redis was away is not taken off Redis's count.
+    let store: LimitStore = this.limits;
+    const slot = await this.limited((l) => {
+      store = l;
+      return l.acquireSlot(key.workspaceId, key.concurrencyBudget);
+    });
     if (!slot.ok) {
       return {
         ok: false,
@@ -95,19 +107,34 @@ export class Admission {
       release: () => {
         if (released) return;
         released = true;
-        void this.limited((l) => l.releaseSlot(key.workspaceId)).catch(() => {});
+        void store.releaseSlot(key.workspaceId).catch(() => {});
       },
     };
   }
 
-  /** The shared store, or this process's counts while it is unreachable (availability over exactness, logged). */
+  /**
+   * The shared store, or this process's counts while it is unreachable (availability over exactness): one warning when
+   * it goes, one when it is back; meanwhile it is tried again once per retryMs, not on every request.
+   */
   private async limited<T>(f: (store: LimitStore) => Promise<T>): Promise<T> {
+    if (this.now() < this.degradedUntil) return f(this.fallbackLimits);
     try {
-      return await f(this.limits);
+      const v = await f(this.limits);
+      if (this.degraded) {
+        this.degraded = false;
+        this.onDegraded?.(false);
+        this.log.warn('limit store reachable again; rate and concurrency are shared across gateways again');
+      }
+      return v;
     } catch (err) {
-      if (Date.now() - this.lastLimitErrorAt > 10_000) {
-        this.lastLimitErrorAt = Date.now();
-        this.log.error({ err: (err as Error).message }, 'limit store unreachable; counting in this process until it returns');
+      this.degradedUntil = this.now() + this.retryMs;
+      if (!this.degraded) {
+        this.degraded = true;
+        this.onDegraded?.(true);
+        this.log.warn(
+          { err: (err as Error).message },
+          'limit store (Redis) unreachable; counting rate and concurrency in this process until it returns',
+        );
       }
       return f(this.fallbackLimits);
     }

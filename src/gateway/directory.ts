@@ -70,47 +70,125 @@ export interface Route {
  */
 export interface UpstreamAuth {
   route(d: { target: Target; credentialId: string | null }): Promise<string | null>;
-  replica(d: { target: Target }, replicaId: string): string | null;
+  /** A replica's own key (a Modal Sandbox's; a CUSTOM box's, by its address); async: a CUSTOM key is read from its credential. */
+  replica(d: { target: Target; credentialId: string | null }, replicaId: string, address: string): Promise<string | null>;
 }
 
-const NO_UPSTREAM_AUTH: UpstreamAuth = { route: async () => null, replica: () => null };
+const NO_UPSTREAM_AUTH: UpstreamAuth = { route: async () => null, replica: async () => null };
+
+/**
+ * A read of Postgres the gateway could not make (refused, cut, or slower than its bound) and had no cached answer
+ * recent enough to serve instead: the request gets a 503 naming the database, never a 500 or a hang.
+ */
+export class DatabaseUnavailableError extends Error {
+  override name = 'DatabaseUnavailableError';
+}
+
+export interface LookupOptions {
+  /**
+   * How long past its TTL an entry is still served while Postgres cannot be read (a refresh fails), ms; past it a
+   * request waits for a read and, if that fails too, gets DatabaseUnavailableError. Default: without bound.
+   */
+  staleServeMs?: number;
+  /** The longest a read may take before it counts as failed, ms (default 5000). */
+  readTimeoutMs?: number;
+  now?: () => number;
+}
+
+interface Entry<V> {
+  v: V;
+  /** When it was read from Postgres. */
+  at: number;
+  ttl: number;
+}
+
+/** Rejects after ms (the read itself is left to finish or fail on its own). */
+function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
+      timer.unref();
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
 
 /**
  * A bounded cache for one kind of lookup: a missing entry is loaded once however
  * many requests ask at the same moment, and an entry past its TTL keeps being
  * served while one background read refreshes it. NOTIFY deletes entries (and
  * cancels a read in flight, so a read from before the change is never stored);
- * the TTL only bounds staleness if a notification is missed.
+ * the TTL only bounds staleness if a notification is missed. While Postgres
+ * cannot be read, an entry is served up to staleServeMs past its TTL; past
+ * that, and for an entry never loaded, get() throws DatabaseUnavailableError.
  */
 export class Lookup<V> {
-  private readonly cache: LRUCache<string, { v: V }>;
+  private readonly cache: LRUCache<string, Entry<V>>;
+  private readonly staleServeMs: number;
+  private readonly now: () => number;
+  /** The last failed read of each key, by read sequence (cleared by a read that succeeds). */
+  private readonly failed = new Map<string, { seq: number; err: Error }>();
+  private seq = 0;
 
-  constructor(max: number, ttlMs: number, load: (k: string) => Promise<V>, ttlFor?: (v: V) => number) {
-    this.cache = new LRUCache<string, { v: V }>({
+  constructor(max: number, ttlMs: number, load: (k: string) => Promise<V>, ttlFor?: (v: V) => number, o: LookupOptions = {}) {
+    this.staleServeMs = o.staleServeMs ?? Infinity;
+    this.now = o.now ?? Date.now;
+    const readTimeoutMs = o.readTimeoutMs ?? 5000;
+    this.cache = new LRUCache<string, Entry<V>>({
       max,
       ttl: ttlMs,
       allowStale: true,
       noDeleteOnStaleGet: true,
       allowStaleOnFetchRejection: true,
       fetchMethod: async (k, _stale, { options }) => {
-        const v = await load(k);
-        if (ttlFor) options.ttl = ttlFor(v);
-        return { v };
+        const seq = ++this.seq;
+        try {
+          const v = await bounded(load(k), readTimeoutMs, 'a read of Postgres');
+          this.failed.delete(k);
+          const ttl = ttlFor ? ttlFor(v) : ttlMs;
+          options.ttl = ttl;
+          return { v, at: this.now(), ttl };
+        } catch (err) {
+          if (this.failed.size > max) this.failed.clear();
+          this.failed.set(k, { seq, err: err as Error });
+          throw err;
+        }
       },
     });
+  }
+
+  /** Served: within its TTL, or past it by no more than staleServeMs. */
+  private usable(e: Entry<V> | undefined): e is Entry<V> {
+    return e !== undefined && this.now() - e.at <= e.ttl + this.staleServeMs;
+  }
+
+  private unavailable(k: string, since: number): DatabaseUnavailableError | null {
+    const f = this.failed.get(k);
+    if (!f || f.seq <= since) return null;
+    return new DatabaseUnavailableError(`Postgres could not be read: ${f.err.message}`);
   }
 
   async get(k: string): Promise<V> {
     // A read cancelled because the entry was invalidated meanwhile is made again, now that the change
     // is in; a few times at most, so a row that changes without pause cannot hold a request forever.
     for (let attempt = 1; ; attempt++) {
+      const since = this.seq;
+      let e: Entry<V> | undefined;
       try {
-        const e = await this.cache.fetch(k);
-        if (e) return e.v;
-        if (attempt >= 3) throw new Error(`lookup of ${k} was invalidated ${attempt} times while it loaded`);
+        e = await this.cache.fetch(k);
+        if (this.usable(e)) return e.v;
+        // Too old to serve (Postgres has been unreadable past the bound): only a fresh read will do.
+        if (e) e = await this.cache.fetch(k, { allowStale: false, forceRefresh: true });
+        if (this.usable(e)) return e.v;
       } catch (err) {
         if (attempt >= 3 || !(err instanceof Error) || !/abort/i.test(`${err.name} ${err.message}`)) throw err;
+        continue;
       }
+      // Nothing servable: a read that failed (the database), or one cancelled by an invalidation (read again).
+      const down = this.unavailable(k, since);
+      if (down || e) throw down ?? new DatabaseUnavailableError('Postgres could not be read and the cached entry is too old to serve');
+      if (attempt >= 3) throw new Error(`lookup of ${k} was invalidated ${attempt} times while it loaded`);
     }
   }
 
@@ -141,44 +219,78 @@ export class Directory {
   private closed = false;
   private readonly routeListeners: Array<(deploymentId: string) => void> = [];
 
+  private readonly readTimeoutMs: number;
+  private reconnectDelayMs = 0;
+
   constructor(
     private readonly prisma: PrismaClient,
     private readonly databaseUrl: string,
     ttlMs: number,
     private readonly log: Logger,
     private readonly upstreamAuth: UpstreamAuth = NO_UPSTREAM_AUTH,
+    /** How long cached entries are served while Postgres cannot be read, and the bound on one read. */
+    o: LookupOptions = {},
   ) {
+    this.readTimeoutMs = o.readTimeoutMs ?? 5000;
     this.keys = new Lookup(
       100_000,
       ttlMs,
       (hash) => this.loadKey(hash),
       (v) => (v ? ttlMs : Math.min(ttlMs, 1000)),
+      o,
     );
-    this.routes = new Lookup(10_000, ttlMs, (id) => this.loadRoute(id));
-    this.byName = new Lookup(10_000, ttlMs, (k) => {
-      const [workspaceId, pipelineId, model] = k.split('\0');
-      return this.loadModel(workspaceId, model, pipelineId || null);
-    });
-    this.spend = new Lookup(10_000, ttlMs, (ws) => monthSpendUsd(this.prisma, ws));
-    this.choiceNames = new Lookup(10_000, ttlMs, async (k) => {
-      const [workspaceId, pipelineId] = k.split('\0');
-      const rows = await this.prisma.deployment.findMany({
-        where: { workspaceId, status: 'ACTIVE', pipelineId: pipelineId || undefined },
-        orderBy: { createdAt: 'desc' },
-        take: 20,
-        select: { id: true, pipeline: { select: { name: true } } },
-      });
-      return rows.map((d) => `${d.pipeline.name} (${d.id})`);
-    });
+    this.routes = new Lookup(10_000, ttlMs, (id) => this.loadRoute(id), undefined, o);
+    this.byName = new Lookup(
+      10_000,
+      ttlMs,
+      (k) => {
+        const [workspaceId, pipelineId, model] = k.split('\0');
+        return this.loadModel(workspaceId, model, pipelineId || null);
+      },
+      undefined,
+      o,
+    );
+    this.spend = new Lookup(10_000, ttlMs, (ws) => monthSpendUsd(this.prisma, ws), undefined, o);
+    this.choiceNames = new Lookup(
+      10_000,
+      ttlMs,
+      async (k) => {
+        const [workspaceId, pipelineId] = k.split('\0');
+        const rows = await this.prisma.deployment.findMany({
+          where: { workspaceId, status: 'ACTIVE', pipelineId: pipelineId || undefined },
+          orderBy: { createdAt: 'desc' },
+          take: 20,
+          select: { id: true, pipeline: { select: { name: true } } },
+        });
+        return rows.map((d) => `${d.pipeline.name} (${d.id})`);
+      },
+      undefined,
+      o,
+    );
   }
 
   async start(): Promise<void> {
     await this.listen();
   }
 
+  /**
+   * The LISTEN connection. Lost (Postgres restarted, the network cut): the caches are kept, so requests go on being
+   * served from them within the stale bound, and it reconnects with a backoff until it is back; once it is, every
+   * cache is dropped (a NOTIFY may have been missed meanwhile).
+   */
   private async listen(): Promise<void> {
     if (this.closed) return;
-    const client = new PgClient({ connectionString: this.databaseUrl });
+    const client = new PgClient({ connectionString: this.databaseUrl, keepAlive: true, connectionTimeoutMillis: this.readTimeoutMs });
+    let lost = false;
+    const onLost = (err?: Error) => {
+      if (lost) return;
+      lost = true;
+      if (this.listener === client) this.listener = null;
+      client.end().catch(() => {});
+      if (this.closed) return;
+      this.log.warn({ err: err?.message }, 'directory LISTEN connection lost; serving from cache while it reconnects');
+      this.reconnect();
+    };
     client.on('notification', (n) => {
       if (n.channel === CHANNEL_KEYS) this.keys.clear();
       if (n.channel === CHANNEL_ROUTES) {
@@ -188,18 +300,32 @@ export class Directory {
         for (const l of this.routeListeners) l(n.payload ?? '');
       }
     });
-    client.on('error', (err) => {
-      this.log.warn({ err }, 'directory LISTEN connection lost; reconnecting');
-      this.dropAll();
-      this.listener = null;
-      setTimeout(() => void this.listen().catch(() => {}), 500).unref();
-    });
-    await client.connect();
-    await client.query(`LISTEN ${CHANNEL_KEYS}`);
-    await client.query(`LISTEN ${CHANNEL_ROUTES}`);
+    client.on('error', (err) => onLost(err));
+    client.on('end', () => onLost());
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${CHANNEL_KEYS}`);
+      await client.query(`LISTEN ${CHANNEL_ROUTES}`);
+    } catch (err) {
+      lost = true;
+      client.end().catch(() => {});
+      throw err;
+    }
+    if (lost) throw new Error('directory LISTEN connection lost while it started');
     this.listener = client;
+    this.reconnectDelayMs = 0;
     // Anything cached before LISTEN began may be stale.
     this.dropAll();
+  }
+
+  private reconnect() {
+    this.reconnectDelayMs = Math.min(5000, Math.max(250, this.reconnectDelayMs * 2));
+    setTimeout(() => {
+      this.listen().then(
+        () => this.log.warn('directory LISTEN connection back; caches dropped (a change may have been missed meanwhile)'),
+        () => this.reconnect(),
+      );
+    }, this.reconnectDelayMs).unref();
   }
 
   /** Called with a deployment id whenever its routes change (replicas ready, draining, stopped). */
@@ -295,12 +421,14 @@ export class Directory {
       ownAccount: d.credentialId !== null,
       mode: d.mode,
       gpu: d.gpu,
-      replicas: serving
-        .filter((r) => r.state === 'READY' && r.address)
-        .map((r) => {
-          const key = this.upstreamAuth.replica(d, r.id);
-          return { id: r.id, address: r.address!, concurrency: r.concurrency, authorization: key ? `Bearer ${key}` : null };
-        }),
+      replicas: await Promise.all(
+        serving
+          .filter((r) => r.state === 'READY' && r.address)
+          .map(async (r) => {
+            const key = await this.upstreamAuth.replica(d, r.id, r.address!);
+            return { id: r.id, address: r.address!, concurrency: r.concurrency, authorization: key ? `Bearer ${key}` : null };
+          }),
+      ),
       starting: serving.filter((r) => r.state === 'STARTING').length,
       targetConcurrency: d.targetConcurrency,
       upstreamAuthorization: await this.upstreamAuth.route(d).then((k) => (k ? `Bearer ${k}` : null)),
@@ -344,9 +472,15 @@ export class Directory {
     const ids = k.deploymentId
       ? [k.deploymentId]
       : (
-          await this.prisma.deployment.findMany({
-            where: { workspaceId: k.workspaceId, status: 'ACTIVE', pipelineId: k.pipelineId ?? undefined },
-            select: { id: true },
+          await bounded(
+            this.prisma.deployment.findMany({
+              where: { workspaceId: k.workspaceId, status: 'ACTIVE', pipelineId: k.pipelineId ?? undefined },
+              select: { id: true },
+            }),
+            this.readTimeoutMs,
+            'a read of Postgres',
+          ).catch((err: Error) => {
+            throw new DatabaseUnavailableError(`Postgres could not be read: ${err.message}`);
           })
         ).map((d) => d.id);
     const routes = await Promise.all(ids.map((id) => this.route(id)));

@@ -64,3 +64,15 @@ export const noReplica = (message: string, retryAfterSeconds: number): OpenAIErr
   message,
   headers: { 'retry-after': String(retryAfterSeconds) },
 });
+
+/** 503 when the gateway cannot read Postgres and has no cached answer recent enough (GATEWAY_STALE_SERVE_MS) to serve. */
+export const databaseUnavailable = (): OpenAIError => ({
+  ok: false,
+  status: 503,
+  type: 'server_error',
+  code: 'database_unavailable',
+  message:
+    "The gateway cannot reach its database (Postgres) and has no recent enough cached copy of this key's or deployment's " +
+    'record to serve from; retry shortly.',
+  headers: { 'retry-after': '5' },
+});

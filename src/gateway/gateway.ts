@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { Dispatcher, errors, Pool } from 'undici';
-import { Directory, KeyInfo, Route } from './directory';
+import { DatabaseUnavailableError, Directory, KeyInfo, Route } from './directory';
 import { Admission, Admitted } from './admission';
 import { audioSeconds } from '../common/media';
 import { encodeForm, Form } from '../common/multipart';
@@ -14,7 +14,7 @@ import { AudioTap } from './usage-tap';
 import { ClientGone } from './client-gone';
 import { parseRequest, RequestBody, RequestKind } from './requests';
 import { ResponseRequest, responsesToChat, ResponsesTap } from './responses';
-import { modelNotFound, noReplica, OpenAIError, refused, sendError, sendJson } from './errors';
+import { databaseUnavailable, modelNotFound, noReplica, OpenAIError, refused, sendError, sendJson } from './errors';
 import type { DeploymentLoad } from './load';
 import { Metrics } from './metrics';
 import type { LoadReporter } from './reporter';
@@ -108,9 +108,10 @@ export class Gateway {
   /** This process's load and queue per deployment. */
   readonly queue: Queue;
   private readonly piping: PipeOptions<Served>;
+  private lastDatabaseErrorLogAt = 0;
 
   constructor(private readonly o: GatewayOptions) {
-    this.admission = new Admission(o.directory, o.limits, o.log, o.rateBurstSeconds);
+    this.admission = new Admission(o.directory, o.limits, o.log, o.rateBurstSeconds, (d) => o.metrics.limitStoreDegraded.set(d ? 1 : 0));
     this.queue = new Queue(o.directory, o.queueTimeoutMs, o.coldStartTimeoutMs, o.reporter);
     o.metrics.observeLoads(() => this.queue.loads.values());
     this.piping = { ttfbTimeoutMs: o.ttfbTimeoutMs, idleTimeoutMs: o.idleTimeoutMs, metrics: o.metrics, finished: this.finished };
@@ -143,6 +144,16 @@ export class Gateway {
       return true;
     }
     served.catch((err: unknown) => {
+      if (err instanceof DatabaseUnavailableError) {
+        // Postgres unreachable and nothing cached recent enough: a clean 503, logged at most every 10 s.
+        const now = Date.now();
+        if (now - this.lastDatabaseErrorLogAt > 10_000) {
+          this.lastDatabaseErrorLogAt = now;
+          this.o.log.warn({ err: err.message, requestId }, 'gateway could not read Postgres; answering 503 database_unavailable');
+        }
+        if (!res.headersSent) return this.fail(res, kind ?? 'models', databaseUnavailable());
+        return void res.destroy();
+      }
       this.o.log.error({ err, requestId }, 'gateway error');
       if (!res.headersSent)
         sendError(res, { ok: false, status: 500, type: 'server_error', code: 'internal_error', message: 'internal error' });

@@ -14,6 +14,7 @@ import { loadPrices } from '../usage/prices';
 import { UsageRecorder } from '../usage/recorder';
 import { readCredentialSecret, replicaKey } from '../credentials/store';
 import { secretsKey } from '../credentials/secrets-key';
+import { parseCustomEndpoints } from '../providers/custom/endpoints';
 import { Directory, UpstreamAuth } from './directory';
 import { Gateway } from './gateway';
 import { LimitStore, MemoryLimitStore, RedisLimitStore } from './limits';
@@ -41,7 +42,7 @@ export interface GatewayHandle {
 
 /**
  * What upstreams want: RunPod's runtime takes the endpoint's account key (the platform's for managed RunPod, the
- * user's stored one otherwise); a Modal Sandbox takes its own replica key.
+ * user's stored one otherwise); a Modal Sandbox takes its own replica key; a CUSTOM box the key registered with its URL.
  */
 function upstreamAuth(config: Config, prisma: PrismaClient, log: Logger): UpstreamAuth {
   let key: Buffer | null = null;
@@ -52,16 +53,26 @@ function upstreamAuth(config: Config, prisma: PrismaClient, log: Logger): Upstre
       if (credentialId) return readCredentialSecret(prisma, sealKey(), credentialId);
       return config.RUNPOD_API_KEY ?? null;
     },
-    replica: ({ target }, replicaId) => (target === 'MODAL' ? replicaKey(sealKey(), replicaId) : null),
+    replica: async ({ target, credentialId }, replicaId, address) => {
+      if (target === 'MODAL') return replicaKey(sealKey(), replicaId);
+      // A CUSTOM box takes the key registered with its URL in the deployment's credential.
+      if (target === 'CUSTOM' && credentialId) {
+        const endpoints = parseCustomEndpoints(await readCredentialSecret(prisma, sealKey(), credentialId), credentialId);
+        return endpoints.find((e) => e.url === address)?.apiKey ?? null;
+      }
+      return null;
+    },
   };
 }
 
 export async function createGateway({ config, prisma, temporal, log, bodyLimitBytes }: GatewayDeps): Promise<GatewayHandle> {
   const metrics = createMetrics();
   const prices = loadPrices(config.PRICING_FILE);
-  const usage = new UsageRecorder(prisma, config.USAGE_FLUSH_INTERVAL_MS, log.child({ component: 'usage' }), (_rows, ok) =>
-    metrics.usageFlushes.inc({ result: ok ? 'ok' : 'failed' }),
-  );
+  const usage = new UsageRecorder(prisma, config.USAGE_FLUSH_INTERVAL_MS, log.child({ component: 'usage' }), {
+    onFlush: (_rows, ok) => metrics.usageFlushes.inc({ result: ok ? 'ok' : 'failed' }),
+    onDropped: (rows) => metrics.usageDropped.inc(rows),
+  });
+  metrics.observeUsage(() => usage.pendingRows);
   const capacity = new CapacityAccountant(prisma, prices, config.USAGE_CAPACITY_INTERVAL_MS, log.child({ component: 'capacity' }));
   const directory = new Directory(
     prisma,
@@ -69,6 +80,7 @@ export async function createGateway({ config, prisma, temporal, log, bodyLimitBy
     config.GATEWAY_CACHE_TTL_MS,
     log.child({ component: 'directory' }),
     upstreamAuth(config, prisma, log),
+    { staleServeMs: config.GATEWAY_STALE_SERVE_MS, readTimeoutMs: config.GATEWAY_DB_READ_TIMEOUT_MS },
   );
   metrics.observeReplicas(() => directory.replicaCounts());
   await directory.start();
@@ -76,7 +88,16 @@ export async function createGateway({ config, prisma, temporal, log, bodyLimitBy
   const gatewayId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   const limits: LimitStore = config.REDIS_URL
     ? new RedisLimitStore(
-        new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false }),
+        // Fail fast while Redis is away (no offline queue, a bound on every command): admission counts in this process
+        // meanwhile (admission.ts) and goes back to Redis once it answers.
+        new Redis(config.REDIS_URL, {
+          maxRetriesPerRequest: 1,
+          enableOfflineQueue: false,
+          lazyConnect: false,
+          commandTimeout: config.REDIS_COMMAND_TIMEOUT_MS,
+          connectTimeout: Math.max(1000, config.REDIS_COMMAND_TIMEOUT_MS * 4),
+          retryStrategy: (times) => Math.min(times * 100, 1000),
+        }),
         gatewayId,
       )
     : new MemoryLimitStore();

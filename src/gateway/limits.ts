@@ -101,11 +101,17 @@ redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 return {1, sum + 1}
 `;
 
-/** Several gateway processes: counts live in Redis, each check one atomic script. */
+/**
+ * Several gateway processes: counts live in Redis, each check one atomic script. A release that cannot reach Redis
+ * is owed, and paid with the next heartbeat that does (this gateway's liveness key lives on, so a slot never given
+ * back would stay taken for good).
+ */
 export class RedisLimitStore implements LimitStore {
   private readonly alive: NodeJS.Timeout;
   private readonly aliveKey: string;
   private readonly livenessTtlMs: number;
+  /** Releases Redis has not taken yet, by workspace. */
+  private readonly owed = new Map<string, number>();
 
   constructor(
     private readonly redis: Redis,
@@ -117,7 +123,13 @@ export class RedisLimitStore implements LimitStore {
     redis.defineCommand('infercpAcquire', { numberOfKeys: 1, lua: ACQUIRE_SCRIPT });
     this.aliveKey = `${prefix}gw:${gatewayId}`;
     this.livenessTtlMs = livenessTtlMs;
-    const beat = () => void redis.set(this.aliveKey, '1', 'PX', livenessTtlMs).catch(() => {});
+    // Connection errors surface on the commands (admission falls back to this process); not as unhandled events.
+    redis.on('error', () => {});
+    const beat = () =>
+      void redis
+        .set(this.aliveKey, '1', 'PX', livenessTtlMs)
+        .then(() => this.payOwed())
+        .catch(() => {});
     beat();
     this.alive = setInterval(beat, Math.floor(livenessTtlMs / 4));
     this.alive.unref();
@@ -151,7 +163,31 @@ export class RedisLimitStore implements LimitStore {
   }
 
   async releaseSlot(workspaceId: string) {
-    await this.redis.hincrby(`${this.prefix}slots:${workspaceId}`, this.gatewayId, -1);
+    try {
+      await this.redis.hincrby(`${this.prefix}slots:${workspaceId}`, this.gatewayId, -1);
+    } catch {
+      this.owed.set(workspaceId, (this.owed.get(workspaceId) ?? 0) + 1);
+    }
+  }
+
+  /** Releases owed since Redis was last reachable. */
+  get owedReleases(): number {
+    let n = 0;
+    for (const v of this.owed.values()) n += v;
+    return n;
+  }
+
+  /** Gives Redis the releases it missed (each workspace's at once, relative, so a concurrent acquire is not undone). */
+  async payOwed() {
+    for (const [ws, n] of [...this.owed]) {
+      this.owed.delete(ws);
+      try {
+        await this.redis.hincrby(`${this.prefix}slots:${ws}`, this.gatewayId, -n);
+      } catch {
+        this.owed.set(ws, (this.owed.get(ws) ?? 0) + n);
+        return;
+      }
+    }
   }
 
   async close() {

@@ -1,4 +1,4 @@
-import { Lookup } from './directory';
+import { DatabaseUnavailableError, Lookup } from './directory';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -57,5 +57,43 @@ describe('Lookup: the gateway directory cache', () => {
     expect(loads).toBe(1000);
     await l.get('bad-0'); // evicted long ago
     expect(loads).toBe(1001);
+  });
+
+  it('should serve an entry past its TTL while reads fail, up to the stale bound, then refuse with DatabaseUnavailableError', async () => {
+    let now = 0;
+    let down = false;
+    const l = new Lookup<string>(
+      10,
+      1000,
+      async (k) => {
+        if (down) throw new Error('connect ECONNREFUSED');
+        return `v-${k}`;
+      },
+      undefined,
+      { staleServeMs: 5000, now: () => now },
+    );
+    expect(await l.get('k')).toBe('v-k');
+    down = true;
+    now = 5900; // past the TTL, within TTL + stale bound
+    expect(await l.get('k')).toBe('v-k');
+    await sleep(5);
+    expect(await l.get('k')).toBe('v-k'); // the failed refresh kept the entry
+    now = 6100; // past TTL + stale bound
+    await expect(l.get('k')).rejects.toBeInstanceOf(DatabaseUnavailableError);
+    down = false;
+    expect(await l.get('k')).toBe('v-k'); // back: read again
+  });
+
+  it('should refuse an entry never loaded with DatabaseUnavailableError when its read fails, not a generic error', async () => {
+    const l = new Lookup<string>(10, 1000, async () => {
+      throw new Error('Connection terminated unexpectedly');
+    });
+    await expect(l.get('never')).rejects.toThrow(DatabaseUnavailableError);
+    await expect(l.get('never')).rejects.toThrow(/Postgres could not be read: Connection terminated/);
+  });
+
+  it('should bound a read that hangs by readTimeoutMs', async () => {
+    const l = new Lookup<string>(10, 1000, () => new Promise<string>(() => {}), undefined, { readTimeoutMs: 50 });
+    await expect(l.get('k')).rejects.toThrow(/longer than 50 ms/);
   });
 });

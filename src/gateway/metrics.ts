@@ -21,6 +21,7 @@ export function createMetrics() {
   const registry = new Registry();
   let loads: () => Iterable<LoadSource> = () => [];
   let replicas: () => Promise<ReplicaCount[]> = async () => [];
+  let pendingUsage: () => number = () => 0;
   collectDefaultMetrics({ register: registry, prefix: 'infercp_' });
   return {
     registry,
@@ -81,6 +82,24 @@ export function createMetrics() {
       labelNames: ['result'] as const,
       registers: [registry],
     }),
+    usageDropped: new Counter({
+      name: 'infercp_usage_rows_dropped_total',
+      help: 'Usage rollup rows dropped because Postgres stayed unreachable until the rows held in memory reached their bound',
+      registers: [registry],
+    }),
+    usagePending: new Gauge({
+      name: 'infercp_usage_rows_pending',
+      help: 'Usage rollup rows held in memory, not yet written to Postgres (grows while Postgres is unreachable)',
+      registers: [registry],
+      collect() {
+        this.set(pendingUsage());
+      },
+    }),
+    limitStoreDegraded: new Gauge({
+      name: 'infercp_gateway_limit_store_degraded',
+      help: '1 while the shared limit store (Redis) is unreachable and this process counts rate and concurrency itself',
+      registers: [registry],
+    }),
     replicas: new Gauge({
       name: 'infercp_replicas',
       help: 'Replicas by deployment and state (STARTING, READY, DRAINING), read from Postgres at scrape',
@@ -105,6 +124,10 @@ export function createMetrics() {
     /** The gateway's per-deployment loads: the in-flight and queue gauges are read from them, never kept twice. */
     observeLoads(source: () => Iterable<LoadSource>) {
       loads = source;
+    },
+    /** Where the pending usage gauge reads its count at each scrape. */
+    observeUsage(source: () => number) {
+      pendingUsage = source;
     },
     /** Where the replica gauge reads its counts at each scrape. */
     observeReplicas(source: () => Promise<ReplicaCount[]>) {

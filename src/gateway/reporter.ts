@@ -34,6 +34,11 @@ export interface LoadReporterOptions {
    */
   urgentMs?: number;
   onSent?: (result: 'ok' | 'no_scaler' | 'error') => void;
+  /**
+   * A report not delivered within this many ms counts as failed and the next one is sent (default 5000): with Temporal
+   * unreachable a signal can wait indefinitely, and a deployment whose report never settles would get no report again.
+   */
+  sinkTimeoutMs?: number;
 }
 
 interface Sent {
@@ -124,7 +129,16 @@ export class LoadReporter {
     if (key === s.key && now - s.at < this.o.heartbeatMs) return null;
     s.sending = true;
     const report: LoadReport = { gatewayId: this.o.gatewayId, inFlight, queued, oldestQueuedMs, at: now };
-    return this.o.sink(deploymentId, report).then(
+    let timer: NodeJS.Timeout | undefined;
+    const timeoutMs = this.o.sinkTimeoutMs ?? 5000;
+    const delivered = Promise.race([
+      this.o.sink(deploymentId, report),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`load report not delivered within ${timeoutMs} ms`)), timeoutMs);
+        timer.unref();
+      }),
+    ]).finally(() => clearTimeout(timer));
+    return delivered.then(
       () => {
         s.sending = false;
         s.key = key;

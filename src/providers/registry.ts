@@ -4,10 +4,11 @@ import type { PrismaClient } from '../database/prisma';
 import { local } from './local';
 import { runpod } from './runpod';
 import { modal } from './modal';
+import { custom } from './custom';
 import type { ProviderDeps, ProviderModule, Providers } from './provider';
 
 /** Every target this build knows. A new provider is a new folder and one line here. */
-const MODULES: readonly ProviderModule[] = [local, runpod, modal];
+const MODULES: readonly ProviderModule[] = [local, runpod, modal, custom];
 
 /** The adapters for this worker; `overrides` replaces or adds adapters (tests, benches). */
 export function createProviders(config: Config, deps: ProviderDeps, overrides: Providers = {}): Providers {

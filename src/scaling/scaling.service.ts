@@ -94,6 +94,17 @@ export class ScalingService {
       const v = input[k];
       if (v !== undefined && v !== null) patch[k] = v;
     }
+    if (d.target === 'CUSTOM') {
+      for (const field of ['minReplicas', 'maxReplicas'] as const) {
+        if (patch[field] !== undefined && patch[field] !== d[field]) {
+          throw new DomainError(
+            ErrorCode.BAD_USER_INPUT,
+            `${field}: deployment ${d.id} is CUSTOM, fixed capacity: one replica per registered endpoint (${d.maxReplicas}); scaling is out of our hands`,
+            { field, deploymentId: d.id },
+          );
+        }
+      }
+    }
     if (input.mode && input.mode !== d.mode) {
       patch.mode = input.mode;
       // Active keeps a warm floor: a Flex floor of 0 is lifted to it unless the caller named one.

@@ -84,6 +84,13 @@ describe('workspace isolation (real api and worker)', () => {
         `mutation($id: ID!, $v: ID!) { rollbackDeployment(deploymentId: $id, variantId: $v) { id } }`,
         { id: ownDeploymentId, v: a.variantId },
       ],
+      ['pipelineBundle', `query($p: ID!) { pipelineBundle(pipelineId: $p) { path } }`, { p: a.pipelineId }],
+      // My own pipeline's bundle with their variant.
+      [
+        'pipelineBundle',
+        `query($p: ID!, $v: ID!) { pipelineBundle(pipelineId: $p, variantId: $v) { path } }`,
+        { p: ownPipelineId, v: a.variantId },
+      ],
       ['revokeApiKey', `mutation($id: ID!) { revokeApiKey(id: $id) { id } }`, { id: a.keyId }],
       ['rotateApiKey', `mutation($id: ID!) { rotateApiKey(id: $id, graceSeconds: 0) { key } }`, { id: a.keyId }],
       ['setApiKeyRateLimit', `mutation($id: ID!) { setApiKeyRateLimit(id: $id, rateLimitPerMinute: 1) { id } }`, { id: a.keyId }],

@@ -106,6 +106,51 @@ describe('usage rollups in Postgres', () => {
     expect([row.requests, Number(row.promptTokens)]).toEqual([2, 20]);
   });
 
+  it('should not write a batch twice when its commit landed but the answer was lost (the connection broke)', async () => {
+    const minute = Date.UTC(2026, 10, 1, 13, 30);
+    // The transaction commits, then the client sees the connection break, as when Postgres is cut at that instant.
+    let lose = true;
+    const lossy = new Proxy(prisma, {
+      get(target, p) {
+        const v = Reflect.get(target, p) as unknown;
+        if (p === '$transaction' && lose)
+          return async (...args: unknown[]) => {
+            await (target.$transaction as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+            throw new Error('Connection terminated unexpectedly');
+          };
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const results: boolean[] = [];
+    const g = new UsageRecorder(lossy, 60_000, log, (_n, ok) => results.push(ok));
+    g.record(sample(minute));
+    await g.flush();
+    lose = false;
+    g.record(sample(minute)); // recorded after: written once, with the next flush
+    await g.close();
+    expect(results).toEqual([false, true, true]);
+    const row = await prisma.usageRollup.findFirstOrThrow({ where: { deploymentId: 'flex', minute: new Date(minute) } });
+    expect(row.requests).toBe(2);
+    expect(g.pendingRows).toBe(0);
+  });
+
+  it('should hold rows while writes fail, drop the oldest past its bound and count them', async () => {
+    const minute = Date.UTC(2026, 10, 1, 13, 40);
+    const dropped: number[] = [];
+    const broken = new Proxy(prisma, {
+      get(target, p) {
+        if (p === '$transaction') return async () => Promise.reject(new Error('connect ECONNREFUSED'));
+        const v = Reflect.get(target, p) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const g = new UsageRecorder(broken, 60_000, log, { onDropped: (n) => dropped.push(n) }, 3);
+    for (let i = 0; i < 5; i++) g.record(sample(minute + i * 60_000));
+    await g.flush();
+    expect(g.pendingRows).toBe(3);
+    expect([g.dropped, dropped.length]).toEqual([2, 2]);
+  });
+
   it('should account warm replica seconds per minute, price them for Active only, and change nothing when run again', async () => {
     const t0 = Date.UTC(2026, 10, 1, 14, 0, 30);
     await prisma.replica.createMany({

@@ -1,6 +1,7 @@
 // The chaos scenarios of issue #20, written once: the e2e tests run short versions and assert on the reports,
 // bench/chaos.ts runs long versions and prints them. Everything here drives the product through its own surfaces
 // (GraphQL, /v1, the RunPod fake, SIGKILL) and reads the outcome from what a user or an operator would see.
+import * as net from 'node:net';
 import { Redis } from 'ioredis';
 import { Pool } from 'undici';
 import {
@@ -425,5 +426,514 @@ export async function gatewayKill(stack: Stack, ws: { id: string; token: string 
     await poolB.close().catch(() => {});
     redis.disconnect();
     await b.kill();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Scenario 4: Postgres, Redis or Temporal unreachable from a gateway process, through a TCP proxy that can be cut.
+
+/** A TCP proxy in front of one service: cut() resets every connection and refuses new ones, resume() forwards again. */
+export interface CutProxy {
+  port: number;
+  /** Connections reset and refused since the first cut. */
+  resets: number;
+  cut(): void;
+  resume(): void;
+  close(): Promise<void>;
+}
+
+export async function cutProxy(targetHost: string, targetPort: number): Promise<CutProxy> {
+  const open = new Set<net.Socket>();
+  let down = false;
+  const p: CutProxy = {
+    port: 0,
+    resets: 0,
+    cut() {
+      down = true;
+      for (const s of open) s.resetAndDestroy();
+      p.resets += open.size;
+      open.clear();
+    },
+    resume() {
+      down = false;
+    },
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of open) s.destroy();
+        server.close(() => r());
+      }),
+  };
+  const server = net.createServer((client) => {
+    if (down) {
+      p.resets++;
+      client.resetAndDestroy();
+      return;
+    }
+    const upstream = net.connect(targetPort, targetHost);
+    open.add(client);
+    open.add(upstream);
+    const drop = () => {
+      open.delete(client);
+      open.delete(upstream);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', drop);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  p.port = (server.address() as net.AddressInfo).port;
+  return p;
+}
+
+/** One chat completion: its status and error code (or the client error), and how long it took to settle, ms. */
+export async function chatOnce(url: string, key: string, boundMs = 15_000): Promise<{ status: number; code: string; ms: number }> {
+  const t0 = performance.now();
+  try {
+    const res = await fetch(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'default', max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] }),
+      signal: AbortSignal.timeout(boundMs),
+    });
+    const body = (await res.json().catch(() => ({}))) as { error?: { code?: string } };
+    return { status: res.status, code: body.error?.code ?? '', ms: performance.now() - t0 };
+  } catch (err) {
+    const hung = (err as Error).name === 'TimeoutError';
+    return { status: 0, code: hung ? 'hung' : `error: ${(err as Error).message}`, ms: performance.now() - t0 };
+  }
+}
+
+/** A Prometheus counter or gauge of a process, summed over the series matching `labels` (a substring). */
+export async function metric(url: string, name: string, labels = ''): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name) || line.startsWith('#')) continue;
+    const rest = line.slice(name.length);
+    if (!(rest.startsWith(' ') || rest.startsWith('{')) || !rest.includes(labels)) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+const usageRequests = async (stack: Stack, apiKeyId: string) =>
+  (await stack.prisma.usageRollup.findMany({ where: { apiKeyId } })).reduce((n, r) => n + r.requests, 0);
+
+const keyId = async (stack: Stack, deploymentId: string, name?: string) =>
+  (
+    await stack.prisma.apiKey.findFirstOrThrow({
+      where: { deploymentId, ...(name ? { name } : { name: { notIn: ['fresh', 'revoked', 'second-gateway'] } }) },
+    })
+  ).id;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface PostgresOutageOptions {
+  outageMs: number;
+  rate: number;
+  /** The serving gateway's stale bound (longer than the outage) and cache TTL (shorter, so it serves past it). */
+  staleServeMs: number;
+  cacheTtlMs: number;
+}
+
+export interface PostgresOutageReport {
+  load: LoadResult;
+  /** Requests of the load sent while Postgres was cut (load.failures: any request of the load that failed). */
+  sentDuringOutage: number;
+  /** What the usage rows count for the load's key once Postgres is back, and again a few flushes later. */
+  counted: number;
+  countedLater: number;
+  /** A key created before the outage and first used during it: its answer. */
+  freshKey: { status: number; code: string; ms: number };
+  /** A gateway with a short stale bound (1 s past a 1 s TTL): what a cached key got once the bound passed, during the outage. */
+  pastBound: { status: number; code: string; ms: number } | null;
+  /** Its first answer after Postgres was back. */
+  pastBoundAfter: { status: number; code: string; ms: number };
+  /** A key revoked after Postgres was back: refused by the serving gateway within this many ms (LISTEN reconnected), or null. */
+  revokedRefusedMs: number | null;
+  connectionsReset: number;
+}
+
+/**
+ * Postgres cut for outageMs under a steady load through a gateway process whose DATABASE_URL goes through a proxy:
+ * its cached keys and routes keep serving (past their TTL, within GATEWAY_STALE_SERVE_MS), its usage is held and
+ * written once Postgres is back, counted exactly once; a key it never saw gets a 503; a second gateway with a short
+ * bound answers 503 database_unavailable past it. After the restore, a revocation reaches the gateway by NOTIFY.
+ */
+export async function postgresOutage(
+  stack: Stack,
+  ws: { id: string; token: string },
+  o: PostgresOutageOptions,
+): Promise<PostgresOutageReport> {
+  const gql = stack.as(ws.token);
+  const { deploymentId, apiKey } = await stack.deployed(
+    ws.token,
+    { name: 'pg-outage' },
+    { target: 'LOCAL', gpu: 'sim', mode: 'FLEX', minReplicas: 1, maxReplicas: 1 },
+  );
+  const loadKeyId = await keyId(stack, deploymentId);
+  const fresh = await createKey(gql, deploymentId, 'fresh');
+  const revoked = await createKey(gql, deploymentId, 'revoked');
+  const second = await createKey(gql, deploymentId, 'second-gateway');
+  const db = new URL(stack.config.DATABASE_URL);
+  const proxy = await cutProxy(db.hostname, Number(db.port || 5432));
+  const proxied = new URL(stack.config.DATABASE_URL);
+  proxied.hostname = '127.0.0.1';
+  proxied.port = String(proxy.port);
+  const common = { DATABASE_URL: proxied.toString(), USAGE_FLUSH_INTERVAL_MS: '500', GATEWAY_DB_READ_TIMEOUT_MS: '2000' };
+  const a = await stack.spawnApi({
+    ...common,
+    GATEWAY_STALE_SERVE_MS: String(o.staleServeMs),
+    GATEWAY_CACHE_TTL_MS: String(o.cacheTtlMs),
+  });
+  const b = await stack.spawnApi({ ...common, GATEWAY_STALE_SERVE_MS: '1000', GATEWAY_CACHE_TTL_MS: '1000' });
+  // C caches keys for 60 s: after the restore, only a NOTIFY (its LISTEN connection back) makes it refuse a revoked key sooner.
+  const c = await stack.spawnApi({ ...common, GATEWAY_CACHE_TTL_MS: '60000' });
+  try {
+    // Warm: the load's key and route are cached on A; the revoked key too; B has the load's key.
+    const load = chatLoad(a.url, apiKey, { rate: o.rate, maxTokens: 5 });
+    await chatOnce(c.url, revoked.key);
+    await chatOnce(b.url, second.key);
+    await sleep(1500);
+    const sentBefore = load.result.sent;
+    proxy.cut();
+    const cutAt = Date.now();
+    const freshKey = await chatOnce(a.url, fresh.key);
+    // B, past its bound (1 s TTL + 1 s stale): a cached key gets the 503 too.
+    let pastBound: PostgresOutageReport['pastBound'] = null;
+    while (Date.now() - cutAt < o.outageMs - 250) {
+      const r = await chatOnce(b.url, second.key);
+      if (r.code === 'database_unavailable') {
+        pastBound = r;
+        break;
+      }
+      await sleep(200);
+    }
+    await sleep(Math.max(0, o.outageMs - (Date.now() - cutAt)));
+    const sentDuring = load.result.sent - sentBefore;
+    proxy.resume();
+    const pastBoundAfter = await eventually(
+      async () => {
+        const r = await chatOnce(b.url, second.key);
+        return r.status === 200 ? r : null;
+      },
+      20_000,
+      200,
+    ).catch(() => ({ status: -1, code: 'not back', ms: 0 }));
+    await sleep(1500);
+    const result = await load.stop();
+
+    // Revoked now: C (60 s TTL) refuses it within the bound only if its LISTEN connection came back.
+    await must(gql(`mutation($id: ID!) { revokeApiKey(id: $id) { id } }`, { id: revoked.apiKey.id }));
+    const revokedAt = Date.now();
+    const revokedRefusedMs = await eventually(
+      async () => ((await chatOnce(c.url, revoked.key)).status === 401 ? Date.now() - revokedAt : null),
+      5000,
+      50,
+    ).catch(() => null);
+
+    const counted = await eventually(
+      async () => {
+        const n = await usageRequests(stack, loadKeyId);
+        return n >= result.sent ? n : null;
+      },
+      20_000,
+      200,
+    ).catch(() => usageRequests(stack, loadKeyId));
+    await sleep(2000); // four more flush intervals: nothing is written twice
+    const countedLater = await usageRequests(stack, loadKeyId);
+    return {
+      load: result,
+      sentDuringOutage: sentDuring,
+      counted,
+      countedLater,
+      freshKey,
+      pastBound,
+      pastBoundAfter,
+      revokedRefusedMs,
+      connectionsReset: proxy.resets,
+    };
+  } finally {
+    await a.kill();
+    await b.kill();
+    await c.kill();
+    await proxy.close();
+  }
+}
+
+export interface RedisOutageReport {
+  load: LoadResult;
+  sentDuringOutage: number;
+  /** The gateway's degraded gauge during the outage and once Redis was back (eventually). */
+  degradedDuring: number;
+  degradedAfter: number;
+  /** This gateway's slots in Redis after the load finished: 0 when every release landed (none leaked, none twice). */
+  slotsLeft: number;
+  /** Limits are shared again after the restore: with the budget held in Redis by another gateway's field, a request is refused 429. */
+  sharedAgain: boolean;
+  connectionsReset: number;
+}
+
+/** Redis cut for outageMs under a steady load through a gateway process whose REDIS_URL goes through a proxy. */
+export async function redisOutage(
+  stack: Stack,
+  ws: { id: string; token: string },
+  o: { outageMs: number; rate: number; redisUrl: string },
+): Promise<RedisOutageReport> {
+  const { apiKey } = await stack.deployed(
+    ws.token,
+    { name: 'redis-outage' },
+    { target: 'LOCAL', gpu: 'sim', mode: 'FLEX', minReplicas: 1, maxReplicas: 1 },
+  );
+  const target = new URL(o.redisUrl);
+  const proxy = await cutProxy(target.hostname, Number(target.port || 6379));
+  const proxied = new URL(o.redisUrl);
+  proxied.hostname = '127.0.0.1';
+  proxied.port = String(proxy.port);
+  const a = await stack.spawnApi({ REDIS_URL: proxied.toString() });
+  const redis = new Redis(o.redisUrl, { maxRetriesPerRequest: 1 });
+  const slotsKey = `infercp:slots:${ws.id}`;
+  try {
+    const load = chatLoad(a.url, apiKey, { rate: o.rate, maxTokens: 20 });
+    await sleep(1500);
+    const sentBefore = load.result.sent;
+    proxy.cut();
+    await sleep(Math.min(1500, o.outageMs / 2));
+    const degradedDuring = await metric(a.url, 'infercp_gateway_limit_store_degraded');
+    await sleep(o.outageMs - Math.min(1500, o.outageMs / 2));
+    const sentDuring = load.result.sent - sentBefore;
+    proxy.resume();
+    const degradedAfter = await eventually(
+      async () => ((await metric(a.url, 'infercp_gateway_limit_store_degraded')) === 0 ? 1 : null),
+      15_000,
+      200,
+    )
+      .then(() => 0)
+      .catch(() => 1);
+    await sleep(1500);
+    const result = await load.stop();
+    // Owed releases are paid with the next heartbeat (every 2.5 s).
+    const mine = async () =>
+      Object.entries(await redis.hgetall(slotsKey))
+        .filter(([gw]) => gw.includes(`-${a.pid}-`))
+        .reduce((n, [, v]) => n + Number(v), 0);
+    const slotsLeft = await eventually(async () => ((await mine()) === 0 ? 'zero' : null), 10_000, 200)
+      .then(() => 0)
+      .catch(mine);
+    // Shared again: another gateway's field holding the whole budget (with a live liveness key) refuses this one's request.
+    const budget = (await stack.prisma.workspace.findUniqueOrThrow({ where: { id: ws.id } })).maxConcurrency ?? 0;
+    const other = `chaos-other-${process.pid}`;
+    await redis.set(`infercp:gw:${other}`, '1', 'PX', 10_000);
+    await redis.hset(slotsKey, other, String(budget > 0 ? budget : 10_000));
+    const refused = await chatOnce(a.url, apiKey);
+    await redis.hdel(slotsKey, other);
+    return {
+      load: result,
+      sentDuringOutage: sentDuring,
+      degradedDuring,
+      degradedAfter,
+      slotsLeft,
+      sharedAgain: refused.status === 429 && refused.code === 'concurrency_limit_exceeded',
+      connectionsReset: proxy.resets,
+    };
+  } finally {
+    redis.disconnect();
+    await a.kill();
+    await proxy.close();
+  }
+}
+
+export interface TemporalOutageReport {
+  load: LoadResult;
+  sentDuringOutage: number;
+  /** Load reports this gateway delivered to the scaler before the outage, failed from its start on, delivered after it. */
+  reportsOkBeforeOutage: number;
+  reportsFailedDuring: number;
+  reportsOkAfter: number;
+  connectionsReset: number;
+}
+
+/** Temporal cut for outageMs under a steady load through a gateway process whose TEMPORAL_ADDRESS goes through a proxy. */
+export async function temporalOutage(
+  stack: Stack,
+  ws: { id: string; token: string },
+  o: { outageMs: number; rate: number; catchUpBoundMs: number },
+): Promise<TemporalOutageReport> {
+  const { apiKey } = await stack.deployed(
+    ws.token,
+    { name: 'temporal-outage' },
+    { target: 'LOCAL', gpu: 'sim', mode: 'FLEX', minReplicas: 1, maxReplicas: 2 },
+  );
+  const [host, port] = stack.config.TEMPORAL_ADDRESS.split(':');
+  const proxy = await cutProxy(host, Number(port));
+  const a = await stack.spawnApi({ TEMPORAL_ADDRESS: `127.0.0.1:${proxy.port}` });
+  try {
+    const load = chatLoad(a.url, apiKey, { rate: o.rate, maxTokens: 20 });
+    await sleep(2000);
+    const sentBefore = load.result.sent;
+    const errorsBefore = await metric(a.url, 'infercp_gateway_load_reports_total', 'result="error"');
+    const okBefore = await metric(a.url, 'infercp_gateway_load_reports_total', 'result="ok"');
+    proxy.cut();
+    await sleep(o.outageMs);
+    const sentDuring = load.result.sent - sentBefore;
+    const okAtResume = await metric(a.url, 'infercp_gateway_load_reports_total', 'result="ok"');
+    proxy.resume();
+    // The scaler catches up: reports are delivered again (the client reconnects with its own backoff).
+    const reportsOkAfter = await eventually(
+      async () => {
+        const n = (await metric(a.url, 'infercp_gateway_load_reports_total', 'result="ok"')) - okAtResume;
+        return n >= 3 ? n : null;
+      },
+      o.catchUpBoundMs,
+      250,
+    ).catch(async () => (await metric(a.url, 'infercp_gateway_load_reports_total', 'result="ok"')) - okAtResume);
+    const result = await load.stop();
+    // Reports sent during the outage fail (an error, or no answer within the sink's bound, which may end after it).
+    const reportsFailedDuring = (await metric(a.url, 'infercp_gateway_load_reports_total', 'result="error"')) - errorsBefore;
+    return {
+      load: result,
+      sentDuringOutage: sentDuring,
+      reportsOkBeforeOutage: okBefore,
+      reportsFailedDuring,
+      reportsOkAfter,
+      connectionsReset: proxy.resets,
+    };
+  } finally {
+    await a.kill();
+    await proxy.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Scenario 5 (the HTTP part): slowloris, idle connections and oversized headers on the api port.
+
+/** What the server sent on a raw connection before it closed it, and whether it did within the bound. */
+interface RawOutcome {
+  closedByServer: boolean;
+  /** The status line's code, when the server answered (0: closed without a response). */
+  status: number;
+  ms: number;
+}
+
+/** Opens a raw connection, writes `head`, then one byte of `drip` every dripMs, until the server closes it or boundMs passes. */
+function rawConnection(port: number, head: string, drip: string | null, dripMs: number, boundMs: number): Promise<RawOutcome> {
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    const sock = net.connect(port, '127.0.0.1');
+    let data = '';
+    let timer: NodeJS.Timeout | undefined;
+    let done = false;
+    const finish = (closedByServer: boolean) => {
+      if (done) return;
+      done = true;
+      clearInterval(timer);
+      clearTimeout(bound);
+      sock.destroy();
+      const m = /^HTTP\/1\.1 (\d{3})/.exec(data);
+      resolve({ closedByServer, status: m ? Number(m[1]) : 0, ms: performance.now() - t0 });
+    };
+    const bound = setTimeout(() => finish(false), boundMs);
+    sock.on('data', (b) => (data += b.toString()));
+    sock.on('end', () => finish(true));
+    sock.on('close', () => finish(true));
+    sock.on('error', () => finish(true));
+    sock.on('connect', () => {
+      if (head) sock.write(head);
+      if (drip !== null) {
+        let i = 0;
+        timer = setInterval(() => {
+          if (!sock.destroyed) sock.write(drip[i++ % drip.length]);
+        }, dripMs);
+      }
+    });
+  });
+}
+
+export interface AbuseReport {
+  slowloris: RawOutcome;
+  /** A request sent whole while the slowloris and the idle connections were open. */
+  realDuringSlowloris: { status: number; code: string; ms: number };
+  idle: { opened: number; closedByServer: number; still: number; statuses: Record<string, number> };
+  realDuringIdle: { status: number; code: string; ms: number };
+  healthDuringIdle: number;
+  oversizedV1: RawOutcome;
+  oversizedGraphql: RawOutcome;
+  /** The api's resident memory with the idle connections open, MiB (read from /metrics). */
+  rssWithIdleMiB: number;
+  any500: boolean;
+}
+
+/**
+ * Against one api process (headers timeout `headersTimeoutMs`): a slowloris (headers one byte at a time), `idle`
+ * connections that send nothing, and heads past the header limit on /v1 and /graphql; real requests go on meanwhile.
+ */
+export async function httpAbuse(
+  stack: Stack,
+  ws: { id: string; token: string },
+  o: { headersTimeoutMs: number; idle: number; boundMs: number },
+): Promise<AbuseReport> {
+  const { apiKey } = await stack.deployed(
+    ws.token,
+    { name: 'abuse' },
+    { target: 'LOCAL', gpu: 'sim', mode: 'FLEX', minReplicas: 1, maxReplicas: 1 },
+  );
+  const a = await stack.spawnApi({ API_HEADERS_TIMEOUT_MS: String(o.headersTimeoutMs) });
+  const port = Number(new URL(a.url).port);
+  try {
+    const head = 'POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n';
+    const slow = rawConnection(port, head, 'X-Slow-Header: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 100, o.boundMs);
+    // Idle connections: opened, never sending a byte.
+    const idle: Array<Promise<RawOutcome>> = [];
+    for (let i = 0; i < o.idle; i++) {
+      idle.push(rawConnection(port, '', null, 0, o.boundMs));
+      if (i % 200 === 199) await sleep(10);
+    }
+    await sleep(200);
+    const realDuringIdle = await chatOnce(a.url, apiKey);
+    const healthDuringIdle = (await fetch(`${a.url}/healthz`).catch(() => ({ status: 0 }))).status;
+    const rssWithIdleMiB = (await metric(a.url, 'infercp_process_resident_memory_bytes')) / 1024 / 1024;
+    const realDuringSlowloris = await chatOnce(a.url, apiKey);
+    const big = `X-Big: ${'a'.repeat(32 * 1024)}\r\n`;
+    const oversizedV1 = await rawConnection(
+      port,
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${apiKey}\r\n${big}Content-Length: 2\r\n\r\n{}`,
+      null,
+      0,
+      o.boundMs,
+    );
+    const oversizedGraphql = await rawConnection(
+      port,
+      `POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\n${big}Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`,
+      null,
+      0,
+      o.boundMs,
+    );
+    const slowloris = await slow;
+    const idleOut = await Promise.all(idle);
+    const statuses: Record<string, number> = {};
+    for (const r of [...idleOut, slowloris, oversizedV1, oversizedGraphql]) statuses[r.status] = (statuses[r.status] ?? 0) + 1;
+    const idleStatuses: Record<string, number> = {};
+    for (const r of idleOut) idleStatuses[r.status] = (idleStatuses[r.status] ?? 0) + 1;
+    return {
+      slowloris,
+      realDuringSlowloris,
+      idle: {
+        opened: idleOut.length,
+        closedByServer: idleOut.filter((r) => r.closedByServer).length,
+        still: idleOut.filter((r) => !r.closedByServer).length,
+        statuses: idleStatuses,
+      },
+      realDuringIdle,
+      healthDuringIdle,
+      oversizedV1,
+      oversizedGraphql,
+      rssWithIdleMiB: Math.round(rssWithIdleMiB),
+      any500: Object.keys(statuses).some((s) => s.startsWith('5')) || [realDuringIdle, realDuringSlowloris].some((r) => r.status >= 500),
+    };
+  } finally {
+    await a.kill();
   }
 }
