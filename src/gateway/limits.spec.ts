@@ -86,6 +86,20 @@ describe('limit stores', () => {
     expect((await store.acquireSlot(`ws-${name}`, 2)).ok).toBe(true);
   });
 
+  it('redis: should never count a gateway below zero when a release is given twice (its reply was lost, so it was owed)', async () => {
+    const a = new RedisLimitStore(redis.duplicate(), 'gw-c', prefix);
+    const b = new RedisLimitStore(redis.duplicate(), 'gw-d', prefix);
+    expect((await a.acquireSlot('ws-twice', 2)).ok).toBe(true);
+    await a.releaseSlot('ws-twice');
+    await a.releaseSlot('ws-twice'); // the same release again, as a retried one would be
+    // gw-c holds nothing (not -1): the other gateway may take the budget and no more.
+    expect((await b.acquireSlot('ws-twice', 2)).ok).toBe(true);
+    expect((await b.acquireSlot('ws-twice', 2)).ok).toBe(true);
+    expect(await b.acquireSlot('ws-twice', 2)).toEqual({ ok: false, inUse: 2 });
+    await a.close();
+    await b.close();
+  });
+
   it('redis: should share one budget between gateways, and drop the slots of a gateway that died', async () => {
     const b = new RedisLimitStore(redis.duplicate(), 'gw-b', prefix, 300);
     const a = stores[1][1];

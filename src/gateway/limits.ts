@@ -101,6 +101,15 @@ redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 return {1, sum + 1}
 `;
 
+// KEYS[1] = hash of slots per gateway for a workspace; ARGV = gateway id, slots given back. Never below zero: a release
+// whose reply was lost (the connection dropped after Redis ran it) is owed and paid again, and must not make this
+// gateway's count negative (a negative field would let other gateways past the budget).
+const RELEASE_SCRIPT = `
+local v = redis.call('HINCRBY', KEYS[1], ARGV[1], -tonumber(ARGV[2]))
+if v < 0 then redis.call('HSET', KEYS[1], ARGV[1], 0) return 0 end
+return v
+`;
+
 /**
  * Several gateway processes: counts live in Redis, each check one atomic script. A release that cannot reach Redis
  * is owed, and paid with the next heartbeat that does (this gateway's liveness key lives on, so a slot never given
@@ -121,6 +130,7 @@ export class RedisLimitStore implements LimitStore {
   ) {
     redis.defineCommand('infercpRate', { numberOfKeys: 1, lua: RATE_SCRIPT });
     redis.defineCommand('infercpAcquire', { numberOfKeys: 1, lua: ACQUIRE_SCRIPT });
+    redis.defineCommand('infercpRelease', { numberOfKeys: 1, lua: RELEASE_SCRIPT });
     this.aliveKey = `${prefix}gw:${gatewayId}`;
     this.livenessTtlMs = livenessTtlMs;
     // Connection errors surface on the commands (admission falls back to this process); not as unhandled events.
@@ -164,7 +174,7 @@ export class RedisLimitStore implements LimitStore {
 
   async releaseSlot(workspaceId: string) {
     try {
-      await this.redis.hincrby(`${this.prefix}slots:${workspaceId}`, this.gatewayId, -1);
+      await this.run('infercpRelease', `${this.prefix}slots:${workspaceId}`, this.gatewayId, 1);
     } catch {
       this.owed.set(workspaceId, (this.owed.get(workspaceId) ?? 0) + 1);
     }
@@ -182,7 +192,7 @@ export class RedisLimitStore implements LimitStore {
     for (const [ws, n] of [...this.owed]) {
       this.owed.delete(ws);
       try {
-        await this.redis.hincrby(`${this.prefix}slots:${ws}`, this.gatewayId, -n);
+        await this.run('infercpRelease', `${this.prefix}slots:${ws}`, this.gatewayId, n);
       } catch {
         this.owed.set(ws, (this.owed.get(ws) ?? 0) + n);
         return;
