@@ -8,6 +8,7 @@ import { RunpodFake, runpodFakeEnv, startRunpodFake } from '../providers/runpod/
 import { randomBytes } from 'node:crypto';
 import { bootstrap } from './bootstrap';
 import { ensureModalDemoCredential } from './modal-demo';
+import { modalFake } from '../providers/modal';
 
 /**
  * `npm start`: the whole product on one machine, with an embedded default for
@@ -50,6 +51,9 @@ async function main() {
       say('stopping the embedded RunPod fake');
       await runpod.stop();
     }
+    // Sandboxes of the in-process Modal fake run as simulator processes too (demo credentials).
+    const sandboxes = await modalFake({ ...config, DATA_DIR: dataDir }).stopAll();
+    if (sandboxes) say(`stopped ${sandboxes} sandbox(es) of the Modal fake`);
     if (temporal) {
       say('stopping the Temporal dev server');
       await temporal.stop();
@@ -124,7 +128,7 @@ async function main() {
     `  Temporal UI  ${temporal?.uiUrl ?? `(external cluster at ${env.TEMPORAL_ADDRESS})`}`,
     `  Metrics      ${config.PUBLIC_BASE_URL}/metrics`,
     runpod
-      ? `  RunPod       embedded fake at ${runpod.managementUrl}; for the real RunPod set RUNPOD_API_KEY (README "Real providers")`
+      ? `  RunPod       embedded fake at ${runpod.managementUrl}; for the real RunPod set RUNPOD_API_KEY (README "Running on real GPUs")`
       : `  RunPod       ${config.RUNPOD_API_URL} (managed account from RUNPOD_API_KEY)`,
     `  Token        ${token}   (workspace "default", Team plan; send as Authorization: Bearer <token>)`,
     '',
