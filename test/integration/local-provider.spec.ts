@@ -1,4 +1,5 @@
-import { mkdtempSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -57,6 +58,39 @@ describe('local provider', () => {
     expect(await restarted.health(first)).toBe('gone');
     expect(await restarted.listReplicas()).toEqual([]);
     await restarted.stopReplica('r2'); // idempotent
+  });
+
+  it('should know its replica by pid and start time, also while the process does not show its environment yet, and not a reused pid', async () => {
+    // A process whose environment does not name the replica: what a just-spawned child looks like between fork and exec.
+    const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+      const ticks = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+      mkdirSync(join(stateDir, 'replicas'), { recursive: true });
+      const record = (id: string, startTicks: string) =>
+        writeFileSync(
+          join(stateDir, 'replicas', `${id}.json`),
+          JSON.stringify({
+            replicaId: id,
+            deploymentId: 'dep_x',
+            providerId: String(child.pid),
+            address: 'http://127.0.0.1:1',
+            pid: child.pid,
+            port: 1,
+            startedAt: new Date().toISOString(),
+            startTicks,
+          }),
+        );
+      record('r-early', ticks);
+      record('r-reused', String(Number(ticks) + 1)); // the same pid, another process's start time
+      const listed = (await provider(stateDir, cacheDir).listReplicas()).map((h) => h.replicaId);
+      expect(listed).toEqual(['r-early']);
+      expect(existsSync(join(stateDir, 'replicas', 'r-early.json'))).toBe(true);
+      expect(existsSync(join(stateDir, 'replicas', 'r-reused.json'))).toBe(false);
+    } finally {
+      child.kill('SIGKILL');
+      rmSync(join(stateDir, 'replicas', 'r-early.json'), { force: true });
+    }
   });
 
   it('should stop every replica of its state directory at once (what a finished benchmark or test run does)', async () => {

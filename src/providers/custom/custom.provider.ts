@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { PrismaClient } from '../../database/prisma';
 import { ProviderError, ProviderPermanentError } from '../errors';
 import type { ProviderAdapter, ReplicaHandle, ReplicaHealth, ReplicaSpec } from '../provider';
+import { replicaInFlight } from '../replica-http';
 import { CustomEndpoint, parseCustomEndpoints, probe } from './endpoints';
 
 export interface CustomProviderOptions {
@@ -88,22 +89,7 @@ export class CustomProvider implements ProviderAdapter {
   /** Running plus waiting requests from the simulator's /stats or vLLM's Prometheus gauges; null when neither answers. */
   async inFlight(handle: ReplicaHandle): Promise<number | null> {
     const key = (await this.endpointsOf(handle.deploymentId).catch(() => [])).find((e) => e.url === handle.address)?.apiKey ?? null;
-    const stats = await probe(`${handle.address}/stats`, key, this.timeoutMs);
-    if (stats.ok) {
-      try {
-        const j = JSON.parse(stats.body) as { active?: number; queued?: number };
-        if (typeof j.active === 'number') return j.active + (j.queued ?? 0);
-      } catch {
-        /* not the simulator */
-      }
-    }
-    const metrics = await probe(`${handle.address}/metrics`, key, this.timeoutMs);
-    if (metrics.ok && metrics.body.includes('vllm:num_requests_running')) {
-      const sum = (name: string) =>
-        [...metrics.body.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.eE+-]+)$`, 'gm'))].reduce((s, m) => s + Number(m[1]), 0);
-      return sum('vllm:num_requests_running') + sum('vllm:num_requests_waiting');
-    }
-    return null;
+    return replicaInFlight(handle.address, key ? `Bearer ${key}` : null);
   }
 
   /** Forgets the replica: its URL is free again; the box itself keeps running (it is the user's), and the events say so. */

@@ -3,9 +3,9 @@ import { existsSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { freePort } from '../../common/net';
-import { request } from 'undici';
 import { ProviderError, ProviderPermanentError } from '../errors';
 import type { ProviderAdapter, ReplicaHandle, ReplicaHealth, ReplicaSpec } from '../provider';
+import { replicaHealth, replicaInFlight } from '../replica-http';
 
 /**
  * The local target's simulated GPU types, so a change of GPU can be tried on one machine: the built-in
@@ -35,6 +35,8 @@ interface ReplicaRecord extends ReplicaHandle {
   pid: number;
   port: number;
   startedAt: string;
+  /** The process's start time (startTicks), so that a reused pid is not taken for it. */
+  startTicks?: string;
 }
 
 /** Resolves the compiled simulator entry (dist/src/simulator/main.js) from src or dist. */
@@ -55,14 +57,30 @@ function alive(pid: number): boolean {
   }
 }
 
-/** True when the process carries our replica id in its environment (guards against pid reuse). */
-async function ownedBy(pid: number, replicaId: string): Promise<boolean> {
+/** The process's start time in clock ticks since boot (/proc/<pid>/stat field 22): set at fork, kept across exec. */
+async function startTicks(pid: number): Promise<string | null> {
   try {
-    const env = await readFile(`/proc/${pid}/environ`, 'utf8');
-    return env.split('\0').includes(`INFERCP_REPLICA_ID=${replicaId}`);
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses: the fields after it follow its last ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
   } catch {
-    // No /proc (macOS): fall back to liveness.
-    return alive(pid);
+    return null;
+  }
+}
+
+/**
+ * True when the record's process is still the one we started (guards against pid reuse): same pid and start time.
+ * Not by its environment: between fork and exec a just-spawned child still shows our own, and a record read then
+ * would be taken for a dead replica's and removed. Records from before start times, or without /proc (macOS):
+ * the environment, then liveness.
+ */
+async function ownedBy(rec: Pick<ReplicaRecord, 'pid' | 'replicaId' | 'startTicks'>): Promise<boolean> {
+  if (rec.startTicks) return (await startTicks(rec.pid)) === rec.startTicks;
+  try {
+    const env = await readFile(`/proc/${rec.pid}/environ`, 'utf8');
+    return env.split('\0').includes(`INFERCP_REPLICA_ID=${rec.replicaId}`);
+  } catch {
+    return alive(rec.pid);
   }
 }
 
@@ -107,7 +125,7 @@ export class LocalProvider implements ProviderAdapter {
 
   private async doEnsure(spec: ReplicaSpec): Promise<ReplicaHandle> {
     const existing = await this.readRecord(spec.replicaId);
-    if (existing && (await ownedBy(existing.pid, spec.replicaId))) return existing;
+    if (existing && (await ownedBy(existing))) return existing;
 
     await mkdir(join(this.o.stateDir, 'replicas'), { recursive: true });
     await mkdir(join(this.o.stateDir, 'logs'), { recursive: true });
@@ -153,6 +171,7 @@ export class LocalProvider implements ProviderAdapter {
       pid,
       port,
       startedAt: new Date().toISOString(),
+      startTicks: (await startTicks(pid)) ?? undefined,
     };
     await writeFile(this.recordPath(spec.replicaId), JSON.stringify(record));
     return record;
@@ -161,46 +180,20 @@ export class LocalProvider implements ProviderAdapter {
   async health(handle: ReplicaHandle): Promise<ReplicaHealth> {
     const rec = await this.readRecord(handle.replicaId);
     if (!rec || !alive(rec.pid)) return 'gone';
-    try {
-      const res = await request(`${handle.address}/health`, { method: 'GET', headersTimeout: 2000, bodyTimeout: 2000 });
-      await res.body.dump();
-      return res.statusCode === 200 ? 'ready' : 'starting';
-    } catch {
-      return 'starting';
-    }
+    return replicaHealth(handle.address);
   }
 
   /**
    * Running plus waiting requests, from the simulator's /stats or vLLM's
    * Prometheus gauges; null when the server exposes neither.
    */
-  async inFlight(handle: ReplicaHandle): Promise<number | null> {
-    const get = async (path: string) => {
-      const res = await request(`${handle.address}${path}`, { method: 'GET', headersTimeout: 2000, bodyTimeout: 2000 });
-      const text = await res.body.text();
-      return res.statusCode === 200 ? text : null;
-    };
-    try {
-      const stats = await get('/stats');
-      if (stats) {
-        const j = JSON.parse(stats) as { active?: number; queued?: number };
-        if (typeof j.active === 'number') return j.active + (j.queued ?? 0);
-      }
-      const metrics = await get('/metrics');
-      if (metrics) {
-        const sum = (name: string) =>
-          [...metrics.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.eE+-]+)$`, 'gm'))].reduce((s, m) => s + Number(m[1]), 0);
-        if (metrics.includes('vllm:num_requests_running')) return sum('vllm:num_requests_running') + sum('vllm:num_requests_waiting');
-      }
-    } catch {
-      return null;
-    }
-    return null;
+  inFlight(handle: ReplicaHandle): Promise<number | null> {
+    return replicaInFlight(handle.address);
   }
 
   async stopReplica(replicaId: string): Promise<void> {
     const rec = await this.readRecord(replicaId);
-    if (rec && (await ownedBy(rec.pid, replicaId))) {
+    if (rec && (await ownedBy(rec))) {
       const signal = (sig: NodeJS.Signals) => {
         try {
           process.kill(-rec.pid, sig);
@@ -234,7 +227,7 @@ export class LocalProvider implements ProviderAdapter {
     const out: ReplicaHandle[] = [];
     for (const n of names.filter((x) => x.endsWith('.json'))) {
       const rec = await this.readRecord(n.slice(0, -5));
-      if (rec && (await ownedBy(rec.pid, rec.replicaId))) out.push(rec);
+      if (rec && (await ownedBy(rec))) out.push(rec);
       else await rm(join(this.o.stateDir, 'replicas', n), { force: true });
     }
     return out;

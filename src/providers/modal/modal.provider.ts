@@ -6,10 +6,10 @@ import { AlreadyExistsError, InvalidError, ModalClient, NotFoundError, ResourceE
 import type { Sandbox } from 'modal';
 import { ClientError, Status } from 'nice-grpc';
 import type { Logger } from 'pino';
-import { request } from 'undici';
 import type { PrismaClient } from '../../database/prisma';
 import { ProviderError, ProviderPermanentError } from '../errors';
 import type { ProviderAdapter, ReplicaHandle, ReplicaHealth, ReplicaSpec } from '../provider';
+import { replicaHealth, replicaInFlight } from '../replica-http';
 import { replicaKey } from '../../credentials/store';
 
 /** What a MODAL credential holds (sealed as this JSON): a token pair and the environment its Sandboxes run in. */
@@ -261,48 +261,12 @@ export class ModalProvider implements ProviderAdapter {
       }
     });
     if (exited) return 'gone';
-    try {
-      const res = await request(`${handle.address}/health`, {
-        method: 'GET',
-        headers: { authorization: `Bearer ${this.o.replicaKey(handle.replicaId)}` },
-        headersTimeout: 2000,
-        bodyTimeout: 2000,
-      });
-      await res.body.dump();
-      return res.statusCode === 200 ? 'ready' : 'starting';
-    } catch {
-      return 'starting';
-    }
+    return replicaHealth(handle.address, `Bearer ${this.o.replicaKey(handle.replicaId)}`);
   }
 
   /** Running plus waiting requests, from the simulator's /stats or vLLM's Prometheus gauges; null when neither answers. */
-  async inFlight(handle: ReplicaHandle): Promise<number | null> {
-    const get = async (path: string) => {
-      const res = await request(`${handle.address}${path}`, {
-        method: 'GET',
-        headers: { authorization: `Bearer ${this.o.replicaKey(handle.replicaId)}` },
-        headersTimeout: 2000,
-        bodyTimeout: 2000,
-      });
-      const text = await res.body.text();
-      return res.statusCode === 200 ? text : null;
-    };
-    try {
-      const stats = await get('/stats');
-      if (stats) {
-        const j = JSON.parse(stats) as { active?: number; queued?: number };
-        if (typeof j.active === 'number') return j.active + (j.queued ?? 0);
-      }
-      const metrics = await get('/metrics');
-      if (metrics?.includes('vllm:num_requests_running')) {
-        const sum = (name: string) =>
-          [...metrics.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.eE+-]+)$`, 'gm'))].reduce((s, m) => s + Number(m[1]), 0);
-        return sum('vllm:num_requests_running') + sum('vllm:num_requests_waiting');
-      }
-    } catch {
-      return null;
-    }
-    return null;
+  inFlight(handle: ReplicaHandle): Promise<number | null> {
+    return replicaInFlight(handle.address, `Bearer ${this.o.replicaKey(handle.replicaId)}`);
   }
 
   async stopReplica(replicaId: string): Promise<void> {
