@@ -7,8 +7,11 @@
  * database, Temporal dev server, RunPod fake; Redis at REDIS_URL or 127.0.0.1:6379). Scenario 8 runs
  * dist/bench/revocation.js with revocationTrials trials (0: not run). Scenario 4 (Postgres, Redis, Temporal cut for
  * CHAOS_OUTAGE_SECONDS, default 30, through TCP proxies) and 5's HTTP part (slowloris, 5,000 idle connections,
- * oversized heads) run on stacks of their own. Scenarios 6 and 7 are tests of the suite (npm test); 1 is not built
- * yet: its row says so and carries no figures. CHAOS_ONLY=4,5 runs only those scenarios. Every figure printed was measured
+ * oversized heads) run on stacks of their own, and 5's GraphQL part sends CHAOS_FUZZ_DOCUMENTS (default 3,000)
+ * schema-aware random documents. Scenario 1 kills the worker every CHAOS_KILL_EVERY_SECONDS (default 30) while
+ * CHAOS_KILL_DEPLOYMENTS (default 40) LOCAL deployments and 4 RUNPOD ones run their chains, and restarts the Temporal
+ * dev server (on a database file) once. Scenarios 6 and 7 are tests of the suite (npm test). CHAOS_ONLY=4,5 runs only
+ * those scenarios (5g: the GraphQL fuzzing alone). Every figure printed was measured
  * in this run. The last line is the table as JSON.
  */
 import { execFile } from 'node:child_process';
@@ -23,8 +26,10 @@ import {
   READABLE_FAILURE,
   redisOutage,
   temporalOutage,
+  workerKills,
 } from '../test/support/chaos';
-import { repoRoot } from '../test/support/stack';
+import { graphqlFuzz } from '../test/support/graphql-fuzz';
+import { repoRoot, startStack } from '../test/support/stack';
 import { benchStack, progress } from './harness';
 
 const loadSeconds = Number(process.argv[2] ?? 120);
@@ -265,7 +270,7 @@ async function scenario5(): Promise<Row> {
       answered5xx: r.any500 ? 1 : 0,
     };
     return {
-      scenario: '5 abuse: slowloris, idle, big headers (GraphQL limits: tests)',
+      scenario: '5 abuse: slowloris, idle, big headers',
       load: `real requests during: chat ${r.realDuringIdle.status} in ${Math.round(r.realDuringIdle.ms)} ms, chat ${r.realDuringSlowloris.status}, /healthz ${r.healthDuringIdle}; api RSS ${r.rssWithIdleMiB} MiB with ${r.idle.opened} idle open`,
       faults: `slowloris cut after ${Math.round(r.slowloris.ms)} ms (${r.slowloris.status}); ${r.idle.closedByServer}/${r.idle.opened} idle closed (${Object.entries(
         r.idle.statuses,
@@ -280,15 +285,109 @@ async function scenario5(): Promise<Row> {
   }
 }
 
+async function scenario1(): Promise<Row> {
+  const killEverySeconds = Number(process.env.CHAOS_KILL_EVERY_SECONDS ?? 30);
+  const deployments = Number(process.env.CHAOS_KILL_DEPLOYMENTS ?? 40);
+  const runpodDeployments = 4;
+  const staggerMs = 3000;
+  // Kills until every chain has run (the last deployment starts after deployments * stagger), at least four.
+  const kills = Math.max(4, Math.ceil((deployments * staggerMs) / 1000 / killEverySeconds) + 2);
+  const s = await startStack({
+    name: 'bench-chaos-kills',
+    isolated: true,
+    temporalDbFile: true,
+    runpod: true,
+    env: { SIM_COLD_START_MS: '300', SIM_WARM_START_MS: '100', SIM_TTFT_MS: '5', SIM_ITL_MS: '2' },
+  });
+  try {
+    const { token } = await s.workspace('TEAM', 'chaos-kills');
+    progress(
+      `scenario 1: ${deployments} LOCAL + ${runpodDeployments} RUNPOD deployments, worker SIGKILLed every ${killEverySeconds} s (${kills} times), Temporal restarted once`,
+    );
+    const r = await workerKills(s, s.as(token), {
+      deployments,
+      runpodDeployments,
+      staggerMs,
+      killEveryMs: killEverySeconds * 1000,
+      kills,
+      restartTemporalAtMs: Math.floor(kills / 2) * killEverySeconds * 1000,
+      operationBoundMs: 300_000,
+    });
+    const by = (st: string) => r.outcomes.filter((o) => o.status === st).length;
+    for (const o of r.outcomes.filter((x) => x.status !== 'SUCCEEDED')) progress(`  ${o.kind} ${o.gpu} ${o.status}: ${o.reason}`);
+    for (const e of r.endStates.filter((x) => x.status !== x.wanted))
+      progress(`  ${e.deploymentId} (${e.target}, chain ${e.chain}): ${e.status}, wanted ${e.wanted}`);
+    for (const x of [...r.duplicates, ...r.orphaned]) progress(`  left: ${x}`);
+    for (const f of r.load.failures.slice(0, 10)) progress(`  load failure: ${f}`);
+    const lost = {
+      operationsNotSucceeded: r.outcomes.length - by('SUCCEEDED'),
+      deploymentsNotAsAsked: r.endStates.filter((e) => e.status !== e.wanted).length,
+      scaleUpsMissed: r.scaleUpsAsked - r.scaleUps,
+      requestsFailed: r.load.failures.length,
+      duplicateReplicas: r.duplicates.length,
+      orphanedReplicas: r.orphaned.length,
+    };
+    return {
+      scenario: `1 worker SIGKILLed every ${killEverySeconds} s`,
+      load: `${r.outcomes.length} operations on ${r.endStates.length} deployments (${by('SUCCEEDED')} SUCCEEDED), ${r.scaleUps}/${r.scaleUpsAsked} scale-ups; gateway ${r.load.ok}/${r.load.sent} ok`,
+      faults: `${r.kills} SIGKILLs (operations running at each: ${r.inFlightAtKills.join(' ')}), ${r.temporalRestarts} Temporal dev server restart`,
+      lost: lostCell(lost),
+      clean: Object.values(lost).every((v) => v === 0),
+    };
+  } finally {
+    await s.close();
+  }
+}
+
+async function scenario5g(): Promise<Row> {
+  const documents = Number(process.env.CHAOS_FUZZ_DOCUMENTS ?? 3000);
+  const s = await benchStack('chaos-fuzz', outageEnv);
+  try {
+    const ws = await s.workspace('TEAM', 'chaos-fuzz');
+    const { pipelineId, deploymentId } = await s.deployed(
+      ws.token,
+      { name: 'fuzzed' },
+      { target: 'LOCAL', gpu: 'sim', mode: 'FLEX', minReplicas: 1, maxReplicas: 1 },
+    );
+    progress(`scenario 5g: ${documents} schema-aware random GraphQL documents`);
+    const r = await graphqlFuzz(s.url, ws.token, {
+      documents,
+      seed: Number(process.env.FUZZ_SEED ?? 20),
+      boundMs: 10_000,
+      knownIds: [pipelineId, deploymentId, ws.id],
+    });
+    for (const f of r.findings.slice(0, 20)) progress(`  ${f.kind} (#${f.n}): ${f.what.slice(0, 200)} <- ${f.body.slice(0, 200)}`);
+    const count = (kind: string) => r.findings.filter((f) => f.kind === kind).length;
+    const lost = {
+      answered5xx: Object.entries(r.statuses)
+        .filter(([st]) => Number(st) >= 500)
+        .reduce((n, [, v]) => n + v, 0),
+      hangs: count('hang-or-reset'),
+      uncodedErrors: count('uncoded') + count('not-json') + count('unexpected-body'),
+      internalErrors: count('internal'),
+      stackTraces: count('stack-trace'),
+    };
+    return {
+      scenario: '5 abuse: GraphQL fuzzing',
+      load: `${r.sent} documents (${kinds(r.shapes)}), ${r.clean} answered with data; p99 ${r.p99Ms} ms, max ${r.maxMs} ms`,
+      faults: `errors by code: ${kinds(r.codes)}; statuses ${kinds(r.statuses)}`,
+      lost: lostCell(lost),
+      clean: Object.values(lost).every((v) => v === 0),
+    };
+  } finally {
+    await s.close();
+  }
+}
+
 async function main() {
   const skipped = (scenario: string) => notHere(scenario, 'not run (CHAOS_ONLY)');
-  const rows: Row[] = [notHere('1 worker SIGKILLed every 30 s', 'not built (issue #20)')];
+  const rows: Row[] = [runs('1') ? await scenario1() : skipped('1 worker SIGKILLed every 30 s')];
   rows.push(runs('2') ? await scenario2() : skipped('2 provider faults (RunPod fake)'));
   rows.push(runs('3') ? await scenario3() : skipped('3 gateway SIGKILLed mid-stream'));
   if (runs('4')) rows.push(...(await scenario4()));
   else rows.push(skipped('4 Postgres/Redis/Temporal unreachable'));
   rows.push(runs('5') ? await scenario5() : skipped('5 abuse: slowloris, idle, big headers'));
-  rows.push(notHere('5 abuse: GraphQL depth and cost limits', 'see the GraphQL limit tests (npm test; not run here)'));
+  rows.push(runs('5') || runs('5g') ? await scenario5g() : skipped('5 abuse: GraphQL fuzzing'));
   rows.push(notHere('6 isolation', 'see test/e2e/isolation.e2e.spec.ts (npm test; not run here)'));
   rows.push(notHere('7 secrets', 'see test/e2e/secrets.e2e.spec.ts (npm test; not run here)'));
   rows.push(runs('8') ? await scenario8() : skipped('8 revocation (2 gateways)'));

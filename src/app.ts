@@ -10,9 +10,10 @@ import type { Logger } from 'pino';
 import { createServer, IncomingMessage, ServerOptions, ServerResponse } from 'node:http';
 import type { Client } from '@temporalio/client';
 import { PRISMA, CoreModule, TEMPORAL_CLIENT } from './common/core.module';
-import { costLimit, formatGraphQLErrors, GraphQLErrorFilter } from './common/graphql-errors';
+import { costLimit, depthLimit, formatGraphQLErrors, GRAPHQL_PARSE_FAILED, GraphQLErrorFilter } from './common/graphql-errors';
 import { PinoNestLogger } from './common/logger';
 import { Config } from './config/config';
+import { GraphQLError, Kind } from 'graphql';
 import { BundleModule } from './bundle/bundle.module';
 import { CredentialsModule } from './credentials/credentials.module';
 import type { PrismaClient } from './database/prisma';
@@ -66,13 +67,24 @@ function rootModule(config: Config, logger: Logger) {
         sortSchema: true,
         graphiql: true,
         context: (req: unknown) => ({ req }),
-        // One document cannot make the api do unbounded work: a depth limit, and a cost limit checked before anything
-        // runs (every field counts, each alias again: 2,000 aliases of a list are refused, not executed).
-        queryDepth: config.GRAPHQL_MAX_DEPTH,
-        validationRules: ({ variables }) => [costLimit(config.GRAPHQL_MAX_COST, variables ?? {})],
+        // One document cannot make the api do unbounded work: a depth limit (introspection not counted, so GraphiQL's
+        // schema query passes; mercurius's own queryDepth counts it), and a cost limit checked before anything runs
+        // (every field counts, each alias again: 2,000 aliases of a list are refused, not executed).
+        validationRules: ({ variables }) => [depthLimit(config.GRAPHQL_MAX_DEPTH), costLimit(config.GRAPHQL_MAX_COST, variables ?? {})],
         // The cost rule needs each request's variables (for @skip and @include), which mercurius's compiled-query cache
         // cannot take; the management API's traffic does not need that cache.
         cache: false,
+        hooks: {
+          // A query graphql-js cannot parse that is JSON ("{}", "42", or a body's `query: 42`) is taken by mercurius for a
+          // document already parsed, and its validation then throws a TypeError: refused as the syntax error it is.
+          preValidation: async (_schema, document) => {
+            const d = document as { kind?: unknown; definitions?: unknown } | null;
+            if (!d || typeof d !== 'object' || d.kind !== Kind.DOCUMENT || !Array.isArray(d.definitions))
+              throw new GraphQLError('Syntax Error: the query is not a GraphQL document.', {
+                extensions: { code: GRAPHQL_PARSE_FAILED },
+              });
+          },
+        },
         // GraphQL over HTTP: errors are a 200 with `errors`; each carries extensions.code (a document that does
         // not parse or fit the schema: graphql-js's own messages, GRAPHQL_PARSE_FAILED or GRAPHQL_VALIDATION_FAILED).
         errorFormatter: (execution) => ({

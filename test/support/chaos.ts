@@ -1,6 +1,7 @@
 // The chaos scenarios of issue #20, written once: the e2e tests run short versions and assert on the reports,
 // bench/chaos.ts runs long versions and prints them. Everything here drives the product through its own surfaces
 // (GraphQL, /v1, the RunPod fake, SIGKILL) and reads the outcome from what a user or an operator would see.
+import { readdirSync, readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { Redis } from 'ioredis';
 import { Pool } from 'undici';
@@ -17,6 +18,7 @@ import {
   START_DEPLOYMENT,
   STOP_DEPLOYMENT,
 } from './graphql';
+import { localProvider } from '../../src/providers/local';
 import { chatLoad, LoadResult } from './load';
 import type { Stack } from './stack';
 import { eventually } from './wait';
@@ -936,4 +938,314 @@ export async function httpAbuse(
   } finally {
     await a.kill();
   }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Scenario 1: the worker SIGKILLed every few seconds (and the Temporal dev server restarted once) during deploys,
+// lifecycle operations and scale events.
+
+export interface WorkerKillsOptions {
+  /** LOCAL deployments driven concurrently, each through one chain of operations (see workerKills). */
+  deployments: number;
+  /** RUNPOD deployments (the stack must run the RunPod fake): chains 0 (stop/start/delete) and 4 (left serving). */
+  runpodDeployments?: number;
+  /** Deployment i starts i * staggerMs after the first, so that operations keep arriving while the kills go on. */
+  staggerMs?: number;
+  /** A SIGKILL every killEveryMs, `kills` times; then one worker is left running for the rest. */
+  killEveryMs: number;
+  kills: number;
+  /** Restart the Temporal dev server (same port, same database file) once, this long after the start (stack.restartTemporal). */
+  restartTemporalAtMs?: number;
+  /** The bound on one operation, and on the whole end state's convergence afterwards. */
+  operationBoundMs: number;
+  /** The open-loop load on every serving deployment's gateway route, requests a second (default 4). */
+  loadRate?: number;
+}
+
+export interface WorkerKillsReport {
+  outcomes: OperationOutcome[];
+  /** Each deployment's status at the end against the one its chain asked for. */
+  endStates: Array<{ deploymentId: string; target: string; chain: number; wanted: string; status: string }>;
+  /** Scale-ups seen on the scaled deployments (live replica rows reaching 2), of how many asked for. */
+  scaleUps: number;
+  scaleUpsAsked: number;
+  kills: number;
+  /** Operations RUNNING at each kill: what the kills interrupted. */
+  inFlightAtKills: number[];
+  temporalRestarts: number;
+  /** The load through the gateway on the deployments left serving, summed. */
+  load: LoadResult;
+  /** Replicas that run twice (two processes carrying one replica id, or more live rows than maxReplicas). */
+  duplicates: string[];
+  /** Processes (or fake workers) the database does not hold as live, and live rows nothing runs. */
+  orphaned: string[];
+}
+
+/** Processes on this machine carrying INFERCP_REPLICA_ID / INFERCP_DEPLOYMENT_ID in their environment (Linux /proc). */
+export function replicaProcesses(): Array<{ pid: number; replicaId: string; deploymentId: string }> {
+  const out: Array<{ pid: number; replicaId: string; deploymentId: string }> = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let env: string;
+    try {
+      env = readFileSync(`/proc/${name}/environ`, 'utf8');
+    } catch {
+      continue;
+    }
+    const vars = new Map(
+      env
+        .split('\0')
+        .filter((kv) => kv.startsWith('INFERCP_'))
+        .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+    );
+    const replicaId = vars.get('INFERCP_REPLICA_ID');
+    const deploymentId = vars.get('INFERCP_DEPLOYMENT_ID');
+    if (replicaId && deploymentId) out.push({ pid: Number(name), replicaId, deploymentId });
+  }
+  return out;
+}
+
+const LIVE = ['STARTING', 'READY', 'DRAINING'] as const;
+
+/**
+ * What each provider runs for `deploymentIds` against the database: for LOCAL, the simulator processes (the local
+ * provider's pid files, and every process carrying a replica id in its environment) against the live replica rows;
+ * for RUNPOD, the fake's workers per endpoint against the live slots pointing at it.
+ */
+export async function replicasAgainstDatabase(
+  stack: Stack,
+  deploymentIds: string[],
+): Promise<{ duplicates: string[]; orphaned: string[] }> {
+  const duplicates: string[] = [];
+  const orphaned: string[] = [];
+  const mine = new Set(deploymentIds);
+  const deployments = await stack.prisma.deployment.findMany({
+    where: { id: { in: deploymentIds } },
+    select: { id: true, status: true, target: true, maxReplicas: true },
+  });
+  const rows = await stack.prisma.replica.findMany({
+    where: { deploymentId: { in: deploymentIds }, state: { in: [...LIVE] } },
+    select: { id: true, deploymentId: true, state: true, providerId: true },
+  });
+  const target = new Map(deployments.map((d) => [d.id, d.target]));
+  const liveRows = new Map(rows.map((r) => [r.id, r]));
+  for (const d of deployments) {
+    const n = rows.filter((r) => r.deploymentId === d.id).length;
+    if (n > d.maxReplicas) duplicates.push(`${d.id} (${d.status}): ${n} live replica rows, maxReplicas ${d.maxReplicas}`);
+    if (n > 0 && ['STOPPED', 'DELETED', 'FAILED'].includes(d.status)) orphaned.push(`${d.id} (${d.status}): ${n} live replica rows`);
+  }
+
+  // LOCAL: processes by replica id.
+  const procs = replicaProcesses().filter((p) => mine.has(p.deploymentId));
+  const handles = await localProvider(stack.config).listReplicas();
+  const byReplica = new Map<string, number[]>();
+  for (const p of procs) byReplica.set(p.replicaId, [...(byReplica.get(p.replicaId) ?? []), p.pid]);
+  for (const [replicaId, pids] of byReplica) {
+    if (pids.length > 1) duplicates.push(`replica ${replicaId}: ${pids.length} processes (${pids.join(', ')})`);
+    const row = liveRows.get(replicaId);
+    if (!row) orphaned.push(`replica ${replicaId}: process ${pids.join(', ')} runs, its row is not live`);
+  }
+  for (const h of handles.filter((x) => mine.has(x.deploymentId) && !liveRows.has(x.replicaId)))
+    if (!byReplica.has(h.replicaId)) orphaned.push(`replica ${h.replicaId}: pid file of a live process, row not live`);
+  for (const r of rows.filter((x) => target.get(x.deploymentId) === 'LOCAL')) {
+    const pids = byReplica.get(r.id);
+    if (!pids) orphaned.push(`replica ${r.id} (${r.state}): live row, no process`);
+    else if (r.providerId && !pids.includes(Number(r.providerId)))
+      duplicates.push(`replica ${r.id}: row names pid ${r.providerId}, runs as ${pids.join(', ')}`);
+  }
+
+  // RUNPOD: the fake's workers per endpoint against the live slots.
+  const fake = stack.runpod;
+  if (fake) {
+    for (const ep of fake.endpoints() as FakeEndpoint[]) {
+      const owner = deployments.find((d) => ep.name.includes(d.id));
+      if (!owner) continue;
+      const workers = fake.workers(ep.id).length;
+      const slots = rows.filter((r) => r.providerId === ep.id).length;
+      if (workers > slots)
+        (slots === 0 ? orphaned : duplicates).push(`endpoint ${ep.id} (${owner.status}): ${workers} worker(s), ${slots} live slot(s)`);
+      if (workers < slots) orphaned.push(`endpoint ${ep.id} (${owner.status}): ${slots} live slot(s), ${workers} worker(s)`);
+      if (['DELETED', 'FAILED'].includes(owner.status)) orphaned.push(`endpoint ${ep.id}: left behind by a ${owner.status} deployment`);
+    }
+  }
+  return { duplicates, orphaned };
+}
+
+/**
+ * The worker moved into a child process and SIGKILLed every killEveryMs (`kills` times, then left running), while
+ * deployments run their chains concurrently. Chains, by i % 5: 0 stop, start, delete; 1 change GPU (sim -> sim-large)
+ * then stop; 2 a variant created and rolled back to, then delete; 3 scale events (FLEX 1..2, bursts through the gateway
+ * until a second replica is live) and left serving; 4 left serving. Every serving deployment carries a steady load
+ * through the gateway. Afterwards each deployment must reach its chain's end state, and the providers must run what
+ * the database holds (see replicasAgainstDatabase), both within operationBoundMs.
+ */
+export async function workerKills(stack: Stack, gql: Gql, o: WorkerKillsOptions): Promise<WorkerKillsReport> {
+  const outcomes: OperationOutcome[] = [];
+  const endWanted: WorkerKillsReport['endStates'] = [];
+  const ids: string[] = [];
+  const loads: Array<ReturnType<typeof chatLoad>> = [];
+  let scaleUps = 0;
+  let scaleUpsAsked = 0;
+  let chainsDone = false;
+
+  // The kills, and the one restart of the Temporal dev server.
+  let worker = await stack.spawnWorker();
+  let kills = 0;
+  let temporalRestarts = 0;
+  const inFlightAtKills: number[] = [];
+  const t0 = Date.now();
+  const killer = (async () => {
+    while (kills < o.kills && !chainsDone) {
+      await sleep(o.killEveryMs);
+      inFlightAtKills.push(await stack.prisma.operation.count({ where: { deploymentId: { in: ids }, status: 'RUNNING' } }));
+      await worker.kill();
+      kills++;
+      if (o.restartTemporalAtMs !== undefined && temporalRestarts === 0 && Date.now() - t0 >= o.restartTemporalAtMs) {
+        await stack.restartTemporal();
+        temporalRestarts++;
+      }
+      worker = await stack.spawnWorker();
+    }
+  })();
+
+  const opRow = (id: string) => stack.prisma.operation.findUnique({ where: { id } });
+  const settle = async (deploymentId: string, kind: string, gpu: string, opId: string) => {
+    const row = await eventually(
+      async () => {
+        const r = await opRow(opId);
+        return r && r.status !== 'RUNNING' ? r : null;
+      },
+      o.operationBoundMs,
+      200,
+    ).catch(() => null);
+    outcomes.push(
+      row
+        ? { deploymentId, kind, gpu, status: row.status, reason: row.error }
+        : { deploymentId, kind, gpu, status: 'STUCK', reason: (await opRow(opId))?.status ?? null },
+    );
+    return row?.status === 'SUCCEEDED';
+  };
+  const operate = async (deploymentId: string, kind: string, gpu: string, mutation: string, variables: Record<string, unknown>) => {
+    // The previous operation's row may turn SUCCEEDED a moment before the deployment takes the next one.
+    for (let attempt = 0; ; attempt++) {
+      const res = await gql<Record<string, OperationResult>>(mutation, variables).catch((err: Error) => ({
+        data: {} as Record<string, OperationResult>,
+        errors: [{ message: err.message, extensions: { code: 'NETWORK' } }],
+      }));
+      if (!res.errors?.length) return settle(deploymentId, kind, gpu, Object.values(res.data)[0].id);
+      if (res.errors[0].extensions?.code === 'OPERATION_IN_PROGRESS' && attempt < 50) {
+        await sleep(200);
+        continue;
+      }
+      outcomes.push({ deploymentId, kind, gpu, status: 'REFUSED', reason: `${res.errors[0].extensions?.code}: ${res.errors[0].message}` });
+      return false;
+    }
+  };
+
+  const one = async (i: number, target: 'LOCAL' | 'RUNPOD') => {
+    await sleep(i * (o.staggerMs ?? 0));
+    const chain = target === 'RUNPOD' ? (i % 2 === 0 ? 0 : 4) : i % 5;
+    const gpu = target === 'RUNPOD' ? 'A100' : 'sim';
+    const wanted = ['DELETED', 'STOPPED', 'DELETED', 'ACTIVE', 'ACTIVE'][chain];
+    const pipelineId = await createPipeline(gql, { name: `kills-${target.toLowerCase()}-${i}` });
+    const scaled = chain === 3;
+    const { deployPipeline } = await must(
+      deploy(gql, {
+        pipelineId,
+        target,
+        gpu,
+        mode: 'FLEX',
+        minReplicas: 1,
+        maxReplicas: scaled ? 2 : 1,
+        ...(scaled ? { scaleDownWindowSeconds: 1 } : {}),
+      }),
+    );
+    const id = deployPipeline.deployment.id;
+    ids.push(id);
+    endWanted.push({ deploymentId: id, target, chain, wanted, status: '' });
+    const d = await stack.prisma.deployment.findUniqueOrThrow({ where: { id }, select: { activeOperationId: true } });
+    if (!(await settle(id, 'DEPLOY', gpu, d.activeOperationId!))) return;
+    if (wanted === 'ACTIVE') loads.push(chatLoad(stack.url, deployPipeline.apiKey, { rate: o.loadRate ?? 4, maxTokens: 5 }));
+    if (chain === 0) {
+      if (!(await operate(id, 'STOP', gpu, STOP_DEPLOYMENT, { id }))) return;
+      if (!(await operate(id, 'START', gpu, START_DEPLOYMENT, { id }))) return;
+      await operate(id, 'DELETE', gpu, DELETE_DEPLOYMENT, { id });
+    } else if (chain === 1) {
+      if (!(await operate(id, 'CHANGE_GPU', 'sim-large', CHANGE_GPU, { id, gpu: 'sim-large' }))) return;
+      await operate(id, 'STOP', 'sim-large', STOP_DEPLOYMENT, { id });
+    } else if (chain === 2) {
+      const { createVariant } = await must(
+        gql<{ createVariant: { id: string } }>(CREATE_VARIANT, {
+          pipelineId,
+          input: { name: 'older', gpu, engine: 'vllm', maxConcurrency: 16 },
+        }),
+      );
+      if (!(await operate(id, 'ROLLBACK', gpu, ROLLBACK, { id, variantId: createVariant.id }))) return;
+      await operate(id, 'DELETE', gpu, DELETE_DEPLOYMENT, { id });
+    } else if (chain === 3) {
+      // Scale events: a burst past the replica's slots (queued requests are reported to the scaler), until a second
+      // replica is live; the burst ends, and the window takes it back to one.
+      scaleUpsAsked++;
+      const pool = new Pool(stack.url, { connections: 80 });
+      try {
+        const up = await eventually(
+          async () => {
+            const burst = Promise.all(Array.from({ length: 60 }, () => streamOnce(pool, deployPipeline.apiKey, 150)));
+            const seen = await eventually(
+              async () => (await stack.prisma.replica.count({ where: { deploymentId: id, state: { in: ['STARTING', 'READY'] } } })) >= 2,
+              5000,
+              100,
+            ).catch(() => false);
+            await burst;
+            return seen;
+          },
+          o.operationBoundMs,
+          100,
+        ).catch(() => false);
+        if (up) scaleUps++;
+      } finally {
+        await pool.close();
+      }
+    }
+  };
+
+  let load: LoadResult = { sent: 0, ok: 0, streams: 0, failures: [] };
+  try {
+    await Promise.all([
+      ...Array.from({ length: o.deployments }, (_, i) => one(i, 'LOCAL')),
+      ...Array.from({ length: o.runpodDeployments ?? 0 }, (_, i) => one(i, 'RUNPOD')),
+    ]);
+  } finally {
+    chainsDone = true;
+    await killer;
+    for (const l of loads) {
+      const r = await l.stop();
+      load = {
+        sent: load.sent + r.sent,
+        ok: load.ok + r.ok,
+        streams: load.streams + r.streams,
+        failures: [...load.failures, ...r.failures],
+      };
+    }
+  }
+
+  // The end state: each deployment where its chain asked (a scaled one back to its one replica), and the providers
+  // running exactly what the database holds.
+  const endStates = async () => {
+    const rows = await stack.prisma.deployment.findMany({ where: { id: { in: ids } }, select: { id: true, status: true } });
+    return endWanted.map((e) => ({ ...e, status: rows.find((r) => r.id === e.deploymentId)?.status ?? 'missing' }));
+  };
+  let ends = await endStates();
+  let left = await replicasAgainstDatabase(stack, ids);
+  await eventually(
+    async () => {
+      ends = await endStates();
+      left = await replicasAgainstDatabase(stack, ids);
+      return ends.every((e) => e.status === e.wanted) && left.duplicates.length + left.orphaned.length === 0;
+    },
+    o.operationBoundMs,
+    250,
+  ).catch(() => undefined);
+  await worker.kill();
+  return { outcomes, endStates: ends, scaleUps, scaleUpsAsked, kills, inFlightAtKills, temporalRestarts, load, ...left };
 }

@@ -53,6 +53,8 @@ export interface StackOptions {
    * accepts, RUNPOD_MANAGED_KEY); options over fast defaults.
    */
   runpod?: boolean | Partial<RunpodFakeOptions>;
+  /** With isolated: the Temporal dev server keeps its state in a file of the data directory, so restartTemporal() loses nothing. */
+  temporalDbFile?: boolean;
 }
 
 /** The managed account's key the stack's RunPod fake accepts. */
@@ -97,6 +99,8 @@ export interface Stack {
    * port of its own, with `env` over the stack's; resolves once it listens. Several with REDIS_URL share their limits.
    */
   spawnApi: (env?: Record<string, string>) => Promise<{ url: string; pid: number; kill: () => Promise<void> }>;
+  /** Stops the isolated Temporal dev server and starts it again on its port and database file (temporalDbFile). */
+  restartTemporal: () => Promise<void>;
   close: () => Promise<void>;
 }
 
@@ -129,6 +133,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const root = repoRoot();
   const name = opts.name ?? `t${process.pid}-${++seq}-${Date.now().toString(36)}`;
   let server: DevServer | null = null;
+  let restartServer: (() => Promise<void>) | null = null;
   let databaseUrl = process.env.DATABASE_URL;
   let dataDir: string;
   if (opts.isolated) {
@@ -140,7 +145,13 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     await migrate(databaseUrl, resolve(root, 'prisma/migrations'));
     const cliPath =
       process.env.TEMPORAL_CLI_PATH ?? execFileSync('bash', [resolve(root, 'scripts/temporal-cli.sh')], { encoding: 'utf8' }).trim();
-    server = await startDevServer({ cliPath, port: await freePort() });
+    const dbFile = opts.temporalDbFile ? join(dataDir, 'temporal.db') : undefined;
+    const port = await freePort();
+    server = await startDevServer({ cliPath, port, dbFile });
+    restartServer = async () => {
+      await server!.stop();
+      server = await startDevServer({ cliPath, port, dbFile });
+    };
   } else {
     dataDir = join(process.env.DATA_DIR!, name);
     mkdirSync(dataDir, { recursive: true });
@@ -273,7 +284,13 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     temporal,
     worker,
     app,
-    server,
+    // A getter: restartTemporal() replaces the server (benchStack assigns it back, hence the setter).
+    get server() {
+      return server;
+    },
+    set server(v: DevServer | null) {
+      server = v;
+    },
     runpod,
     gql,
     as,
@@ -291,6 +308,10 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     },
     spawnWorker,
     spawnApi,
+    restartTemporal: async () => {
+      if (!restartServer) throw new Error('restartTemporal needs an isolated stack with temporalDbFile');
+      await restartServer();
+    },
     close: async () => {
       for (const c of children) c.kill('SIGKILL');
       // Replicas this stack started do not outlive it (nor linger in the shared database as READY).
