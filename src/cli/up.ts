@@ -8,6 +8,7 @@ import { RunpodFake, runpodFakeEnv, startRunpodFake } from '../providers/runpod/
 import { randomBytes } from 'node:crypto';
 import { bootstrap } from './bootstrap';
 import { ensureModalDemoCredential } from './modal-demo';
+import { CUSTOM_DEMO_CREDENTIAL_NAME, customDemoBoxes, startCustomDemo } from './custom-demo';
 import { modalFake } from '../providers/modal';
 
 /**
@@ -51,6 +52,7 @@ async function main() {
       say('stopping the embedded RunPod fake');
       await runpod.stop();
     }
+    await customDemoBoxes({ DATA_DIR: dataDir }).stopAll();
     // Sandboxes of the in-process Modal fake run as simulator processes too (demo credentials).
     const sandboxes = await modalFake({ ...config, DATA_DIR: dataDir }).stopAll();
     if (sandboxes) say(`stopped ${sandboxes} sandbox(es) of the Modal fake`);
@@ -104,6 +106,10 @@ async function main() {
     const modalDemo = await ensureModalDemoCredential({ ...config, DATA_DIR: dataDir });
     say(`MODAL: demo credential ${modalDemo} ("demo (local fake)") deploys to the in-process Modal fake; add a real token to use Modal`);
   }
+
+  // CUSTOM without servers of one's own: a demo box (the simulator behind a key) registered as the default workspace's demo credential.
+  const customDemo = await startCustomDemo({ ...config, DATA_DIR: dataDir });
+  say(`CUSTOM: demo credential ${customDemo.credentialId} ("${CUSTOM_DEMO_CREDENTIAL_NAME}") registers a box at ${customDemo.url}`);
 
   for (const [name, entry] of [
     ['worker', 'dist/src/worker.js'],

@@ -11,6 +11,9 @@ import type { ModalAccount } from '../providers/modal';
 /** The accountId a demo Modal credential records: it marks the credential as demo wherever it is listed. */
 export const MODAL_DEMO_ACCOUNT = 'modal-demo (local fake)';
 
+/** The accountId of the demo CUSTOM credential `npm start` registers (a simulator on this machine as the user's box). */
+export const CUSTOM_DEMO_ACCOUNT = 'custom-demo (local simulator)';
+
 /** How long the check waits for Modal; the user is waiting on the mutation. */
 const CHECK_TIMEOUT_MS = 10_000;
 
