@@ -64,17 +64,21 @@ export interface Route {
   upstreamAuthorization: string | null;
 }
 
-/**
- * The keys a deployment's upstreams take: its provider account's for the whole route (RunPod's runtime checks one),
- * and, per replica, a replica's own (a Modal Sandbox's public tunnel serves only a caller with its key).
- */
-export interface UpstreamAuth {
-  route(d: { target: Target; credentialId: string | null }): Promise<string | null>;
-  /** A replica's own key (a Modal Sandbox's; a CUSTOM box's, by its address); async: a CUSTOM key is read from its credential. */
-  replica(d: { target: Target; credentialId: string | null }, replicaId: string, address: string): Promise<string | null>;
+/** The keys one deployment's upstreams take, resolved once per route load. */
+export interface UpstreamKeys {
+  /** The provider account's key for the whole route (RunPod's runtime checks one); null for none. */
+  route: string | null;
+  /** A replica's own key (a Modal Sandbox's; a CUSTOM box's, by its address); null: the route's. */
+  replica(replicaId: string, address: string): string | null;
 }
 
-const NO_UPSTREAM_AUTH: UpstreamAuth = { route: async () => null, replica: async () => null };
+/**
+ * The keys a deployment's upstreams take. Async once per deployment (a credential is read and opened once), then each
+ * replica's is a lookup.
+ */
+export type UpstreamAuth = (d: { target: Target; credentialId: string | null }) => Promise<UpstreamKeys>;
+
+const NO_UPSTREAM_AUTH: UpstreamAuth = async () => ({ route: null, replica: () => null });
 
 /**
  * A read of Postgres the gateway could not make (refused, cut, or slower than its bound) and had no cached answer
@@ -409,6 +413,8 @@ export class Directory {
     if (!d) return null;
     // Only the serving revision is routed to: a revision staged beside it (a swap) gets traffic from the switch on.
     const serving = d.replicas.filter((r) => !d.revisionId || r.revisionId === d.revisionId);
+    const keys = await this.upstreamAuth(d);
+    const bearer = (k: string | null) => (k ? `Bearer ${k}` : null);
     return {
       deploymentId: d.id,
       workspaceId: d.workspaceId,
@@ -421,17 +427,12 @@ export class Directory {
       ownAccount: d.credentialId !== null,
       mode: d.mode,
       gpu: d.gpu,
-      replicas: await Promise.all(
-        serving
-          .filter((r) => r.state === 'READY' && r.address)
-          .map(async (r) => {
-            const key = await this.upstreamAuth.replica(d, r.id, r.address!);
-            return { id: r.id, address: r.address!, concurrency: r.concurrency, authorization: key ? `Bearer ${key}` : null };
-          }),
-      ),
+      replicas: serving
+        .filter((r) => r.state === 'READY' && r.address)
+        .map((r) => ({ id: r.id, address: r.address!, concurrency: r.concurrency, authorization: bearer(keys.replica(r.id, r.address!)) })),
       starting: serving.filter((r) => r.state === 'STARTING').length,
       targetConcurrency: d.targetConcurrency,
-      upstreamAuthorization: await this.upstreamAuth.route(d).then((k) => (k ? `Bearer ${k}` : null)),
+      upstreamAuthorization: bearer(keys.route),
     };
   }
 

@@ -47,21 +47,19 @@ export interface GatewayHandle {
 function upstreamAuth(config: Config, prisma: PrismaClient, log: Logger): UpstreamAuth {
   let key: Buffer | null = null;
   const sealKey = () => (key ??= secretsKey(config, log));
-  return {
-    route: async ({ target, credentialId }) => {
-      if (target !== 'RUNPOD') return null;
-      if (credentialId) return readCredentialSecret(prisma, sealKey(), credentialId);
-      return config.RUNPOD_API_KEY ?? null;
-    },
-    replica: async ({ target, credentialId }, replicaId, address) => {
-      if (target === 'MODAL') return replicaKey(sealKey(), replicaId);
-      // A CUSTOM box takes the key registered with its URL in the deployment's credential.
-      if (target === 'CUSTOM' && credentialId) {
-        const endpoints = parseCustomEndpoints(await readCredentialSecret(prisma, sealKey(), credentialId), credentialId);
-        return endpoints.find((e) => e.url === address)?.apiKey ?? null;
-      }
-      return null;
-    },
+  return async ({ target, credentialId }) => {
+    const none = () => null;
+    if (target === 'RUNPOD') {
+      const route = credentialId ? await readCredentialSecret(prisma, sealKey(), credentialId) : (config.RUNPOD_API_KEY ?? null);
+      return { route, replica: none };
+    }
+    if (target === 'MODAL') return { route: null, replica: (replicaId) => replicaKey(sealKey(), replicaId) };
+    // A CUSTOM box takes the key registered with its URL in the deployment's credential (read and opened once).
+    if (target === 'CUSTOM' && credentialId) {
+      const endpoints = parseCustomEndpoints(await readCredentialSecret(prisma, sealKey(), credentialId), credentialId);
+      return { route: null, replica: (_id, address) => endpoints.find((e) => e.url === address)?.apiKey ?? null };
+    }
+    return { route: null, replica: none };
   };
 }
 

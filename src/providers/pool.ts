@@ -2,6 +2,7 @@
 // The scaler still decides the count and the activities still size a deployment in replica rows; here each row is
 // one worker slot of its revision's pool, and the pool's worker count is held to the number of live rows. The
 // count is a level read from Postgres, not a tally of calls, so a retried or replayed activity never counts twice.
+import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { PrismaClient } from '../database/prisma';
 import type { Target } from '../domain/targets';
@@ -129,8 +130,15 @@ export class PooledReplicas implements ProviderAdapter {
     this.capabilities = pool.capabilities;
   }
 
+  /** Deployments' accounts: a deployment's credential is set when it is made and never changes, so it is read once. */
+  private readonly accounts = new LRUCache<string, { credentialId: string | null }>({ max: 10_000 });
+
+  /** The account a deployment runs on (null: the managed one). Health and drain polls ask it every few ms. */
   private async account(deploymentId: string): Promise<string | null> {
+    const hit = this.accounts.get(deploymentId);
+    if (hit) return hit.credentialId;
     const d = await this.prisma.deployment.findUnique({ where: { id: deploymentId }, select: { credentialId: true } });
+    if (d) this.accounts.set(deploymentId, { credentialId: d.credentialId });
     return d?.credentialId ?? null;
   }
 
