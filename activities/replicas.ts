@@ -14,7 +14,14 @@ export interface ReplicaRevision {
   variantId: string;
   gpu: string;
   maxConcurrency: number;
+  engine: { quantization: string | null; settings: Record<string, unknown> };
 }
+
+/** A variant's engine settings as a replica starts with them. */
+export const engineOf = (v: { quantization: string | null; engineConfig: unknown }) => ({
+  quantization: v.quantization,
+  settings: (v.engineConfig as Record<string, unknown> | null) ?? {},
+});
 
 /** The revision the deployment serves now (the one the scaler sizes and the gateways route to). */
 export const servingRevision = (d: LoadedDeployment): ReplicaRevision => ({
@@ -22,6 +29,7 @@ export const servingRevision = (d: LoadedDeployment): ReplicaRevision => ({
   variantId: d.variantId,
   gpu: d.gpu,
   maxConcurrency: d.variant.maxConcurrency,
+  engine: engineOf(d.variant),
 });
 
 /** Replica rows of the deployment's serving revision (all of them for a deployment from before revisions). */
@@ -87,6 +95,7 @@ export function replicaSteps(ctx: ActivityContext) {
       gpu: rev.gpu,
       maxConcurrency: rev.maxConcurrency,
       revisionId: rev.revisionId,
+      engine: rev.engine,
     });
     await prisma.replica.update({ where: { id }, data: { providerId: h.providerId, address: h.address } });
   }

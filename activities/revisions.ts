@@ -3,7 +3,7 @@ import { CHANNEL_ROUTES, notify } from '../src/database/notify';
 import { NotFoundError, StateError } from '../src/domain/errors';
 import { targetConcurrency } from '../src/domain/plans';
 import type { ActivityContext } from './context';
-import { ReplicaRevision, replicaActivities, replicaSteps } from './replicas';
+import { engineOf, ReplicaRevision, replicaActivities, replicaSteps } from './replicas';
 
 /** A staged revision's replica ids: named after the revision, so they never meet the ids the scaler gives. */
 export const stagedReplicaId = (revisionId: string, ordinal: number) => `${revisionId}-r${ordinal}`;
@@ -42,7 +42,13 @@ export function revisionActivities(ctx: ActivityContext) {
       // The count is written once: a retry after the scaler's count moved still brings up what the first attempt chose.
       const count = rev.replicaCount ?? Math.max(1, serving);
       if (rev.replicaCount === null) await prisma.revision.update({ where: { id: revisionId }, data: { replicaCount: count } });
-      const spec: ReplicaRevision = { revisionId, variantId: rev.variantId, gpu: rev.gpu, maxConcurrency: rev.variant.maxConcurrency };
+      const spec: ReplicaRevision = {
+        revisionId,
+        variantId: rev.variantId,
+        gpu: rev.gpu,
+        maxConcurrency: rev.variant.maxConcurrency,
+        engine: engineOf(rev.variant),
+      };
       const made = await prisma.replica.findMany({ where: { revisionId }, orderBy: { startedAt: 'asc' } });
       const live = made.filter((r) => r.state === 'STARTING' || r.state === 'READY');
       const fresh = Array.from({ length: Math.max(0, count - live.length) }, (_, i) => stagedReplicaId(revisionId, made.length + i));

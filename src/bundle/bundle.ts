@@ -105,6 +105,13 @@ export function engineArgs(settings: Record<string, unknown>): string[] {
   return out;
 }
 
+/** vLLM's --quantization for a variant's quantization ("awq-int4" -> awq), unless its settings name one themselves. */
+export function quantizationArgs(quantization: string | null, settings: Record<string, unknown>): string[] {
+  const method = quantization?.toLowerCase().split('-')[0] ?? null;
+  const setsQuantization = Object.keys(settings).some((k) => kebab(k) === 'quantization');
+  return method && VLLM_QUANTIZATION.has(method) && !setsQuantization ? ['--quantization', method] : [];
+}
+
 /** GPUs one replica needs: the tensor-parallel size when the variant sets one, else 1. */
 export function gpusPerReplica(settings: Record<string, unknown>): number {
   const tp = settings.tensorParallelSize ?? settings.tensor_parallel_size ?? settings['tensor-parallel-size'];
@@ -122,10 +129,7 @@ export function runtimeConfig(pipeline: BundlePipeline, variant: BundleVariant):
   const settings = variant.engineConfig ?? {};
   const args = [pipeline.model, '--max-num-seqs', String(variant.maxConcurrency)];
   if (pipeline.task === 'EMBEDDINGS') args.push('--runner', 'pooling');
-  const quantization = variant.quantization?.toLowerCase().split('-')[0] ?? null;
-  const setsQuantization = Object.keys(settings).some((k) => kebab(k) === 'quantization');
-  if (quantization && VLLM_QUANTIZATION.has(quantization) && !setsQuantization) args.push('--quantization', quantization);
-  args.push(...engineArgs(settings));
+  args.push(...quantizationArgs(variant.quantization, settings), ...engineArgs(settings));
   return {
     schemaVersion: 1,
     pipeline: { id: pipeline.id, name: pipeline.name },

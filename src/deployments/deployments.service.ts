@@ -13,38 +13,9 @@ import { lockCredential, readCredentialSecret } from '../credentials/store';
 import { SECRETS_KEY_BUFFER } from '../credentials/credentials.service';
 import { parseCustomEndpoints } from '../providers/custom/endpoints';
 import type { DeployPipelineInput } from './deployments.types';
+import { claimOperation, LIFECYCLE_FROM, LIFECYCLE_WORKFLOW, operationInProgress, PAST, verbOf } from './operations';
 import type { deployWorkflow } from '../../workflows/deploy';
-import { deployWorkflowId, DeployInput, LifecycleInput, LifecycleKind, opWorkflowId, SwapInput, SwapKind } from '../../workflows/messages';
-
-/** The statuses each lifecycle operation starts from. */
-const LIFECYCLE_FROM: Record<LifecycleKind, readonly string[]> = {
-  STOP: ['ACTIVE', 'FAILED'],
-  START: ['STOPPED', 'FAILED'], // FAILED: only by a start (lifecycle() checks)
-  DELETE: ['ACTIVE', 'STOPPED', 'FAILED'],
-  // A swap moves what serves: the old revision keeps serving until the switch.
-  CHANGE_GPU: ['ACTIVE'],
-  ROLLBACK: ['ACTIVE'],
-};
-
-const LIFECYCLE_WORKFLOW: Record<LifecycleKind, string> = {
-  STOP: 'stopWorkflow',
-  START: 'startWorkflow',
-  DELETE: 'deleteWorkflow',
-  CHANGE_GPU: 'swapWorkflow',
-  ROLLBACK: 'swapWorkflow',
-};
-
-/** What an operation's name reads as in a sentence ("cannot be stopped", "the rollback was not started"). */
-const PAST: Record<LifecycleKind, string> = {
-  STOP: 'stopped',
-  START: 'started',
-  DELETE: 'deleted',
-  CHANGE_GPU: 'moved to another GPU',
-  ROLLBACK: 'rolled back',
-};
-
-/** The operation as a sentence names it: STOP -> stop, CHANGE_GPU -> change gpu. */
-const verbOf = (kind: LifecycleKind) => kind.toLowerCase().replace('_', ' ');
+import { deployWorkflowId, DeployInput, LifecycleInput, LifecycleKind, SwapInput, SwapKind } from '../../workflows/messages';
 
 /**
  * A swap starts the new revision's replicas beside the old ones, which a CUSTOM deployment has no spare servers for: the
@@ -378,40 +349,8 @@ export class DeploymentsService {
     swap: { variantId?: string; gpu?: string; warning?: string | null },
   ) {
     const { id } = d;
-    const operationId = newId('op');
-    const revisionId = swap.variantId ? newId('rev') : null;
-    const workflowId = opWorkflowId(id, operationId);
+    const { operationId, revisionId, workflowId } = await claimOperation(this.prisma, d, kind, swap);
     const verb = verbOf(kind);
-    const claimed = await this.prisma.$transaction(async (tx) => {
-      const { count } = await tx.deployment.updateMany({
-        where: { id, activeOperationId: null, status: d.status },
-        data: { activeOperationId: operationId },
-      });
-      if (count === 0) return false;
-      await tx.operation.create({
-        data: { id: operationId, deploymentId: id, kind, workflowId, status: 'RUNNING', warning: swap.warning ?? null },
-      });
-      if (revisionId) {
-        await tx.revision.create({
-          data: { id: revisionId, deploymentId: id, variantId: swap.variantId!, gpu: swap.gpu!, status: 'STAGED', operationId },
-        });
-      }
-      await tx.deploymentEvent.create({
-        data: {
-          deploymentId: id,
-          kind: `${kind.toLowerCase()}.requested`,
-          message: `${verb} requested (${workflowId})${revisionId ? ` onto ${swap.gpu} as revision ${revisionId}` : ''}`,
-        },
-      });
-      if (swap.warning) await tx.deploymentEvent.create({ data: { deploymentId: id, kind: 'operation.warning', message: swap.warning } });
-      return true;
-    });
-    if (!claimed) {
-      // Another operation (or a status change) won the race: say which.
-      const now = await this.prisma.deployment.findUniqueOrThrow({ where: { id } });
-      if (now.activeOperationId) throw await this.inProgress(id, now.activeOperationId);
-      throw new DomainError(ErrorCode.CONFLICT, `deployment ${id} is now ${now.status}; try again`, { status: now.status });
-    }
     const base: LifecycleInput = {
       deploymentId: id,
       operationId,
@@ -445,14 +384,8 @@ export class DeploymentsService {
     return this.prisma.operation.findUniqueOrThrow({ where: { id: operationId } });
   }
 
-  private async inProgress(deploymentId: string, operationId: string) {
-    const op = await this.prisma.operation.findUnique({ where: { id: operationId } });
-    const what = op ? `a ${op.kind} operation (workflow ${op.workflowId})` : `operation ${operationId}`;
-    return new DomainError(
-      ErrorCode.OPERATION_IN_PROGRESS,
-      `deployment ${deploymentId} has ${what} in progress; one operation runs at a time, try again when it ends`,
-      { operationId, ...(op ? { kind: op.kind, workflowId: op.workflowId } : {}) },
-    );
+  private inProgress(deploymentId: string, operationId: string) {
+    return operationInProgress(this.prisma, deploymentId, operationId);
   }
 
   async get(workspaceId: string, id: string) {

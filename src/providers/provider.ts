@@ -18,6 +18,8 @@ export interface ReplicaSpec {
   maxConcurrency: number;
   /** The revision (variant x GPU) the replica serves; null for a deployment from before revisions. */
   revisionId: string | null;
+  /** The variant's engine settings: a real engine gets them as flags, the simulator models them (src/simulator/engine.ts). */
+  engine?: { quantization: string | null; settings: Record<string, unknown> };
 }
 
 export interface ReplicaHandle {

@@ -1,6 +1,7 @@
 // What the simulated model answers a chat request with, decided before any byte is sent: words, a JSON
 // document that fits the requested response_format, or a call of one of the request's tools. Deterministic
 // for a prompt and a seed, so tests through the gateway can tell a passed-through option by its effect.
+import { createHash } from 'node:crypto';
 
 const WORDS = (
   'the a model replica token stream answer quickly gpu batch cache warm cold start request ' +
@@ -73,8 +74,14 @@ function split(text: string, n: number): string[] {
  * forced one, else the first; a request whose last message is a tool result gets words instead), a JSON
  * document for response_format json_schema or json_object, otherwise `maxTokens` words ending in `length`.
  */
-export function planAnswer(body: Record<string, unknown>, maxTokens: number, rnd: Rnd, idFor: (i: number) => string): AnswerPlan {
-  const messages = Array.isArray(body.messages) ? (body.messages as Array<{ role?: unknown }>) : [];
+export function planAnswer(
+  body: Record<string, unknown>,
+  maxTokens: number,
+  rnd: Rnd,
+  idFor: (i: number) => string,
+  qualityLoss = 0,
+): AnswerPlan {
+  const messages = Array.isArray(body.messages) ? (body.messages as Array<{ role?: unknown; content?: unknown }>) : [];
   const tools = (Array.isArray(body.tools) ? body.tools : []) as Tool[];
   const choice = body.tool_choice as string | { function?: { name?: unknown } } | undefined;
   const afterToolResult = messages.at(-1)?.role === 'tool';
@@ -94,8 +101,24 @@ export function planAnswer(body: Record<string, unknown>, maxTokens: number, rnd
       format.type === 'json_schema' ? sampleSchema(format.json_schema?.schema ?? { type: 'object' }, rnd) : { answer: words(rnd, 3) };
     return { pieces: split(JSON.stringify(doc), maxTokens), toolCalls: [], finish: 'stop' };
   }
+  const last = messages.at(-1);
+  const sum = typeof last?.content === 'string' ? arithmetic(last.content, qualityLoss) : null;
+  if (sum !== null) return { pieces: split(sum, Math.min(maxTokens, 2)), toolCalls: [], finish: 'stop' };
   const pieces = Array.from({ length: maxTokens }, (_, i) => (i === 0 ? '' : ' ') + WORDS[Math.floor(rnd() * WORDS.length)]);
   return { pieces, toolCalls: [], finish: 'length' };
+}
+
+/**
+ * The answer to "What is A + B?" (or -, *): right, except for the questions a quantized model gets wrong: a fixed
+ * `qualityLoss` fraction of them, chosen by a hash of the question, so a quality eval reads the same every run.
+ */
+export function arithmetic(question: string, qualityLoss: number): string | null {
+  const m = /what is (-?\d+)\s*([+*-])\s*(-?\d+)\s*\?/i.exec(question);
+  if (!m) return null;
+  const [a, b] = [Number(m[1]), Number(m[3])];
+  const right = m[2] === '+' ? a + b : m[2] === '-' ? a - b : a * b;
+  const draw = createHash('sha256').update(m[0].toLowerCase()).digest().readUInt32BE(0) / 0x100000000;
+  return String(draw < qualityLoss ? right + 1 : right);
 }
 
 function words(rnd: Rnd, n: number): string {

@@ -7,6 +7,7 @@ import type { Task } from '../domain/targets';
 import { readForm } from '../common/multipart';
 import { audioSeconds, solidPng, SPEECH_SAMPLE_RATE, wavHeader } from '../common/media';
 import { planAnswer, textOf } from './answers';
+import { batchSlowdown } from './engine';
 
 /**
  * An OpenAI-compatible model server with a latency model, for local replicas,
@@ -30,6 +31,14 @@ export interface SimulatorOptions {
   slowdownPerSeq: number;
   /** The simulated GPU's speed: time to first token and between tokens are divided by it (sim 1, sim-large 2). */
   speed: number;
+  /** Sequences that fit the KV cache; past it every sequence slows by (running / knee)^1.5 (src/simulator/engine.ts). 0: none. */
+  kneeConcurrency: number;
+  /** Multiplies the time between tokens (quantization, a draft model). */
+  decodeFactor: number;
+  /** Multiplies the time to first token. */
+  prefillFactor: number;
+  /** Fraction of arithmetic questions ("What is 17 + 25?") answered wrong: a quantized model's quality cost. */
+  qualityLoss: number;
   /** Weight load when the local cache does not hold this variant (first start), ms. */
   coldStartMs: number;
   /** Weight load from the local cache ("Instant Start"), ms. */
@@ -58,6 +67,10 @@ export const SIMULATOR_DEFAULTS: SimulatorOptions = {
   itlMs: 8,
   slowdownPerSeq: 0.01,
   speed: 1,
+  kneeConcurrency: 0,
+  decodeFactor: 1,
+  prefillFactor: 1,
+  qualityLoss: 0,
   coldStartMs: 4000,
   warmStartMs: 600,
   cacheDir: '.data/weights',
@@ -183,7 +196,9 @@ export async function startSimulator(partial: Partial<SimulatorOptions> = {}): P
   let served = 0;
   const sockets = new Set<import('node:net').Socket>();
 
-  const slowdown = () => (1 + o.slowdownPerSeq * Math.max(0, sem.active - 1)) / o.speed;
+  const slowdown = () => batchSlowdown(sem.active, o.slowdownPerSeq, o.kneeConcurrency) / o.speed;
+  const ttftMs = o.ttftMs * o.prefillFactor;
+  const itlMs = o.itlMs * o.decodeFactor;
 
   async function chat(req: IncomingMessage, res: ServerResponse, body: Record<string, unknown>) {
     const messages = body.messages;
@@ -205,7 +220,7 @@ export async function startSimulator(partial: Partial<SimulatorOptions> = {}): P
     const id = `chatcmpl-${createHash('sha1').update(`${Date.now()}${Math.random()}`).digest('hex').slice(0, 24)}`;
     const created = Math.floor(Date.now() / 1000);
     const rnd = seededFor(prompt, body.seed);
-    const plan = planAnswer(body, maxTokens, rnd, (i) => `call_${id.slice(9, 21)}${i}`);
+    const plan = planAnswer(body, maxTokens, rnd, (i) => `call_${id.slice(9, 21)}${i}`, o.qualityLoss);
     const completionTokens = Math.max(1, plan.pieces.length + plan.toolCalls.reduce((n, c) => n + c.argumentPieces.length, 0));
     const usage = {
       prompt_tokens: countTokens(prompt),
@@ -222,7 +237,7 @@ export async function startSimulator(partial: Partial<SimulatorOptions> = {}): P
       if (Math.random() < o.errorRate) {
         return sendError(res, 500, 'injected fault', 'server_error', 'injected_fault');
       }
-      await sleep(o.ttftMs * slowdown());
+      await sleep(ttftMs * slowdown());
       if (closed) return;
       if (stream) {
         res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
@@ -251,7 +266,7 @@ export async function startSimulator(partial: Partial<SimulatorOptions> = {}): P
             res.socket?.destroy();
             return;
           }
-          if (i < deltas.length - 1) await sleep(o.itlMs * slowdown());
+          if (i < deltas.length - 1) await sleep(itlMs * slowdown());
         }
         res.write(chunk({}, plan.finish));
         if (includeUsage) {
@@ -259,7 +274,7 @@ export async function startSimulator(partial: Partial<SimulatorOptions> = {}): P
         }
         res.end('data: [DONE]\n\n');
       } else {
-        await sleep(o.itlMs * slowdown() * Math.max(0, completionTokens - 1));
+        await sleep(itlMs * slowdown() * Math.max(0, completionTokens - 1));
         if (closed) return;
         const message: Record<string, unknown> = { role: 'assistant', content: plan.toolCalls.length ? null : textOf(plan) };
         if (plan.toolCalls.length) {
@@ -307,7 +322,7 @@ export async function startSimulator(partial: Partial<SimulatorOptions> = {}): P
     });
     await sem.acquire();
     try {
-      await sleep(o.ttftMs * slowdown());
+      await sleep(ttftMs * slowdown());
       if (closed) return;
       const choice = (text: string, finish: string | null) => ({ index: 0, text, logprobs: null, finish_reason: finish });
       if (stream) {
@@ -317,12 +332,12 @@ export async function startSimulator(partial: Partial<SimulatorOptions> = {}): P
         for (let i = 0; i < pieces.length; i++) {
           if (closed) return;
           res.write(event({ choices: [choice(pieces[i], i === pieces.length - 1 ? 'length' : null)] }));
-          if (i < pieces.length - 1) await sleep(o.itlMs * slowdown());
+          if (i < pieces.length - 1) await sleep(itlMs * slowdown());
         }
         if (includeUsage) res.write(event({ choices: [], usage }));
         res.end('data: [DONE]\n\n');
       } else {
-        await sleep(o.itlMs * slowdown() * Math.max(0, maxTokens - 1));
+        await sleep(itlMs * slowdown() * Math.max(0, maxTokens - 1));
         if (closed) return;
         sendJson(res, 200, { id, object: 'text_completion', created, model: o.model, choices: [choice(pieces.join(''), 'length')], usage });
       }
@@ -345,7 +360,7 @@ export async function startSimulator(partial: Partial<SimulatorOptions> = {}): P
     }
     await sem.acquire();
     try {
-      await sleep(o.ttftMs * slowdown());
+      await sleep(ttftMs * slowdown());
       const tokens = inputs.reduce((s, t) => s + countTokens(t), 0);
       // base64 is the little-endian float32 array, as OpenAI and vLLM send it.
       const encode = (v: number[]) => (format === 'base64' ? Buffer.from(new Float32Array(v).buffer).toString('base64') : v);
@@ -387,7 +402,7 @@ export async function startSimulator(partial: Partial<SimulatorOptions> = {}): P
     await sem.acquire();
     try {
       // Twenty "steps" of the decode time each.
-      await sleep((o.ttftMs + 20 * o.itlMs) * slowdown());
+      await sleep((ttftMs + 20 * itlMs) * slowdown());
       const data = Array.from({ length: n as number }, (_, i) => {
         const rnd = seeded(`img:${body.prompt as string}:${i}`);
         const rgb: [number, number, number] = [rnd() * 256, rnd() * 256, rnd() * 256].map(Math.floor) as [number, number, number];
@@ -415,7 +430,7 @@ export async function startSimulator(partial: Partial<SimulatorOptions> = {}): P
     const samples = Math.round(seconds * SPEECH_SAMPLE_RATE);
     await sem.acquire();
     try {
-      await sleep(o.ttftMs * slowdown());
+      await sleep(ttftMs * slowdown());
       res.writeHead(200, { 'content-type': format === 'wav' ? 'audio/wav' : 'audio/pcm' });
       if (format === 'wav') res.write(wavHeader(samples * 2));
       const hz = 200 + Math.floor(seeded(`voice:${body.voice}`)() * 400);
@@ -427,7 +442,7 @@ export async function startSimulator(partial: Partial<SimulatorOptions> = {}): P
         for (let i = 0; i < n; i++)
           pcm.writeInt16LE(Math.round(8000 * Math.sin((2 * Math.PI * hz * (start + i)) / SPEECH_SAMPLE_RATE)), i * 2);
         res.write(pcm);
-        await sleep(o.itlMs * slowdown());
+        await sleep(itlMs * slowdown());
       }
       res.end();
       served++;
@@ -449,7 +464,7 @@ export async function startSimulator(partial: Partial<SimulatorOptions> = {}): P
     const text = planAnswer({}, Math.max(1, Math.round(duration * 2.5)), rnd, () => '').pieces.join('');
     await sem.acquire();
     try {
-      await sleep((o.ttftMs + o.itlMs * Math.ceil(duration)) * slowdown());
+      await sleep((ttftMs + itlMs * Math.ceil(duration)) * slowdown());
       const usage = { type: 'duration', seconds: Math.ceil(duration) };
       if (format === 'text') {
         res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });

@@ -6,15 +6,9 @@ import { freePort } from '../../common/net';
 import { ProviderError, ProviderPermanentError } from '../errors';
 import type { ProviderAdapter, ReplicaHandle, ReplicaHealth, ReplicaSpec } from '../provider';
 import { replicaHealth, replicaInFlight } from '../replica-http';
+import { simulatedEngine, simulatorFlags } from '../../simulator/engine';
+import { engineArgs, quantizationArgs } from '../../bundle/bundle';
 
-/**
- * The local target's simulated GPU types, so a change of GPU can be tried on one machine: the built-in
- * simulator runs each at its own speed. Any other GPU name runs at sim's speed.
- */
-export const SIM_GPUS: Record<string, { speed: number }> = {
-  sim: { speed: 1 },
-  'sim-large': { speed: 2 },
-};
 
 export interface LocalProviderOptions {
   /** Where pid files and logs live: <stateDir>/replicas/<id>.json, <stateDir>/logs/<id>.log. */
@@ -30,6 +24,9 @@ export interface LocalProviderOptions {
   /** Host the gateway dials; defaults to host. */
   advertiseHost?: string;
 }
+
+const engineFlagsOf = (e: ReplicaSpec['engine']): string[] =>
+  e ? [...quantizationArgs(e.quantization, e.settings), ...engineArgs(e.settings)] : [];
 
 interface ReplicaRecord extends ReplicaHandle {
   pid: number;
@@ -142,6 +139,8 @@ export class LocalProvider implements ProviderAdapter {
       replicaId: spec.replicaId,
       gpu: spec.gpu,
     };
+    // The variant's engine flags for a real engine's template (vllm serve ... {engineArgs}), one shell word each.
+    const engineFlags = engineFlagsOf(spec.engine);
     const template =
       this.o.command ||
       [
@@ -150,9 +149,19 @@ export class LocalProvider implements ProviderAdapter {
         '--host {host} --port {port} --model {model} --task {task}',
         '--max-concurrency {maxConcurrency} --cache-dir {cacheDir} --weights-key {weights}',
         ...this.o.simulatorArgs,
-        `--speed ${SIM_GPUS[spec.gpu]?.speed ?? 1}`,
+        // The variant's engine settings, as the simulator models them (src/simulator/engine.ts).
+        ...simulatorFlags(
+          simulatedEngine({
+            gpu: spec.gpu,
+            quantization: spec.engine?.quantization ?? null,
+            engineConfig: spec.engine?.settings ?? null,
+            maxConcurrency: spec.maxConcurrency,
+          }),
+        ),
       ].join(' ');
-    const command = template.replace(/\{(\w+)\}/g, (m, k: string) => (k in vars ? quote(vars[k]) : m));
+    const command = template.replace(/\{(\w+)\}/g, (m, k: string) =>
+      k === 'engineArgs' ? engineFlags.map(quote).join(' ') : k in vars ? quote(vars[k]) : m,
+    );
     const log = await open(join(this.o.stateDir, 'logs', `${spec.replicaId}.log`), 'a');
     const child = spawn('/bin/sh', ['-c', `exec ${command}`], {
       detached: true,
