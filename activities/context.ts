@@ -1,4 +1,5 @@
 import type { PrismaClient } from '../src/database/prisma';
+import type { PriceTable } from '../src/domain/pricing';
 import { NotFoundError, PlanError } from '../src/domain/errors';
 import type { ProviderAdapter, Providers, ReplicaHandle } from '../src/providers/provider';
 
@@ -11,6 +12,8 @@ export interface ActivityDeps {
   healthPollMs?: number;
   /** How long a scale-up waits for new replicas to serve. */
   healthTimeoutSeconds?: number;
+  /** GPU prices (PRICING_FILE): an optimization run's cost per million tokens. */
+  prices?: PriceTable;
 }
 
 /** The helpers the activity groups share, over one set of dependencies. */

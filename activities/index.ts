@@ -4,6 +4,7 @@ import { ActivityDeps, activityContext } from './context';
 import { deploymentActivities } from './deployment';
 import { keyActivities } from './keys';
 import { lifecycleActivities } from './lifecycle';
+import { optimizationActivities } from './optimization';
 import { replicaActivities } from './replicas';
 import { revisionActivities } from './revisions';
 
@@ -18,6 +19,7 @@ export function createActivities(deps: ActivityDeps) {
     ...keyActivities(ctx),
     ...lifecycleActivities(ctx),
     ...revisionActivities(ctx),
+    ...optimizationActivities(ctx, deps.prices),
   };
 }
 

@@ -21,6 +21,7 @@ import { DeploymentsModule } from './deployments/deployments.module';
 import { createGateway, GatewayHandle } from './gateway';
 import { KeysModule } from './keys/keys.module';
 import { PipelinesModule } from './pipelines/pipelines.module';
+import { OptimizationModule } from './optimization/optimization.module';
 import { ScalingModule } from './scaling/scaling.module';
 import { WorkspacesModule } from './workspaces/workspaces.module';
 import { UsageModule } from './usage/usage.module';
@@ -97,6 +98,7 @@ function rootModule(config: Config, logger: Logger) {
       }),
       WorkspacesModule,
       PipelinesModule,
+      OptimizationModule,
       DeploymentsModule,
       KeysModule,
       CredentialsModule,

@@ -2,3 +2,4 @@
 export { deployWorkflow } from './deploy';
 export { scalerWorkflow } from './scaler';
 export { deleteWorkflow, startWorkflow, stopWorkflow, swapWorkflow } from './lifecycle';
+export { driftCheckWorkflow, optimizeWorkflow, scheduledOptimizeWorkflow } from './optimize';

@@ -141,3 +141,38 @@ export interface LifecycleProgress {
 
 export const lifecycleProgressQuery = defineQuery<LifecycleProgress>('lifecycleProgress');
 export const opWorkflowId = (deploymentId: string, operationId: string) => `op:${deploymentId}:${operationId}`;
+
+// ---- optimize:<pipelineId>:<runId>, reoptimize:<pipelineId> (its Schedule), the drift check ----
+
+export interface OptimizeInput {
+  runId: string;
+  pipelineId: string;
+}
+
+export interface OptimizeProgress {
+  step: 'planning' | 'measuring' | 'ranking' | 'redeploying' | 'done' | 'failed';
+  /** The candidate being measured, and how many are done of how many. */
+  candidate?: string;
+  done: number;
+  of: number;
+  error?: string;
+}
+
+export const optimizeProgressQuery = defineQuery<OptimizeProgress>('optimizeProgress');
+
+/** What a schedule (or a drift) starts: a run of the pipeline with the schedule's priority and constraints. */
+export interface ScheduledOptimizeInput {
+  pipelineId: string;
+  trigger: 'SCHEDULE' | 'DRIFT';
+  /** How the run measures (RunSettings in activities/optimization.ts), fixed when the schedule was set. */
+  settings: Record<string, unknown>;
+}
+
+export interface DriftCheckInput {
+  /** The live traffic window compared with what the runs measured. */
+  windowSeconds: number;
+}
+
+export const optimizeWorkflowId = (pipelineId: string, runId: string) => `optimize:${pipelineId}:${runId}`;
+export const reoptimizeScheduleId = (pipelineId: string) => `reoptimize:${pipelineId}`;
+export const DRIFT_CHECK_SCHEDULE_ID = 'infercp-traffic-drift-check';

@@ -57,10 +57,26 @@ export const configSchema = z.object({
   SIM_WARM_START_MS: z.coerce.number().int().min(0).default(600),
   SIM_TTFT_MS: z.coerce.number().min(0).default(40),
   SIM_ITL_MS: z.coerce.number().min(0).default(8),
+  /** How much each additional running sequence slows every sequence of a simulated replica (0.01: 1 %). */
+  SIM_SLOWDOWN_PER_SEQ: z.coerce.number().min(0).max(1).default(0.01),
   /** How long the deploy workflow waits for replicas to turn healthy before failing. */
   DEPLOY_HEALTH_TIMEOUT_SECONDS: positiveInt.default(300),
   /** Longest wait for a draining replica's requests to finish before it is stopped. */
   SCALER_DRAIN_TIMEOUT_SECONDS: positiveInt.default(300),
+  /** Optimization runs: how long each concurrency level of a sweep runs, seconds. */
+  OPTIMIZE_LEVEL_SECONDS: z.coerce.number().positive().max(3600).default(20),
+  /** Optimization runs: the prompt and output length each measured request has, tokens (unless a run says otherwise). */
+  OPTIMIZE_PROMPT_TOKENS: positiveInt.default(256),
+  OPTIMIZE_OUTPUT_TOKENS: positiveInt.default(128),
+  /** Optimization runs: arithmetic questions in the quality eval of a text-generation candidate (0: none). */
+  OPTIMIZE_EVAL_QUESTIONS: z.coerce.number().int().min(0).max(1000).default(50),
+  /** Draft model of the speculative-decoding candidate a run builds when the run names none. */
+  OPTIMIZE_DRAFT_MODEL: z.string().min(1).default('sim/tiny-draft'),
+  /** How often live traffic is compared with what the runs measured (a Temporal Schedule), and over what window, seconds. */
+  OPTIMIZE_DRIFT_CHECK_SECONDS: positiveInt.default(300),
+  /** The shortest interval a re-optimization schedule may have, seconds. */
+  OPTIMIZE_SCHEDULE_MIN_SECONDS: positiveInt.default(300),
+  OPTIMIZE_DRIFT_WINDOW_SECONDS: positiveInt.default(900),
   /** How long a gateway trusts a cached key or route before re-reading Postgres. */
   GATEWAY_CACHE_TTL_MS: positiveInt.default(5000),
   /**

@@ -289,7 +289,7 @@ export class DeploymentsService {
       throw new DomainError(ErrorCode.CONFLICT, `deployment ${id} already runs on ${gpu}: name another GPU`, { field: 'gpu', gpu });
     }
     const variant = await this.prisma.variant.findUniqueOrThrow({ where: { id: d.variantId } });
-    return this.begin(d, 'CHANGE_GPU', { variantId: variant.id, gpu, warning: this.gpuWarning(variant, gpu) });
+    return this.begin(d, 'CHANGE_GPU', { variantId: variant.id, gpu, warning: await this.gpuWarning(variant, gpu) });
   }
 
   /**
@@ -312,13 +312,27 @@ export class DeploymentsService {
         variantId,
       });
     }
-    return this.begin(d, 'ROLLBACK', { variantId: variant.id, gpu, warning: this.gpuWarning(variant, gpu) });
+    return this.begin(d, 'ROLLBACK', { variantId: variant.id, gpu, warning: await this.gpuWarning(variant, gpu) });
   }
 
-  /** The reference's "the agent warns": a variant tuned for one GPU, served on another. */
-  private gpuWarning(variant: { name: string; gpu: string }, gpu: string): string | null {
+  /**
+   * The reference's "the agent warns": a variant tuned (or measured, by an optimization run) for one GPU, served on
+   * another. The warning names a variant of the pipeline that a run measured on that GPU, when there is one.
+   */
+  private async gpuWarning(
+    variant: { name: string; gpu: string; pipelineId: string; status: string },
+    gpu: string,
+  ): Promise<string | null> {
     if (variant.gpu === 'any' || variant.gpu === gpu) return null;
-    return `variant ${variant.name} was optimized for ${variant.gpu}, not ${gpu}: its engine settings may not fit ${gpu}; re-optimize the pipeline for ${gpu}`;
+    const how = variant.status === 'MEASURED' ? 'measured' : 'optimized';
+    const base = `variant ${variant.name} was ${how} for ${variant.gpu}, not ${gpu}: its engine settings may not fit ${gpu}`;
+    const there = await this.prisma.variant.findFirst({
+      where: { pipelineId: variant.pipelineId, gpu, status: 'MEASURED' },
+      orderBy: [{ createdAt: 'desc' }, { rank: 'asc' }],
+    });
+    return there
+      ? `${base}; variant ${there.name} was measured on ${gpu} (target concurrency ${there.targetConcurrency}): roll back onto it instead`
+      : `${base}; re-optimize the pipeline for ${gpu}`;
   }
 
   /** The deployment, if an operation of this kind may start on it now (DELETED, a running operation and the status are checked). */

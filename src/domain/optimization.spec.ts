@@ -58,7 +58,9 @@ describe('optimization sweep', () => {
   it('should reject a variant, saying why, when even one stream breaks a constraint or its cost and quality do', () => {
     const points = sweep(16, (c) => modelled(c, 8));
     expect(evaluate(points, { maxTtftP95Ms: 10 }, 1, null).reason).toMatch(/TTFT p95 40 ms at concurrency 1 exceeds maxTtftP95Ms 10/);
-    expect(evaluate(points, { maxItlP95Ms: 5 }, 1, null).reason).toMatch(/inter-token latency p95 8 ms at concurrency 1 exceeds maxItlP95Ms 5/);
+    expect(evaluate(points, { maxItlP95Ms: 5 }, 1, null).reason).toMatch(
+      /inter-token latency p95 8 ms at concurrency 1 exceeds maxItlP95Ms 5/,
+    );
     expect(evaluate(points, { maxMonthlyCostUsd: 100 }, 1, null).reason).toMatch(/730 USD a month, above maxMonthlyCostUsd 100/);
     expect(evaluate(points, { minQuality: 0.99 }, 1, 0.94).reason).toMatch(/quality 0.94 is below minQuality 0.99/);
     expect(evaluate(points, { minThroughputTps: 1e6 }, 1, null).reason).toMatch(/below minThroughputTps 1000000/);
@@ -127,7 +129,11 @@ describe('the simulated engine', () => {
   });
 
   it('should decode faster and prefill slower with a draft model, and cost quality only when quantized', () => {
-    expect(v({ engineConfig: { 'speculative-model': 'sim/draft' } })).toMatchObject({ decodeFactor: 0.6, prefillFactor: 1.25, qualityLoss: 0 });
+    expect(v({ engineConfig: { 'speculative-model': 'sim/draft' } })).toMatchObject({
+      decodeFactor: 0.6,
+      prefillFactor: 1.25,
+      qualityLoss: 0,
+    });
     expect(v({ quantization: 'fp8' })).toMatchObject({ decodeFactor: 0.7, qualityLoss: 0.02 });
   });
 });
@@ -136,7 +142,9 @@ describe('traffic drift', () => {
   const measured = { concurrency: 8, promptTokens: 100, outputTokens: 16 };
   it('should say what moved, by a factor of two either way', () => {
     expect(trafficDrift(measured, { requests: 100, concurrency: 20, promptTokens: 100, outputTokens: 16 })).toMatch(/concurrency 20/);
-    expect(trafficDrift(measured, { requests: 100, concurrency: 8, promptTokens: 40, outputTokens: 64 })).toMatch(/prompts of 40.*outputs of 64/);
+    expect(trafficDrift(measured, { requests: 100, concurrency: 8, promptTokens: 40, outputTokens: 64 })).toMatch(
+      /prompts of 40.*outputs of 64/,
+    );
     expect(trafficDrift(measured, { requests: 100, concurrency: 10, promptTokens: 150, outputTokens: 20 })).toBeNull();
   });
   it('should say nothing on thin traffic', () => {

@@ -29,6 +29,23 @@ export interface Candidate {
   maxConcurrency: number;
 }
 
+/** How a run measures, fixed when it starts (OptimizationRun.load). */
+export interface RunSettings {
+  target: 'LOCAL';
+  promptTokens: number;
+  outputTokens: number;
+  /** How long each concurrency level runs. */
+  levelSeconds: number;
+  /** Arithmetic questions of the quality eval (text generation only). */
+  evalQuestions: number;
+  /** The candidates given; null builds the default set. */
+  candidates: Candidate[] | null;
+  maxConcurrency: number;
+  draftModel: string;
+  healthTimeoutSeconds: number;
+  drainTimeoutMs: number;
+}
+
 /** One concurrency level as measured: `concurrency` streams back to back for the level's window. */
 export interface SweepPoint {
   concurrency: number;
@@ -162,7 +179,10 @@ export function evaluate(points: SweepPoint[], c: Constraints, pricePerHourUsd: 
     };
   }
   if (c.maxMonthlyCostUsd != null && metrics.monthlyCostUsd > c.maxMonthlyCostUsd) {
-    return { metrics, reason: `one replica costs ${round(metrics.monthlyCostUsd, 2)} USD a month, above maxMonthlyCostUsd ${c.maxMonthlyCostUsd}` };
+    return {
+      metrics,
+      reason: `one replica costs ${round(metrics.monthlyCostUsd, 2)} USD a month, above maxMonthlyCostUsd ${c.maxMonthlyCostUsd}`,
+    };
   }
   if (c.minQuality != null && quality !== null && quality < c.minQuality) {
     return { metrics, reason: `quality ${round(quality, 3)} is below minQuality ${c.minQuality}` };
@@ -250,7 +270,10 @@ export const DRIFT_FACTOR = 2;
 export const DRIFT_MIN_REQUESTS = 20;
 
 /** Why live traffic has drifted from what the run measured, or null when it has not (or is too thin to tell). */
-export function trafficDrift(measured: { concurrency: number; promptTokens: number; outputTokens: number }, live: TrafficProfile): string | null {
+export function trafficDrift(
+  measured: { concurrency: number; promptTokens: number; outputTokens: number },
+  live: TrafficProfile,
+): string | null {
   if (live.requests < DRIFT_MIN_REQUESTS) return null;
   const far = (a: number, b: number) => a > 0 && b > 0 && Math.max(a / b, b / a) >= DRIFT_FACTOR;
   const parts: string[] = [];

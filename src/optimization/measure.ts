@@ -101,7 +101,14 @@ async function chatOnce(l: LevelLoad, salt: number): Promise<Sample> {
     const end = now();
     if (!done || chunks === 0) return { ok: false, latencyMs: end - t0, ttftMs: 0, itlMs: null, tokens: 0, endedAt: end };
     const tokens = usageTokens ?? chunks;
-    return { ok: true, latencyMs: end - t0, ttftMs: first - t0, itlMs: tokens > 1 ? (last - first) / (tokens - 1) : null, tokens, endedAt: end };
+    return {
+      ok: true,
+      latencyMs: end - t0,
+      ttftMs: first - t0,
+      itlMs: tokens > 1 ? (last - first) / (tokens - 1) : null,
+      tokens,
+      endedAt: end,
+    };
   } catch {
     return { ok: false, latencyMs: now() - t0, ttftMs: 0, itlMs: null, tokens: 0, endedAt: now() };
   }
@@ -121,7 +128,14 @@ async function embedOnce(l: LevelLoad, salt: number): Promise<Sample> {
     const body = (await res.body.json().catch(() => null)) as { usage?: { prompt_tokens?: number } } | null;
     const end = now();
     const ok = res.statusCode === 200 && body !== null;
-    return { ok, latencyMs: end - t0, ttftMs: end - t0, itlMs: null, tokens: ok ? (body?.usage?.prompt_tokens ?? l.promptTokens) : 0, endedAt: end };
+    return {
+      ok,
+      latencyMs: end - t0,
+      ttftMs: end - t0,
+      itlMs: null,
+      tokens: ok ? (body?.usage?.prompt_tokens ?? l.promptTokens) : 0,
+      endedAt: end,
+    };
   } catch {
     return { ok: false, latencyMs: now() - t0, ttftMs: 0, itlMs: null, tokens: 0, endedAt: now() };
   }

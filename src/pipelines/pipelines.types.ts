@@ -1,6 +1,8 @@
 import { Field, Float, ID, InputType, Int, ObjectType } from '@nestjs/graphql';
 import { GraphQLJSONObject } from 'graphql-scalars';
 import { Task } from '../graphql/enums';
+import { VariantStatus } from '../generated/prisma/enums';
+import { SweepPoint, VariantMetrics } from '../optimization/optimization.types';
 
 @ObjectType()
 export class Variant {
@@ -17,6 +19,14 @@ export class Variant {
   @Field(() => GraphQLJSONObject, { nullable: true, description: 'Engine settings (vLLM flags and the like) the replicas start with.' })
   engineConfig!: Record<string, unknown> | null;
   @Field() isDefault!: boolean;
+  @Field(() => VariantStatus) status!: VariantStatus;
+  @Field(() => ID, { nullable: true, description: 'The optimization run that built and measured it.' }) runId!: string | null;
+  @Field(() => Int, { nullable: true, description: 'Its place in its run by the run priority (1: the winner); null when not ranked.' })
+  rank!: number | null;
+  @Field(() => String, { nullable: true, description: 'Why it was rejected (the constraint it broke) or failed.' }) reason!: string | null;
+  @Field(() => VariantMetrics, { nullable: true, description: 'What it measured at its target concurrency.' })
+  metrics!: VariantMetrics | null;
+  @Field(() => [SweepPoint], { description: 'Every concurrency level its run measured, in the order measured.' }) sweep!: SweepPoint[];
   @Field() createdAt!: Date;
 }
 

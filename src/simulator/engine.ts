@@ -13,17 +13,20 @@
 // - A draft model (speculative decoding: engineConfig "speculative-model", "speculative-config" or
 //   "num-speculative-tokens"): decode at 0.6x the time (more tokens accepted per step), prefill at 1.25x (the draft
 //   runs too); lossless, and the draft's weights are too small to change the KV room.
+// - tensor-parallel-size above the GPUs a box has: the engine exits at start, as vLLM does.
 
 export interface SimGpu {
   speed: number;
+  /** GPUs of the type one box has: a tensor-parallel size above it cannot start. */
+  count: number;
   /** KV cache capacity, tokens. */
   kvTokens: number;
 }
 
 /** The local target's simulated GPU types; any other GPU name runs as sim. */
 export const SIM_GPUS: Record<string, SimGpu> = {
-  sim: { speed: 1, kvTokens: 131_072 },
-  'sim-large': { speed: 2, kvTokens: 262_144 },
+  sim: { speed: 1, count: 1, kvTokens: 131_072 },
+  'sim-large': { speed: 2, count: 1, kvTokens: 262_144 },
 };
 
 export const DEFAULT_MAX_MODEL_LEN = 4096;
@@ -60,6 +63,9 @@ export interface SimulatedEngine {
   prefillFactor: number;
   /** Fraction of a quality eval answered wrong. */
   qualityLoss: number;
+  /** GPUs the engine shards over (tensor-parallel-size), and how many the box has. */
+  tensorParallel: number;
+  gpuCount: number;
 }
 
 const setting = (cfg: Record<string, unknown>, name: string): unknown => {
@@ -77,7 +83,10 @@ export function simulatedEngine(v: EngineVariant): SimulatedEngine {
   const q = v.quantization?.toLowerCase() ?? String(setting(cfg, 'quantization') ?? '').toLowerCase();
   const quant = QUANTIZATIONS.find(([re]) => re.test(q))?.[1] ?? NO_QUANTIZATION;
   const maxLen = Number(setting(cfg, 'max-model-len') ?? DEFAULT_MAX_MODEL_LEN);
-  const room = Math.max(1, Math.floor((gpu.kvTokens / (Number.isFinite(maxLen) && maxLen > 0 ? maxLen : DEFAULT_MAX_MODEL_LEN)) * quant.kvRoom));
+  const room = Math.max(
+    1,
+    Math.floor((gpu.kvTokens / (Number.isFinite(maxLen) && maxLen > 0 ? maxLen : DEFAULT_MAX_MODEL_LEN)) * quant.kvRoom),
+  );
   const spec = isSpeculative(cfg);
   return {
     speed: gpu.speed,
@@ -85,6 +94,8 @@ export function simulatedEngine(v: EngineVariant): SimulatedEngine {
     decodeFactor: quant.decode * (spec ? SPECULATIVE.decode : 1),
     prefillFactor: quant.prefill * (spec ? SPECULATIVE.prefill : 1),
     qualityLoss: quant.qualityLoss,
+    tensorParallel: Number(setting(cfg, 'tensor-parallel-size') ?? 1) || 1,
+    gpuCount: gpu.count,
   };
 }
 
@@ -105,5 +116,7 @@ export function simulatorFlags(e: SimulatedEngine): string[] {
     `--decode-factor ${e.decodeFactor}`,
     `--prefill-factor ${e.prefillFactor}`,
     `--quality-loss ${e.qualityLoss}`,
+    `--tensor-parallel ${e.tensorParallel}`,
+    `--gpu-count ${e.gpuCount}`,
   ];
 }

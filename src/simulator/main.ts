@@ -25,9 +25,16 @@ for (const [k, def] of Object.entries(SIMULATOR_DEFAULTS)) {
   } else opts[k] = v;
 }
 
+const line = (msg: Record<string, unknown>) => process.stdout.write(`${JSON.stringify({ time: Date.now(), ...msg })}\n`);
+
 void (async () => {
-  const sim = await startSimulator(opts as Partial<SimulatorOptions>);
-  const line = (msg: Record<string, unknown>) => process.stdout.write(`${JSON.stringify({ time: Date.now(), ...msg })}\n`);
+  let sim: Awaited<ReturnType<typeof startSimulator>>;
+  try {
+    sim = await startSimulator(opts as Partial<SimulatorOptions>);
+  } catch (err) {
+    line({ level: 'error', msg: `simulator cannot start: ${(err as Error).message}` });
+    process.exit(1);
+  }
   line({ msg: 'simulator listening', url: sim.url });
   const r = await sim.ready;
   line({ msg: 'simulator ready', loadMs: r.coldStartMs, cached: r.cached });

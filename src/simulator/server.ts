@@ -39,6 +39,9 @@ export interface SimulatorOptions {
   prefillFactor: number;
   /** Fraction of arithmetic questions ("What is 17 + 25?") answered wrong: a quantized model's quality cost. */
   qualityLoss: number;
+  /** GPUs the model is sharded over, and GPUs the box has: more than it has refuses to start. */
+  tensorParallel: number;
+  gpuCount: number;
   /** Weight load when the local cache does not hold this variant (first start), ms. */
   coldStartMs: number;
   /** Weight load from the local cache ("Instant Start"), ms. */
@@ -71,6 +74,8 @@ export const SIMULATOR_DEFAULTS: SimulatorOptions = {
   decodeFactor: 1,
   prefillFactor: 1,
   qualityLoss: 0,
+  tensorParallel: 1,
+  gpuCount: 1,
   coldStartMs: 4000,
   warmStartMs: 600,
   cacheDir: '.data/weights',
@@ -191,6 +196,9 @@ function countTokens(text: string): number {
 
 export async function startSimulator(partial: Partial<SimulatorOptions> = {}): Promise<RunningSimulator> {
   const o: SimulatorOptions = { ...SIMULATOR_DEFAULTS, ...partial };
+  if (o.tensorParallel > o.gpuCount) {
+    throw new Error(`tensor parallel size ${o.tensorParallel} is more than the ${o.gpuCount} GPU(s) this box has`);
+  }
   const sem = new Semaphore(o.maxConcurrency);
   let loaded = false;
   let served = 0;

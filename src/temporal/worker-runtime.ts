@@ -7,6 +7,7 @@ import { Config } from '../config/config';
 import { createPrisma, PrismaClient } from '../database/prisma';
 import type { Providers } from '../providers/provider';
 import { createProviders, reconcileProviders } from '../providers/registry';
+import { loadPrices } from '../usage/prices';
 
 /** Prebuilt bundle when present (production), else bundle from source at start. */
 function workflowSource(config: Config): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> {
@@ -43,6 +44,7 @@ export async function startWorker(
       publicBaseUrl: config.PUBLIC_BASE_URL,
       healthPollMs: overrides.healthPollMs,
       healthTimeoutSeconds: config.DEPLOY_HEALTH_TIMEOUT_SECONDS,
+      prices: loadPrices(config.PRICING_FILE),
     }),
   });
   const run = worker.run();

@@ -22,6 +22,7 @@ export function localProvider(config: Config): LocalProvider {
       `--warm-start-ms ${config.SIM_WARM_START_MS}`,
       `--ttft-ms ${config.SIM_TTFT_MS}`,
       `--itl-ms ${config.SIM_ITL_MS}`,
+      `--slowdown-per-seq ${config.SIM_SLOWDOWN_PER_SEQ}`,
     ],
   });
 }

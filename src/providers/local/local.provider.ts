@@ -9,7 +9,6 @@ import { replicaHealth, replicaInFlight } from '../replica-http';
 import { simulatedEngine, simulatorFlags } from '../../simulator/engine';
 import { engineArgs, quantizationArgs } from '../../bundle/bundle';
 
-
 export interface LocalProviderOptions {
   /** Where pid files and logs live: <stateDir>/replicas/<id>.json, <stateDir>/logs/<id>.log. */
   stateDir: string;

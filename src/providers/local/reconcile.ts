@@ -18,11 +18,20 @@ export async function reconcileReplicas(
     include: { deployment: { select: { status: true } } },
   });
   const wanted = new Map(rows.filter((r) => ['PENDING', 'PROVISIONING', 'ACTIVE'].includes(r.deployment.status)).map((r) => [r.id, r]));
+  // An optimization run's candidate (deployment run:<runId>) is wanted while its run is in progress.
+  const runIds = [...new Set(running.filter((h) => h.deploymentId.startsWith('run:')).map((h) => h.deploymentId.slice(4)))];
+  const measuring = new Set(
+    runIds.length
+      ? (await prisma.optimizationRun.findMany({ where: { id: { in: runIds }, status: { in: ['PENDING', 'RUNNING'] } } })).map(
+          (r) => `run:${r.id}`,
+        )
+      : [],
+  );
   let adopted = 0;
   let reaped = 0;
   let lost = 0;
   for (const h of running) {
-    if (wanted.has(h.replicaId)) adopted++;
+    if (wanted.has(h.replicaId) || measuring.has(h.deploymentId)) adopted++;
     else {
       await provider.stopReplica(h.replicaId);
       reaped++;
