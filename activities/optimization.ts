@@ -362,8 +362,9 @@ export function optimizationActivities(ctx: ActivityContext, prices: PriceTable 
         const s = run.load as RunSettings | null;
         if (!m || !s) continue;
         const rows = await prisma.usageRollup.findMany({ where: { deploymentId: d.id, minute: { gte: since } } });
-        const requests = rows.reduce((n, r) => n + r.requests, 0);
-        if (requests === 0) continue;
+        // Failed requests carry no tokens: lengths are means over the ones served.
+        const requests = rows.reduce((n, r) => n + r.requests - r.errors, 0);
+        if (requests <= 0) continue;
         const live = {
           requests,
           // Mean in flight over the minutes that saw traffic (Little's law: request time over wall time).

@@ -32,7 +32,10 @@ async function main() {
   const t0 = performance.now();
   const run = await gql<{ startOptimizationRun: { id: string } }>(
     `mutation($p: ID!, $input: StartOptimizationRunInput) { startOptimizationRun(pipelineId: $p, input: $input) { id } }`,
-    { p: pipelineId, input: { priority: 'THROUGHPUT', candidates: CANDIDATES, load: { promptTokens: 32, outputTokens, levelSeconds, evalQuestions: 20 } } },
+    {
+      p: pipelineId,
+      input: { priority: 'THROUGHPUT', candidates: CANDIDATES, load: { promptTokens: 32, outputTokens, levelSeconds, evalQuestions: 20 } },
+    },
   );
   const runId = run.startOptimizationRun.id;
   // Each candidate's wall time: from MEASURING to its verdict, polled every 100 ms.
@@ -74,7 +77,9 @@ async function main() {
       `${v.name.replace(/^run\d+-/, '').padEnd(10)} | ${String(configured).padStart(15)} | ${String(m?.knee ?? '-').padStart(13)} | ${err.toFixed(1).padStart(7)} | ${String(levels).padStart(6)} | ${wall.toFixed(1).padStart(6)} | ${alone.toFixed(1).padStart(14)} | ${(wall / alone).toFixed(2).padStart(13)}`,
     );
   }
-  console.log(`mean knee error: ${(errSum / vs.length).toFixed(1)} %; run wall time ${totalS.toFixed(1)} s, ${(totalS / vs.length).toFixed(1)} s per candidate`);
+  console.log(
+    `mean knee error: ${(errSum / vs.length).toFixed(1)} %; run wall time ${totalS.toFixed(1)} s, ${(totalS / vs.length).toFixed(1)} s per candidate`,
+  );
   await s.close();
 }
 

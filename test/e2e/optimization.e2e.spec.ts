@@ -259,7 +259,7 @@ describe('optimization runs (real api, worker, Temporal, gateway and simulator r
           gpus: ['sim'],
           priority: 'COST',
           redeploy: 'IF_BETTER',
-          load: { ...LOAD, promptTokens: 1, levelSeconds: 0.3, evalQuestions: 0, maxConcurrency: 2 },
+          load: { ...LOAD, promptTokens: 1, levelSeconds: 0.3, evalQuestions: 0, maxConcurrency: 4 },
         },
       }),
     );
@@ -292,7 +292,7 @@ describe('optimization runs (real api, worker, Temporal, gateway and simulator r
 
     // Live traffic with outputs four times longer than the run measured (its prompts, "hi", as long): the drift check
     // says so on the deployment.
-    const traffic = chatLoad(stack.url, apiKey, { rate: 20, maxTokens: LOAD.outputTokens * 4 });
+    const traffic = chatLoad(stack.url, apiKey, { rate: 10, maxTokens: LOAD.outputTokens * 4 });
     const drift = await eventually(
       async () => (await stack.prisma.deploymentEvent.findFirst({ where: { deploymentId, kind: 'optimization.drift' } })) ?? null,
       60_000,
