@@ -5,7 +5,7 @@
  *
  *   npm run build && node dist/bench/optimize.js [levelSeconds=1] [outputTokens=16]
  *
- * Candidates: bf16 at max-model-len 16384, 10923 and 6554 (knees 8, 12, 20), fp8 and int4 at 16384 (12, 16), and a
+ * Candidates: bf16 at max-model-len 16384, 10923 and 6554 (knees 8, 11, 19), fp8 and int4 at 16384 (12, 16), and a
  * speculative one (8), each up to 24 concurrent sequences. Simulator: ttft 40 ms, itl 8 ms, 10 % per running sequence.
  */
 import { simulatedEngine } from '../src/simulator/engine';
