@@ -96,8 +96,23 @@ export function sweepLevels(cap: number): number[] {
 
 const usable = (p: SweepPoint) => p.requests > 0 && p.errors / p.requests <= MAX_LEVEL_ERROR_RATE;
 
-/** The measured level with the highest throughput: past it, more concurrency only adds latency. Null before any usable level. */
+/** Levels within this fraction of the best throughput count as reaching it: the knee is the lowest of them. */
+export const KNEE_TOLERANCE = 0.03;
+
+/**
+ * The knee: the lowest measured level whose throughput is within KNEE_TOLERANCE of the best (past it, more
+ * concurrency buys under 3 % more tokens for more latency; and a level that only measured a little higher by noise
+ * does not move it). Null before any usable level.
+ */
 export function knee(points: SweepPoint[]): number | null {
+  const ok = points.filter(usable);
+  if (ok.length === 0) return null;
+  const best = Math.max(...ok.map((p) => p.throughputTps));
+  return Math.min(...ok.filter((p) => p.throughputTps >= best * (1 - KNEE_TOLERANCE)).map((p) => p.concurrency));
+}
+
+/** The measured level with the highest throughput, where the search refines. */
+function peak(points: SweepPoint[]): number | null {
   let best: SweepPoint | null = null;
   for (const p of points) if (usable(p) && (!best || p.throughputTps > best.throughputTps)) best = p;
   return best?.concurrency ?? null;
@@ -111,7 +126,7 @@ export function nextLevel(points: SweepPoint[], cap: number): number | null {
   const measured = new Set(points.map((p) => p.concurrency));
   const coarse = sweepLevels(cap).find((c) => !measured.has(c));
   if (coarse !== undefined) return coarse;
-  const k = knee(points);
+  const k = peak(points);
   if (k === null) return null;
   const levels = [...measured].sort((a, b) => a - b);
   const i = levels.indexOf(k);

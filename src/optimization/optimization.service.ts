@@ -114,24 +114,30 @@ export class OptimizationService implements OnApplicationBootstrap {
     );
   }
 
+  /** Makes the drift-check Schedule, or brings it to this process's settings (interval, window, task queue) when they changed. */
   private async ensureDriftCheck() {
+    const spec: ScheduleSpec = { intervals: [{ every: `${this.config.OPTIMIZE_DRIFT_CHECK_SECONDS}s` }] };
+    const action: ScheduleOptionsAction = {
+      type: 'startWorkflow',
+      workflowType: 'driftCheckWorkflow',
+      workflowId: DRIFT_CHECK_SCHEDULE_ID,
+      taskQueue: this.taskQueue,
+      args: [{ windowSeconds: this.config.OPTIMIZE_DRIFT_WINDOW_SECONDS }],
+    };
+    const handle = this.temporal.schedule.getHandle(DRIFT_CHECK_SCHEDULE_ID);
     try {
-      await this.temporal.schedule.getHandle(DRIFT_CHECK_SCHEDULE_ID).describe();
+      const d = await handle.describe();
+      const every = d.spec.intervals?.[0]?.every;
+      const same =
+        d.action.type === 'startWorkflow' &&
+        d.action.taskQueue === this.taskQueue &&
+        Number(every) === this.config.OPTIMIZE_DRIFT_CHECK_SECONDS * 1000 &&
+        JSON.stringify(d.action.args) === JSON.stringify(action.args);
+      if (!same) await handle.update((prev) => ({ ...prev, spec, action }));
     } catch (err) {
       if (!(err instanceof ScheduleNotFoundError)) throw err;
       await this.temporal.schedule
-        .create({
-          scheduleId: DRIFT_CHECK_SCHEDULE_ID,
-          spec: { intervals: [{ every: `${this.config.OPTIMIZE_DRIFT_CHECK_SECONDS}s` }] },
-          action: {
-            type: 'startWorkflow',
-            workflowType: 'driftCheckWorkflow',
-            workflowId: DRIFT_CHECK_SCHEDULE_ID,
-            taskQueue: this.taskQueue,
-            args: [{ windowSeconds: this.config.OPTIMIZE_DRIFT_WINDOW_SECONDS }],
-          },
-          policies: { overlap: ScheduleOverlapPolicy.SKIP },
-        })
+        .create({ scheduleId: DRIFT_CHECK_SCHEDULE_ID, spec, action, policies: { overlap: ScheduleOverlapPolicy.SKIP } })
         .catch((e: unknown) => {
           // Another api process made it first.
           if (!(e instanceof Error && /already (exists|running)/i.test(e.message))) throw e;
