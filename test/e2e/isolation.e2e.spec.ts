@@ -27,7 +27,16 @@ describe('workspace isolation (real api and worker)', () => {
   let stack: Stack;
   let mine: Gql;
   let theirs: Gql;
-  const a = { deploymentId: '', pipelineId: '', variantId: '', keyId: '', tokenId: '', apiKey: '', credentialId: 'pc_theirs' };
+  const a = {
+    deploymentId: '',
+    pipelineId: '',
+    variantId: '',
+    keyId: '',
+    tokenId: '',
+    apiKey: '',
+    credentialId: 'pc_theirs',
+    runId: 'run_theirs',
+  };
   let ownDeploymentId = '';
   let ownPipelineId = '';
 
@@ -53,6 +62,10 @@ describe('workspace isolation (real api and worker)', () => {
         last4: '0000',
         accountId: 'acct-victim',
       },
+    });
+    // Their finished optimization run, as a run leaves it (the measuring is optimization.e2e's).
+    await stack.prisma.optimizationRun.create({
+      data: { id: a.runId, pipelineId: a.pipelineId, status: 'SUCCEEDED', priority: 'BALANCED', gpus: ['sim'], finishedAt: new Date() },
     });
     const own = await stack.deployed(wsB.token, { name: 'own' }, { mode: 'FLEX', minReplicas: 1, maxReplicas: 1 });
     ownDeploymentId = own.deploymentId;
@@ -119,6 +132,14 @@ describe('workspace isolation (real api and worker)', () => {
         { id: a.credentialId },
       ],
       ['deleteProviderCredential', `mutation($id: ID!) { deleteProviderCredential(id: $id) { id } }`, { id: a.credentialId }],
+      ['optimizationRun', `query($id: ID!) { optimizationRun(id: $id) { id } }`, { id: a.runId }],
+      ['startOptimizationRun', `mutation($p: ID!) { startOptimizationRun(pipelineId: $p, input: { gpus: ["sim"] }) { id } }`, { p: a.pipelineId }],
+      [
+        'setReoptimizationSchedule',
+        `mutation($p: ID!) { setReoptimizationSchedule(pipelineId: $p, input: { everySeconds: 3600, gpus: ["sim"] }) { scheduleId } }`,
+        { p: a.pipelineId },
+      ],
+      ['deleteReoptimizationSchedule', `mutation($p: ID!) { deleteReoptimizationSchedule(pipelineId: $p) }`, { p: a.pipelineId }],
       [
         'createApiKey',
         `mutation($d: ID!) { createApiKey(input: { name: "x", scope: DEPLOYMENT, deploymentId: $d }) { key } }`,

@@ -47,8 +47,10 @@ function readSchema(text: string) {
       if (!f || line.startsWith('@@') || line.startsWith('//')) continue;
       const [, name, type, mod] = f;
       const scalar = ['String', 'Int', 'Float', 'Boolean', 'DateTime', 'Json', 'BigInt', 'Decimal'].includes(type) || enums.has(type);
-      if (!scalar || mod === '[]') continue;
-      fields.push({ name, type, optional: mod === '?' });
+      if (!scalar) continue;
+      // A scalar list (String[]) is a Postgres array, nullable as Prisma makes it.
+      if (mod === '[]') fields.push({ name, type: 'ARRAY', optional: true });
+      else fields.push({ name, type, optional: mod === '?' });
     }
     models.set(m[1], fields);
   }

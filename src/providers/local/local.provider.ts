@@ -138,8 +138,9 @@ export class LocalProvider implements ProviderAdapter {
       replicaId: spec.replicaId,
       gpu: spec.gpu,
     };
-    // The variant's engine flags for a real engine's template (vllm serve ... {engineArgs}), one shell word each.
-    const engineFlags = engineFlagsOf(spec.engine);
+    // The variant's engine flags for a real engine's template (vllm serve ... {engineArgs}), one shell word each; only
+    // worked out when the template asks (the built-in simulator models the settings instead, below).
+    const engineFlags = this.o.command.includes('{engineArgs}') ? engineFlagsOf(spec.engine) : [];
     const template =
       this.o.command ||
       [
