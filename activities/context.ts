@@ -12,6 +12,8 @@ export interface ActivityDeps {
   healthPollMs?: number;
   /** How long a scale-up waits for new replicas to serve. */
   healthTimeoutSeconds?: number;
+  /** How long before a provider's lifetime cap a replica is rotated out (REPLICA_ROTATE_BEFORE_SECONDS). */
+  rotateBeforeSeconds?: number;
   /** GPU prices (PRICING_FILE): an optimization run's cost per million tokens. */
   prices?: PriceTable;
 }
@@ -52,6 +54,7 @@ export function activityContext(deps: ActivityDeps) {
     prisma,
     pollMs: deps.healthPollMs ?? 50,
     healthTimeoutSeconds: deps.healthTimeoutSeconds ?? 300,
+    rotateBeforeSeconds: deps.rotateBeforeSeconds ?? 1800,
     event,
     loadDeployment,
     provider,

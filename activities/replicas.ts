@@ -134,7 +134,10 @@ export function replicaActivities(ctx: ActivityContext) {
       const d = await loadDeployment(deploymentId);
       const p = provider(d.target);
       // Only the serving revision is sized: a revision staged beside it (a swap) is the swap's own.
-      const rows = await prisma.replica.findMany({ where: { ...ofServingRevision(d), state: { in: ['STARTING', 'READY', 'DRAINING'] } } });
+      const all = await prisma.replica.findMany({ where: { ...ofServingRevision(d), state: { in: ['STARTING', 'READY', 'DRAINING'] } } });
+      // A replica being rotated out (its replacement is starting or serving) is leaving: the replacement counts instead.
+      const replaced = new Set(all.filter((r) => r.replacesId && r.state !== 'DRAINING').map((r) => r.replacesId!));
+      const rows = all.filter((r) => !(replaced.has(r.id) && r.state === 'READY'));
       // What the caller must watch: the serving revision's starting replicas, and every draining one (a swap
       // that could not finish draining the revision it left hands those to the scaler this way).
       const watch = async () => {
@@ -245,6 +248,72 @@ export function replicaActivities(ctx: ActivityContext) {
         heartbeat();
         await sleep(pollMs);
       }
+    },
+
+    /**
+     * Rotation before the provider's lifetime cap ends a replica (Modal: 24 h per Sandbox): each serving replica
+     * within `rotateBeforeSeconds` of its end gets a replacement started beside it; once the replacement serves, the
+     * old one is marked DRAINING (the gateways stop routing to it at once) and handed to the caller to drain, so
+     * capacity never dips and no request is cut. Idempotent: a replacement is found by the row it replaces. Returns
+     * what to watch and when to look again (null: never, the provider has no cap or nothing runs).
+     */
+    async rotateAgedReplicas(input: {
+      deploymentId: string;
+    }): Promise<{ starting: string[]; draining: string[]; nextCheckAt: number | null }> {
+      const d = await loadDeployment(input.deploymentId);
+      const p = provider(d.target);
+      const lifetime = p.capabilities.maxReplicaLifetimeSeconds;
+      if (lifetime === null || d.status !== 'ACTIVE') return { starting: [], draining: [], nextCheckAt: null };
+      const margin = Math.min(ctx.rotateBeforeSeconds, lifetime / 2) * 1000;
+      const rows = await prisma.replica.findMany({ where: { ...ofServingRevision(d), state: { in: ['STARTING', 'READY'] } } });
+      const now = Date.now();
+      const dueAt = (r: { startedAt: Date }) => r.startedAt.getTime() + lifetime * 1000 - margin;
+      const starting: string[] = [];
+      const draining: string[] = [];
+      let busy = false;
+      for (const old of rows.filter((r) => r.state === 'READY' && dueAt(r) <= now)) {
+        const next = rows.find((r) => r.replacesId === old.id);
+        if (!next) {
+          const first = await prisma.replica.count({ where: { deploymentId: d.id } });
+          const id = replicaId(d.id, first);
+          await prisma.replica.create({
+            data: {
+              id,
+              deploymentId: d.id,
+              state: 'STARTING',
+              gpu: d.gpu,
+              concurrency: d.variant.maxConcurrency,
+              revisionId: d.revisionId,
+              replacesId: old.id,
+            },
+          });
+          await startReplica(d, p, id);
+          await event(
+            d.id,
+            'replica.rotating',
+            `replica ${old.id} reaches the provider's ${lifetime} s limit soon: replacement ${id} is starting`,
+            {
+              replicaId: old.id,
+              replacementId: id,
+            },
+          );
+          starting.push(id);
+          busy = true;
+        } else if (next.state === 'STARTING') {
+          starting.push(next.id);
+          busy = true;
+        } else if (await transition(old.id, 'READY', { state: 'DRAINING' })) {
+          await notify(prisma, CHANNEL_ROUTES, d.id);
+          await event(d.id, 'replica.rotated', `replica ${next.id} serves in place of ${old.id}, which drains and stops`, {
+            replicaId: old.id,
+            replacementId: next.id,
+          });
+          draining.push(old.id);
+        }
+      }
+      const upcoming = rows.filter((r) => dueAt(r) > now).map(dueAt);
+      const nextCheckAt = busy ? now + Math.max(pollMs, 1000) : upcoming.length ? Math.min(...upcoming) : null;
+      return { starting, draining, nextCheckAt };
     },
 
     async provisionReplicas({ deploymentId, count }: { deploymentId: string; count: number }): Promise<{ replicaIds: string[] }> {

@@ -193,7 +193,7 @@ class DeadlineTimer {
   }
 }
 
-type Acts = Pick<Activities, 'reconcileReplicaCount' | 'awaitReplicaReady' | 'drainReplica'>;
+type Acts = Pick<Activities, 'reconcileReplicaCount' | 'awaitReplicaReady' | 'drainReplica' | 'rotateAgedReplicas'>;
 
 /**
  * Applies the decided count without ever blocking the decisions: one short activity brings the
@@ -211,6 +211,8 @@ class Actuator {
   private targetAtFailure = 0;
   readonly starting = new Set<string>();
   readonly draining = new Set<string>();
+  /** Set when what runs changed (a replica came up, a lifecycle start resumed us): the rotation looks again. */
+  private rotationPoke = false;
 
   constructor(
     private readonly run: ScalerRun,
@@ -248,6 +250,35 @@ class Actuator {
     this.dirty = false;
     this.failures = 0;
     this.retryAt = 0;
+  }
+
+  /** What runs may have changed under us (a lifecycle operation): the rotation looks again. */
+  poke(): void {
+    this.rotationPoke = true;
+  }
+
+  /**
+   * Replaces each replica before the provider's lifetime cap ends it (Modal's Sandbox timeout): the activity starts a
+   * replacement and, once it serves, marks the old one DRAINING; both are watched here like any other. It says when to
+   * look again (the next replica's due time), or never for a provider without a cap; a replica coming up looks again.
+   */
+  async rotation(): Promise<never> {
+    for (;;) {
+      await condition(() => !this.run.paused);
+      this.rotationPoke = false;
+      let next: number | null;
+      try {
+        const r = await this.short.rotateAgedReplicas({ deploymentId: this.input.deploymentId });
+        for (const id of r.starting) this.watchStart(id);
+        for (const id of r.draining) this.watchDrain(id);
+        next = r.nextCheckAt;
+      } catch (err) {
+        if (isCancellation(err)) throw err;
+        next = Date.now() + 30_000;
+      }
+      if (next === null) await condition(() => this.rotationPoke);
+      else await condition(() => this.rotationPoke, Math.max(50, next - Date.now()));
+    }
   }
 
   private note(reason: string): void {
@@ -295,6 +326,7 @@ class Actuator {
         this.starting.delete(id);
         if (r === 'ready') this.failures = 0;
         this.run.wake = true;
+        this.rotationPoke = true;
       },
       (err) => {
         this.starting.delete(id);
@@ -341,6 +373,8 @@ export async function scalerWorkflow(input: ScalerInput): Promise<void> {
   // A Flex scaler stepping down to zero wakes for the next step at once (patch 'scaler-zero-step-wake'): before, an
   // idle deployment could stay one step above zero until the next report came.
   const stepToZero = patched('scaler-zero-step-wake');
+  // Replicas are replaced before the provider's lifetime cap ends them (patch 'scaler-replica-rotation').
+  const rotation = patched('scaler-replica-rotation');
   const timer = new DeadlineTimer();
 
   // Every scaler activity's retries are bounded; a permanent failure is not retried at all.
@@ -376,9 +410,11 @@ export async function scalerWorkflow(input: ScalerInput): Promise<void> {
       )
     : null;
   if (actuator) void actuator.loop();
+  if (actuator && rotation) void actuator.rotation();
   setHandler(resumeScalerSignal, (r) => {
     run.resume(r?.current, r?.targetConcurrency);
     if (r?.current !== undefined) actuator?.reset(r.current);
+    actuator?.poke();
   });
 
   setHandler(scalerStatusQuery, () => run.status(actuator?.counts()));

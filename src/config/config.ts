@@ -63,6 +63,8 @@ export const configSchema = z.object({
   DEPLOY_HEALTH_TIMEOUT_SECONDS: positiveInt.default(300),
   /** Longest wait for a draining replica's requests to finish before it is stopped. */
   SCALER_DRAIN_TIMEOUT_SECONDS: positiveInt.default(300),
+  /** How long before a provider ends a replica (Modal's Sandbox timeout) the scaler starts its replacement, seconds. */
+  REPLICA_ROTATE_BEFORE_SECONDS: positiveInt.default(1800),
   /** Optimization runs: how long each concurrency level of a sweep runs, seconds. */
   OPTIMIZE_LEVEL_SECONDS: z.coerce.number().positive().max(3600).default(20),
   /** Optimization runs: the prompt and output length each measured request has, tokens (unless a run says otherwise). */

@@ -45,6 +45,7 @@ export async function startWorker(
       healthPollMs: overrides.healthPollMs,
       healthTimeoutSeconds: config.DEPLOY_HEALTH_TIMEOUT_SECONDS,
       prices: loadPrices(config.PRICING_FILE),
+      rotateBeforeSeconds: config.REPLICA_ROTATE_BEFORE_SECONDS,
     }),
   });
   const run = worker.run();

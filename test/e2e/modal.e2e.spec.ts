@@ -11,14 +11,9 @@ import {
   START_DEPLOYMENT,
   STOP_DEPLOYMENT,
 } from '../support/graphql';
+import { chatLoad } from '../support/load';
 import { streamChat } from '../support/openai';
 import { Stack, startStack } from '../support/stack';
-
-/**
- * TODO(gateway): the gateway must send each Modal replica its own key (modalReplicaKey of the replica id), which needs a
- * change in src/gateway (see the report of issue #16). Until it does, the one assertion that streams through the gateway
- * is skipped; the same stream straight to the replica's tunnel with its key runs below.
- */
 
 const ADD = `mutation($input: AddProviderCredentialInput!) {
   addProviderCredential(input: $input) { id target name last4 accountId demo } }`;
@@ -32,7 +27,8 @@ describe('MODAL through the real modal SDK on the fake control plane (real api, 
   let gql: Gql;
 
   beforeAll(async () => {
-    stack = await startStack({ env: { MODAL_FAKE: 'true' } });
+    // Sandboxes end 12 s after they start; the scaler rotates a replica out 8 s before (the rotation test).
+    stack = await startStack({ env: { MODAL_FAKE: 'true', MODAL_SANDBOX_TIMEOUT_SECONDS: '12', REPLICA_ROTATE_BEFORE_SECONDS: '8' } });
     gql = stack.as((await stack.workspace('TEAM')).token);
   });
   afterAll(async () => {
@@ -121,5 +117,39 @@ describe('MODAL through the real modal SDK on the fake control plane (real api, 
 
     await operate(DELETE_DEPLOYMENT, { id: d.id });
     expect(await sandboxesOf(d.id)).toEqual([]);
+  });
+
+  it('should replace a replica before Modal ends its Sandbox, with no failed request and never fewer replicas serving', async () => {
+    const cred = await stack.prisma.providerCredential.findFirstOrThrow({ where: { name: 'demo (local fake)' } });
+    const d = await deployAndWait(gql, {
+      pipelineId: await createPipeline(gql, { name: 'modal-rotation' }),
+      target: 'MODAL',
+      gpu: 'H100',
+      mode: 'FLEX',
+      minReplicas: 1,
+      maxReplicas: 1,
+      credentialId: cred.id,
+    });
+    expect(d.status).toBe('ACTIVE');
+    const load = chatLoad(stack.url, d.apiKey, { rate: 10, maxTokens: 8 });
+    // Past two Sandbox lifetimes: each replica is rotated 4 s into its 12 s.
+    let fewest = Infinity;
+    const until = Date.now() + 26_000;
+    while (Date.now() < until) {
+      fewest = Math.min(fewest, await stack.prisma.replica.count({ where: { deploymentId: d.id, state: 'READY' } }));
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const result = await load.stop();
+    expect(result.failures).toEqual([]);
+    expect(result.ok).toBeGreaterThan(100);
+    expect(fewest).toBeGreaterThanOrEqual(1);
+    const rotated = await stack.prisma.deploymentEvent.findMany({ where: { deploymentId: d.id, kind: 'replica.rotated' } });
+    expect(rotated.length).toBeGreaterThanOrEqual(2);
+    // No replica reached its Sandbox's end while serving: every old one was drained and stopped first.
+    const rows = await stack.prisma.replica.findMany({ where: { deploymentId: d.id } });
+    expect(rows.filter((r) => r.state === 'FAILED')).toEqual([]);
+    expect(rows.filter((r) => r.replacesId).length).toBeGreaterThanOrEqual(2);
+    expect(await sandboxesOf(d.id)).toHaveLength(1);
+    await operate(DELETE_DEPLOYMENT, { id: d.id });
   });
 });

@@ -78,6 +78,7 @@ export const idleScaler: Partial<Activities> = {
     starting: [],
     draining: [],
   })) as unknown as Activities['reconcileReplicaCount'],
+  rotateAgedReplicas: (async () => ({ starting: [], draining: [], nextCheckAt: null })) as unknown as Activities['rotateAgedReplicas'],
 };
 
 export interface OperationOutcome<T> {

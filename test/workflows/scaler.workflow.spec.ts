@@ -31,16 +31,25 @@ type State = 'STARTING' | 'READY' | 'DRAINING' | 'STOPPED' | 'FAILED';
  * itself is the real pure planActuation(); what is under test is the workflow around it.
  */
 class FakeReplicas {
-  readonly replicas = new Map<string, { state: State; startedAt: number; readyAt?: number }>();
+  readonly replicas = new Map<string, { state: State; startedAt: number; readyAt?: number; replaces?: string }>();
   readonly reconciles: Array<{ at: number; desired: number; started: number; reused: number }> = [];
   readonly starts: number[] = [];
   private seq = 0;
 
   constructor(
     ready: number,
-    private readonly o: { startMs: number; drainMs?: number; failStart?: (n: number) => boolean } = { startMs: 200 },
+    private readonly o: {
+      startMs: number;
+      drainMs?: number;
+      failStart?: (n: number) => boolean;
+      /** The provider ends a replica this long after its start (Modal's Sandbox timeout); rotated rotateBeforeMs before. */
+      lifetimeMs?: number;
+      rotateBeforeMs?: number;
+    } = { startMs: 200 },
   ) {
-    for (let i = 0; i < ready; i++) this.replicas.set(`r${this.seq++}`, { state: 'READY', startedAt: 0, readyAt: 0 });
+    // With a lifetime the replicas start now (they would be long dead otherwise); without, their age does not matter.
+    const t = o.lifetimeMs !== undefined ? Date.now() : 0;
+    for (let i = 0; i < ready; i++) this.replicas.set(`r${this.seq++}`, { state: 'READY', startedAt: t, readyAt: t });
   }
 
   count(state: State) {
@@ -49,8 +58,10 @@ class FakeReplicas {
 
   activities(): Partial<Activities> {
     const reconcileReplicaCount = (async ({ desired }: { desired: number }) => {
+      // As the real one: a replica whose replacement is on its way is leaving, not counted.
+      const replaced = new Set([...this.replicas.values()].filter((r) => r.replaces && r.state !== 'DRAINING').map((r) => r.replaces));
       const views = [...this.replicas]
-        .filter(([, r]) => ['STARTING', 'READY', 'DRAINING'].includes(r.state))
+        .filter(([id, r]) => ['STARTING', 'READY', 'DRAINING'].includes(r.state) && !(replaced.has(id) && r.state === 'READY'))
         .map(([id, r]) => ({ id, state: r.state as 'STARTING' | 'READY' | 'DRAINING', startedAt: r.startedAt }));
       const plan = planActuation(desired, views);
       for (const id of plan.reuse) this.replicas.get(id)!.state = this.replicas.get(id)!.readyAt !== undefined ? 'READY' : 'STARTING';
@@ -92,7 +103,50 @@ class FakeReplicas {
       r.state = 'STOPPED';
       return 'stopped';
     }) as Activities['drainReplica'];
-    return { reconcileReplicaCount, awaitReplicaReady, drainReplica };
+    const rotateAgedReplicas = (async () => {
+      const { lifetimeMs, rotateBeforeMs = 0 } = this.o;
+      if (lifetimeMs === undefined) return { starting: [], draining: [], nextCheckAt: null };
+      const now = Date.now();
+      const due = (r: { startedAt: number }) => r.startedAt + lifetimeMs - rotateBeforeMs;
+      const starting: string[] = [];
+      const draining: string[] = [];
+      let busy = false;
+      for (const [id, old] of [...this.replicas].filter(([, r]) => r.state === 'READY' && due(r) <= now)) {
+        const next = [...this.replicas].find(([, r]) => r.replaces === id && (r.state === 'STARTING' || r.state === 'READY'));
+        if (!next) {
+          const nid = `r${this.seq++}`;
+          this.replicas.set(nid, { state: 'STARTING', startedAt: now, replaces: id });
+          this.starts.push(now);
+          starting.push(nid);
+          busy = true;
+        } else if (next[1].state === 'STARTING') {
+          starting.push(next[0]);
+          busy = true;
+        } else {
+          old.state = 'DRAINING';
+          draining.push(id);
+        }
+      }
+      const live = [...this.replicas.values()].filter((r) => (r.state === 'READY' || r.state === 'STARTING') && due(r) > now);
+      return { starting, draining, nextCheckAt: busy ? now + 50 : live.length ? Math.min(...live.map(due)) : null };
+    }) as unknown as Activities['rotateAgedReplicas'];
+    return { reconcileReplicaCount, awaitReplicaReady, drainReplica, rotateAgedReplicas };
+  }
+
+  /** The provider ending what outlived its lifetime: serving replicas it kills count as lost capacity. */
+  expire(): number {
+    let lost = 0;
+    for (const r of this.replicas.values()) {
+      if (
+        this.o.lifetimeMs !== undefined &&
+        (r.state === 'READY' || r.state === 'DRAINING') &&
+        Date.now() - r.startedAt >= this.o.lifetimeMs
+      ) {
+        if (r.state === 'READY') lost++;
+        r.state = 'FAILED';
+      }
+    }
+    return lost;
   }
 }
 
@@ -258,6 +312,26 @@ describe('scaler workflow (fake activities, real Temporal server)', () => {
       // The new run found the replicas the old one had started and watches them to the end.
       await eventually(async () => (await latest.query(scalerStatusQuery)).starting === 0 && world.count('READY') === 3);
       expect(world.starts).toHaveLength(2);
+    });
+  });
+
+  it('should replace each replica before the provider ends it, never serving fewer than its count', async () => {
+    // Replicas live 1.5 s and are rotated 1 s before (a start takes 200 ms): three rounds of rotation in 4 s.
+    const world = new FakeReplicas(2, { startMs: 200, lifetimeMs: 1500, rotateBeforeMs: 1000 });
+    await withScaler(world.activities(), { initialReplicas: 2 }, async () => {
+      let lost = 0;
+      let fewest = Infinity;
+      const until = Date.now() + 4000;
+      while (Date.now() < until) {
+        lost += world.expire();
+        fewest = Math.min(fewest, world.count('READY'));
+        await sleep(20);
+      }
+      expect(lost).toBe(0);
+      expect(fewest).toBeGreaterThanOrEqual(2);
+      // Every replica that started served and was rotated out in turn: starts are replacements, two at a time.
+      expect(world.starts.length).toBeGreaterThanOrEqual(4);
+      expect(world.count('READY')).toBe(2);
     });
   });
 

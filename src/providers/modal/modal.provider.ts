@@ -8,7 +8,7 @@ import { ClientError, Status } from 'nice-grpc';
 import type { Logger } from 'pino';
 import type { PrismaClient } from '../../database/prisma';
 import { ProviderError, ProviderPermanentError } from '../errors';
-import type { ProviderAdapter, ReplicaHandle, ReplicaHealth, ReplicaSpec } from '../provider';
+import type { ProviderAdapter, ProviderCapabilities, ReplicaHandle, ReplicaHealth, ReplicaSpec } from '../provider';
 import { replicaHealth, replicaInFlight } from '../replica-http';
 import { replicaKey } from '../../credentials/store';
 
@@ -142,17 +142,20 @@ export const MODAL_MAX_LIFETIME_SECONDS = 86_400;
 /** One Sandbox per replica row, in the App `appName` of the credential's environment, tagged with its ids. */
 export class ModalProvider implements ProviderAdapter {
   readonly target = 'MODAL' as const;
-  readonly capabilities = {
-    perReplicaUrls: true,
-    exactReplicaControl: true,
-    maxReplicaLifetimeSeconds: MODAL_MAX_LIFETIME_SECONDS,
-    coldStartFromZero: false,
-  };
+  readonly capabilities: ProviderCapabilities;
   private readonly clients = new Map<string, AccountClient>();
   /** Where each replica runs, learned from ensureReplica and listReplicas (stopReplica gets only the id). */
   private readonly known = new Map<string, { credentialId: string; sandboxId: string }>();
 
-  constructor(private readonly o: ModalProviderOptions) {}
+  constructor(private readonly o: ModalProviderOptions) {
+    // A replica lives as long as its Sandbox's timeout (at most Modal's cap); the scaler rotates it out before.
+    this.capabilities = {
+      perReplicaUrls: true,
+      exactReplicaControl: true,
+      maxReplicaLifetimeSeconds: Math.min(o.sandboxTimeoutSeconds, MODAL_MAX_LIFETIME_SECONDS),
+      coldStartFromZero: false,
+    };
+  }
 
   /** The client of a credential; a rotated token gets a new client. */
   async client(credentialId: string): Promise<AccountClient> {
