@@ -355,7 +355,8 @@ export class OptimizationService implements OnApplicationBootstrap {
     let nextRunsAt: Date[] = [];
     try {
       const d = await this.temporal.schedule.getHandle(row.scheduleId).describe();
-      nextRunsAt = d.state.paused ? [] : d.info.nextActionTimes.slice(0, 3);
+      // The row says whether it is paused: Temporal applies a pause a moment after it was asked.
+      nextRunsAt = row.paused ? [] : d.info.nextActionTimes.slice(0, 3);
     } catch (err) {
       this.log.warn({ err: (err as Error).message, scheduleId: row.scheduleId }, 'could not describe the schedule');
     }

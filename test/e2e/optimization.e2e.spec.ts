@@ -279,8 +279,8 @@ describe('optimization runs (real api, worker, Temporal, gateway and simulator r
       gql<{ setReoptimizationSchedule: { paused: boolean; nextRunsAt: string[] } }>(SET_SCHEDULE, { pipelineId, input: { paused: true } }),
     );
     expect(paused.setReoptimizationSchedule).toMatchObject({ paused: true, nextRunsAt: [] });
-    const desc = await stack.temporal.schedule.getHandle(reoptimizeScheduleId(pipelineId)).describe();
-    expect(desc.state.paused).toBe(true);
+    // Temporal applies the pause a moment after it is asked.
+    await eventually(async () => (await stack.temporal.schedule.getHandle(reoptimizeScheduleId(pipelineId)).describe()).state.paused);
     // Whatever was already running ends; after that nothing new starts while paused.
     await eventually(
       async () => (await runs(pipelineId)).runs.every((r) => r.status !== 'RUNNING' && r.status !== 'PENDING') || null,
