@@ -62,17 +62,10 @@ export interface SweepPoint {
   latencyP95Ms: number;
 }
 
-/** What a variant measured at its target concurrency, and what that costs. */
-export interface VariantMetrics {
+/** What a variant measured at its target concurrency (that level's throughput and latencies), and what that costs. */
+export interface VariantMetrics extends Omit<SweepPoint, 'concurrency' | 'requests' | 'errors'> {
   knee: number;
   targetConcurrency: number;
-  throughputTps: number;
-  ttftP50Ms: number;
-  ttftP95Ms: number;
-  itlP50Ms: number;
-  itlP95Ms: number;
-  latencyP50Ms: number;
-  latencyP95Ms: number;
   errorRate: number;
   /** The GPU's hourly price over what one replica produces at the target. */
   costPerMillionTokensUsd: number;
@@ -171,17 +164,12 @@ export function evaluate(points: SweepPoint[], c: Constraints, pricePerHourUsd: 
   const lowest = candidates.at(-1)!;
   const at = target ?? lowest;
   const tokensPerHour = at.throughputTps * 3600;
+  const { concurrency, requests, errors, ...measured } = at;
   const metrics: VariantMetrics = {
+    ...measured,
     knee: k,
-    targetConcurrency: at.concurrency,
-    throughputTps: at.throughputTps,
-    ttftP50Ms: at.ttftP50Ms,
-    ttftP95Ms: at.ttftP95Ms,
-    itlP50Ms: at.itlP50Ms,
-    itlP95Ms: at.itlP95Ms,
-    latencyP50Ms: at.latencyP50Ms,
-    latencyP95Ms: at.latencyP95Ms,
-    errorRate: at.requests ? at.errors / at.requests : 0,
+    targetConcurrency: concurrency,
+    errorRate: requests ? errors / requests : 0,
     costPerMillionTokensUsd: tokensPerHour > 0 ? (pricePerHourUsd / tokensPerHour) * 1e6 : Number.POSITIVE_INFINITY,
     monthlyCostUsd: pricePerHourUsd * HOURS_PER_MONTH,
     quality,
