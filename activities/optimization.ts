@@ -390,7 +390,9 @@ export function optimizationActivities(ctx: ActivityContext, prices: PriceTable 
           },
         );
         const sched = d.pipeline.schedule;
-        if (sched && !sched.paused && sched.runOnDrift) runEarly.set(d.pipelineId, { ...s, candidates: null });
+        // The early run measures the traffic as it is now, so its winner fits it (and the drift is not seen again).
+        const now = { promptTokens: Math.max(1, Math.round(live.promptTokens)), outputTokens: Math.max(1, Math.round(live.outputTokens)) };
+        if (sched && !sched.paused && sched.runOnDrift) runEarly.set(d.pipelineId, { ...s, candidates: null, ...now });
       }
       return { drifted, runEarly: [...runEarly].map(([pipelineId, settings]) => ({ pipelineId, settings })) };
     },

@@ -280,6 +280,9 @@ export class OptimizationService implements OnApplicationBootstrap {
       redeploy: input.redeploy ?? had?.redeploy ?? 'NEVER',
       paused: input.paused ?? had?.paused ?? false,
       runOnDrift: input.runOnDrift ?? had?.runOnDrift ?? true,
+      load: (input.load !== undefined
+        ? this.settings(input.load, null)
+        : ((had?.load as RunSettings | null) ?? this.settings(null, null))) as object,
     };
     const scheduleId = reoptimizeScheduleId(p.id);
     const spec: ScheduleSpec =
@@ -289,7 +292,7 @@ export class OptimizationService implements OnApplicationBootstrap {
       workflowType: 'scheduledOptimizeWorkflow',
       workflowId: scheduleId,
       taskQueue: this.taskQueue,
-      args: [{ pipelineId: p.id, trigger: 'SCHEDULE', settings: this.settings(input.load, null) }],
+      args: [{ pipelineId: p.id, trigger: 'SCHEDULE', settings: data.load }],
     };
     try {
       await this.ensureDriftCheck();

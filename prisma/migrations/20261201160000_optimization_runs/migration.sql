@@ -28,6 +28,7 @@ CREATE TABLE "ReoptimizationSchedule" (
     "redeploy" TEXT NOT NULL,
     "paused" BOOLEAN NOT NULL DEFAULT false,
     "runOnDrift" BOOLEAN NOT NULL DEFAULT true,
+    "load" JSONB,
     "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
     "updatedAt" TIMESTAMP(3) NOT NULL,
 
