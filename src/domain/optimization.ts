@@ -89,13 +89,17 @@ export function sweepLevels(cap: number): number[] {
 
 const usable = (p: SweepPoint) => p.requests > 0 && p.errors / p.requests <= MAX_LEVEL_ERROR_RATE;
 
-/** Levels within this fraction of the best throughput count as reaching it: the knee is the lowest of them. */
-export const KNEE_TOLERANCE = 0.03;
+/**
+ * Levels within this fraction of the best throughput count as reaching it: the knee is the lowest of them. Near the
+ * knee the curve is flat (a level below it makes 2-7 % less in the simulator's model), so a wider tolerance would put
+ * the knee a level low (bench/optimize.ts: 3 % gave a mean error of 5.4 %, 1 % gives the numbers in bench/README.md).
+ */
+export const KNEE_TOLERANCE = 0.01;
 
 /**
  * The knee: the lowest measured level whose throughput is within KNEE_TOLERANCE of the best (past it, more
- * concurrency buys under 3 % more tokens for more latency; and a level that only measured a little higher by noise
- * does not move it). Null before any usable level.
+ * concurrency buys next to no more tokens for more latency; a level that measured a hair higher by noise does not move
+ * it). Null before any usable level.
  */
 export function knee(points: SweepPoint[]): number | null {
   const ok = points.filter(usable);
