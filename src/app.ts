@@ -24,6 +24,7 @@ import { PipelinesModule } from './pipelines/pipelines.module';
 import { ScalingModule } from './scaling/scaling.module';
 import { WorkspacesModule } from './workspaces/workspaces.module';
 import { UsageModule } from './usage/usage.module';
+import { MonitoringModule } from './monitoring/monitoring.module';
 import { installLeanAsyncResourceBind } from './common/async-resource-bind';
 
 /** Largest request body, GraphQL or /v1. */
@@ -103,6 +104,7 @@ function rootModule(config: Config, logger: Logger) {
       ScalingModule,
       UsageModule,
       BundleModule,
+      MonitoringModule,
     ],
     providers: [{ provide: APP_FILTER, useClass: GraphQLErrorFilter }],
   })
