@@ -25,6 +25,10 @@ import { ScalingModule } from './scaling/scaling.module';
 import { WorkspacesModule } from './workspaces/workspaces.module';
 import { UsageModule } from './usage/usage.module';
 import { MonitoringModule } from './monitoring/monitoring.module';
+import { PlaygroundModule } from './playground/playground.module';
+import { PlaygroundService } from './playground/playground.service';
+import { consoleRoot, CONSOLE_CSP } from './console';
+import fastifyStatic from '@fastify/static';
 import { installLeanAsyncResourceBind } from './common/async-resource-bind';
 
 /** Largest request body, GraphQL or /v1. */
@@ -105,6 +109,7 @@ function rootModule(config: Config, logger: Logger) {
       UsageModule,
       BundleModule,
       MonitoringModule,
+      PlaygroundModule,
     ],
     providers: [{ provide: APP_FILTER, useClass: GraphQLErrorFilter }],
   })
@@ -146,6 +151,30 @@ export async function createApp(config: Config, logger: Logger): Promise<AppHand
   });
   handler = gateway.handle;
   fastify.get('/healthz', async () => ({ ok: true }));
+  // The console (web/, built into dist/web by `npm run build`): static files at /console/, its data from /graphql.
+  const playground = app.get(PlaygroundService);
+  fastify.post('/playground/chat', async (req, reply) => {
+    reply.hijack();
+    await playground.chat(req.headers, req.body, reply.raw);
+  });
+  const webRoot = consoleRoot();
+  if (webRoot) {
+    await app.register(fastifyStatic, {
+      root: webRoot,
+      prefix: '/console/',
+      setHeaders: (res) => {
+        res.header('content-security-policy', CONSOLE_CSP);
+        res.header('x-content-type-options', 'nosniff');
+        res.header('referrer-policy', 'no-referrer');
+      },
+    });
+    fastify.get('/console', async (_req, reply) => reply.redirect('/console/'));
+  } else {
+    logger.warn('the console is not built (no dist/web/index.html): /console is off; `npm run build` builds it');
+    fastify.get('/console', async (_req, reply) =>
+      reply.code(503).type('text/plain').send('The console is not built: run `npm run build`.\n'),
+    );
+  }
   if (config.METRICS_ENABLED) {
     fastify.get('/metrics', async (_req, reply) => reply.type(gateway.registry.contentType).send(await gateway.registry.metrics()));
   }
@@ -154,6 +183,7 @@ export async function createApp(config: Config, logger: Logger): Promise<AppHand
   await app.listen({ port: config.API_PORT, host: config.API_HOST, backlog: LISTEN_BACKLOG });
   const address = fastify.server.address();
   const port = typeof address === 'object' && address ? address.port : config.API_PORT;
+  playground.setGatewayUrl(`http://${config.API_HOST}:${port}`);
   return {
     app,
     url: `http://${config.API_HOST}:${port}`,

@@ -178,6 +178,11 @@ export const configSchema = z.object({
   TEMPORAL_UI_URL: z.string().url().default('http://127.0.0.1:8233'),
   /** Playground requests a Starter workspace may send per UTC day. */
   PLAYGROUND_STARTER_DAILY_REQUESTS: positiveInt.default(100),
+  /** Where the shared playground deployments of Starter workspaces run (one per model, FLEX, 0 to 1 replica). */
+  PLAYGROUND_TARGET: z.enum(['LOCAL', 'RUNPOD', 'MODAL', 'CUSTOM']).default('LOCAL'),
+  PLAYGROUND_GPU: z.string().min(1).default('sim'),
+  /** A shared playground deployment with no request for this long scales to zero (the next request pays a cold start). */
+  PLAYGROUND_IDLE_TIMEOUT_SECONDS: positiveInt.default(300),
   /** Where the api writes the emitted GraphQL schema; empty keeps it in memory. */
   GRAPHQL_SCHEMA_FILE: z.string().default(''),
   /** Deepest selection a GraphQL document may nest. */
