@@ -27,8 +27,7 @@ import { UsageModule } from './usage/usage.module';
 import { MonitoringModule } from './monitoring/monitoring.module';
 import { PlaygroundModule } from './playground/playground.module';
 import { PlaygroundService } from './playground/playground.service';
-import { consoleRoot, CONSOLE_CSP } from './console';
-import fastifyStatic from '@fastify/static';
+import { consoleRoot, loadConsole } from './console';
 import { installLeanAsyncResourceBind } from './common/async-resource-bind';
 
 /** Largest request body, GraphQL or /v1. */
@@ -159,24 +158,18 @@ export async function createApp(config: Config, logger: Logger): Promise<AppHand
   });
   const webRoot = consoleRoot();
   if (webRoot) {
-    await app.register(fastifyStatic, {
-      root: webRoot,
-      prefix: '/console/',
-      setHeaders: (res) => {
-        res.header('content-security-policy', CONSOLE_CSP);
-        res.header('x-content-type-options', 'nosniff');
-        res.header('referrer-policy', 'no-referrer');
-      },
-    });
+    const files = loadConsole(webRoot);
     fastify.get('/console', async (_req, reply) => reply.redirect('/console/'));
+    fastify.get('/console/*', async (req, reply) => {
+      const f = files.get((req.params as { '*': string })['*']);
+      if (!f) return reply.code(404).type('text/plain').send('Not found\n');
+      return reply.headers(f.headers).type(f.type).send(f.body);
+    });
   } else {
     logger.warn('the console is not built (no dist/web/index.html): /console is off; `npm run build` builds it');
     fastify.get('/console', async (_req, reply) =>
       reply.code(503).type('text/plain').send('The console is not built: run `npm run build`.\n'),
     );
-  }
-  if (config.METRICS_ENABLED) {
-    fastify.get('/metrics', async (_req, reply) => reply.type(gateway.registry.contentType).send(await gateway.registry.metrics()));
   }
   // A deep accept queue: thousands of clients opening streams at once must wait to be accepted, not have
   // their SYNs dropped (Node's default is 511; the kernel caps it at net.core.somaxconn).
