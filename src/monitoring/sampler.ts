@@ -94,6 +94,20 @@ const UPSERT = `INSERT INTO "LoadSample" ("deploymentId", minute, "gatewayId", "
     "costUsd" = EXCLUDED."costUsd", latency = EXCLUDED.latency, ttft = EXCLUDED.ttft, "replicasReady" = EXCLUDED."replicasReady",
     "replicasStarting" = EXCLUDED."replicasStarting", "replicasDraining" = EXCLUDED."replicasDraining", desired = EXCLUDED.desired`;
 
+/** A scaler that does not answer within this long (Temporal away) leaves the minute's desired count unknown, ms. */
+const DESIRED_TIMEOUT_MS = 2000;
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+      timer.unref();
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
 const maxOrNull = (a: number | null, b: number | null) => (a === null ? b : b === null ? a : Math.max(a, b));
 
 /**
@@ -220,7 +234,7 @@ export class LoadSampler {
         const known = this.desiredAt.get(m.deploymentId);
         if (known && at - known.at < desiredEveryMs) desired = known.value;
         else {
-          desired = await this.o.sources.desired(m.deploymentId).catch(() => null);
+          desired = await withTimeout(this.o.sources.desired(m.deploymentId), DESIRED_TIMEOUT_MS).catch(() => null);
           this.desiredAt.set(m.deploymentId, { at, value: desired });
         }
       }
@@ -303,6 +317,9 @@ export class LoadSampler {
     if (this.tickTimer) clearInterval(this.tickTimer);
     if (this.flushTimer) clearInterval(this.flushTimer);
     this.tickTimer = this.flushTimer = null;
-    await this.flush();
+    // Charts are advisory: a Postgres that does not answer must not hold the api's shutdown.
+    await withTimeout(this.flush(), 5000).catch((err: Error) =>
+      this.o.log.warn({ err: err.message }, 'last load samples not written at shutdown'),
+    );
   }
 }
