@@ -33,6 +33,9 @@ import { installLeanAsyncResourceBind } from './common/async-resource-bind';
 /** Largest request body, GraphQL or /v1. */
 const BODY_LIMIT_BYTES = 16 * 1024 * 1024;
 
+/** Largest playground request body (a prompt and its conversation). */
+const PLAYGROUND_BODY_LIMIT_BYTES = 1024 * 1024;
+
 /** Pending connections the listening socket holds before the kernel drops SYNs. */
 const LISTEN_BACKLOG = 4096;
 
@@ -152,9 +155,20 @@ export async function createApp(config: Config, logger: Logger): Promise<AppHand
   fastify.get('/healthz', async () => ({ ok: true }));
   // The console (web/, built into dist/web by `npm run build`): static files at /console/, its data from /graphql.
   const playground = app.get(PlaygroundService);
-  fastify.post('/playground/chat', async (req, reply) => {
-    reply.hijack();
-    await playground.chat(req.headers, req.body, reply.raw);
+  // In a scope of its own: the body arrives as text (the service parses it and names what is wrong), and a refusal of
+  // Fastify's own (a body over the limit) gets the playground's JSON shape.
+  await fastify.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', { parseAs: 'string', bodyLimit: PLAYGROUND_BODY_LIMIT_BYTES }, (_req, body, done) => done(null, body));
+    scope.setErrorHandler((err: { statusCode?: number; message: string }, _req, reply) =>
+      reply
+        .code(err.statusCode && err.statusCode < 500 ? err.statusCode : 400)
+        .send({ error: { code: 'BAD_USER_INPUT', message: err.message } }),
+    );
+    scope.post('/playground/chat', async (req, reply) => {
+      reply.hijack();
+      await playground.chat(req.headers, req.body, reply.raw);
+    });
   });
   const webRoot = consoleRoot();
   if (webRoot) {

@@ -99,6 +99,8 @@ const DESIRED_TIMEOUT_MS = 2000;
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
+  // The loser's rejection is expected (a query that fails after its time ran out): never unhandled.
+  p.catch(() => {});
   return Promise.race([
     p,
     new Promise<never>((_, reject) => {
@@ -129,6 +131,7 @@ export class LoadSampler {
   private flushing: Promise<void> | null = null;
   private lastErrorLogAt = 0;
   private readonly now: () => number;
+  private closing = false;
 
   constructor(private readonly o: LoadSamplerOptions) {
     this.now = o.now ?? Date.now;
@@ -225,19 +228,26 @@ export class LoadSampler {
     });
     const of = (id: string, state: string) => counts.find((c) => c.deploymentId === id && c.state === state)?._count._all ?? 0;
     const desiredEveryMs = this.o.desiredEveryMs ?? 15_000;
+    // The scalers are asked together (each bounded), so one that does not answer delays the others by no more.
+    const desiredOf = new Map<string, number | null>();
+    await Promise.all(
+      ids.map(async (id) => {
+        const known = this.desiredAt.get(id);
+        // At shutdown the scaler is not asked (Temporal's connection may be closing): the last answer stands.
+        if (!this.o.sources.desired || this.closing || (known && at - known.at < desiredEveryMs)) {
+          desiredOf.set(id, known?.value ?? null);
+          return;
+        }
+        const value = await withTimeout(this.o.sources.desired(id), DESIRED_TIMEOUT_MS).catch(() => null);
+        this.desiredAt.set(id, { at, value });
+        desiredOf.set(id, value);
+      }),
+    );
     for (const m of current) {
       const ready = of(m.deploymentId, 'READY');
       const starting = of(m.deploymentId, 'STARTING');
       const draining = of(m.deploymentId, 'DRAINING');
-      let desired: number | null = null;
-      if (this.o.sources.desired) {
-        const known = this.desiredAt.get(m.deploymentId);
-        if (known && at - known.at < desiredEveryMs) desired = known.value;
-        else {
-          desired = await withTimeout(this.o.sources.desired(m.deploymentId), DESIRED_TIMEOUT_MS).catch(() => null);
-          this.desiredAt.set(m.deploymentId, { at, value: desired });
-        }
-      }
+      const desired = desiredOf.get(m.deploymentId) ?? null;
       const before = [m.replicasReady, m.replicasStarting, m.replicasDraining, m.desired].join();
       m.replicasReady = maxOrNull(m.replicasReady, ready);
       m.replicasStarting = maxOrNull(m.replicasStarting, starting);
@@ -317,6 +327,7 @@ export class LoadSampler {
     if (this.tickTimer) clearInterval(this.tickTimer);
     if (this.flushTimer) clearInterval(this.flushTimer);
     this.tickTimer = this.flushTimer = null;
+    this.closing = true;
     // Charts are advisory: a Postgres that does not answer must not hold the api's shutdown.
     await withTimeout(this.flush(), 5000).catch((err: Error) =>
       this.o.log.warn({ err: err.message }, 'last load samples not written at shutdown'),

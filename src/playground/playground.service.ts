@@ -251,7 +251,13 @@ export class PlaygroundService {
     let taken = false;
     try {
       ws = await this.authenticate(headers);
-      const parsed = chatBody.safeParse(rawBody ?? {});
+      let json: unknown;
+      try {
+        json = typeof rawBody === 'string' ? JSON.parse(rawBody) : rawBody;
+      } catch (e) {
+        throw new PlaygroundError(400, 'BAD_USER_INPUT', `the body must be JSON: ${(e as Error).message}`);
+      }
+      const parsed = chatBody.safeParse(json ?? {});
       if (!parsed.success) throw new PlaygroundError(400, 'BAD_USER_INPUT', zodMessage(parsed.error));
       target = await this.target(ws, parsed.data);
       if (!(await this.take(ws, now))) {

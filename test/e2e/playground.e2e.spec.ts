@@ -112,6 +112,17 @@ describe('playground (POST /playground/chat)', () => {
     expect(bad.error!.message).toMatch(/messages must hold at least one message/);
     const foreign = await send(stack, other.token, { deploymentId: d.deploymentId, messages: [{ role: 'user', content: 'hi' }] });
     expect(foreign).toMatchObject({ status: 404, error: { code: 'NOT_FOUND' } });
+    const notJson = await fetch(`${stack.url}/playground/chat`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ws.token}`, 'content-type': 'application/json' },
+      body: '{"messages": [',
+      signal: AbortSignal.timeout(20_000),
+    });
+    expect(notJson.status).toBe(400);
+    expect(((await notJson.json()) as { error: { code: string; message: string } }).error).toMatchObject({
+      code: 'BAD_USER_INPUT',
+      message: expect.stringMatching(/the body must be JSON/),
+    });
     const anon = await send(stack, 'mt_not_a_real_token_at_all', {
       deploymentId: d.deploymentId,
       messages: [{ role: 'user', content: 'hi' }],
