@@ -185,6 +185,9 @@ export async function createApp(config: Config, logger: Logger): Promise<AppHand
       reply.code(503).type('text/plain').send('The console is not built: run `npm run build`.\n'),
     );
   }
+  if (config.METRICS_ENABLED) {
+    fastify.get('/metrics', async (_req, reply) => reply.type(gateway.registry.contentType).send(await gateway.registry.metrics()));
+  }
   // A deep accept queue: thousands of clients opening streams at once must wait to be accepted, not have
   // their SYNs dropped (Node's default is 511; the kernel caps it at net.core.somaxconn).
   await app.listen({ port: config.API_PORT, host: config.API_HOST, backlog: LISTEN_BACKLOG });

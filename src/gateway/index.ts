@@ -126,7 +126,12 @@ export async function createGateway({ config, prisma, temporal, log, bodyLimitBy
         return l && { inFlight: l.inFlight, queued: l.queue.length };
       },
       loaded: () => gateway.queue.loadedDeployments(),
-      desired: async (id) => (await temporal.workflow.getHandle(scalerWorkflowId(id)).query(scalerStatusQuery)).desired,
+      // Aborted calls end at once and are not retried (a retry after the connection closed would throw in a timer).
+      desired: (id, signal) =>
+        temporal.withAbortSignal(
+          signal,
+          async () => (await temporal.workflow.getHandle(scalerWorkflowId(id)).query(scalerStatusQuery)).desired,
+        ),
     },
   });
   const gateway: Gateway = new Gateway({

@@ -33,8 +33,11 @@ export interface SamplerSources {
   load(deploymentId: string): { inFlight: number; queued: number } | undefined;
   /** Deployments with local load now. */
   loaded(): Iterable<string>;
-  /** The scaler's desired count, or null when it cannot be asked (no scaler). */
-  desired?(deploymentId: string): Promise<number | null>;
+  /**
+   * The scaler's desired count, or null when it cannot be asked (no scaler). The call must end when `signal` aborts
+   * (its time ran out, or the sampler is closing), so that nothing of it outlives the Temporal connection.
+   */
+  desired?(deploymentId: string, signal: AbortSignal): Promise<number | null>;
 }
 
 export interface LoadSamplerOptions {
@@ -132,6 +135,8 @@ export class LoadSampler {
   private lastErrorLogAt = 0;
   private readonly now: () => number;
   private closing = false;
+  /** Aborts every scaler query still running when the sampler closes. */
+  private readonly queries = new AbortController();
 
   constructor(private readonly o: LoadSamplerOptions) {
     this.now = o.now ?? Date.now;
@@ -238,7 +243,8 @@ export class LoadSampler {
           desiredOf.set(id, known?.value ?? null);
           return;
         }
-        const value = await withTimeout(this.o.sources.desired(id), DESIRED_TIMEOUT_MS).catch(() => null);
+        const signal = AbortSignal.any([AbortSignal.timeout(DESIRED_TIMEOUT_MS), this.queries.signal]);
+        const value = await withTimeout(this.o.sources.desired(id, signal), DESIRED_TIMEOUT_MS).catch(() => null);
         this.desiredAt.set(id, { at, value });
         desiredOf.set(id, value);
       }),
@@ -328,6 +334,7 @@ export class LoadSampler {
     if (this.flushTimer) clearInterval(this.flushTimer);
     this.tickTimer = this.flushTimer = null;
     this.closing = true;
+    this.queries.abort();
     // Charts are advisory: a Postgres that does not answer must not hold the api's shutdown.
     await withTimeout(this.flush(), 5000).catch((err: Error) =>
       this.o.log.warn({ err: err.message }, 'last load samples not written at shutdown'),
