@@ -32,6 +32,19 @@ build() {
   step "compiling TypeScript and bundling workflows"
   npx tsc -p tsconfig.build.json
   node dist/src/temporal/bundle.js
+  step "building the console (web/ -> dist/web)"
+  npx vite build --config web/vite.config.mts
+}
+
+# The browser tests drive Debian's chromium through playwright-core: installed once, quick when present.
+ensure_chromium() {
+  if [ -n "${CHROMIUM_PATH:-}" ] || command -v chromium >/dev/null 2>&1; then return; fi
+  step "installing chromium for the browser tests (apt-get)"
+  if [ "$(id -u)" -eq 0 ]; then
+    (apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }) >&2
+  else
+    sudo apt-get install -y -qq chromium >&2 || { echo "install chromium (apt-get install chromium) or set CHROMIUM_PATH" >&2; exit 1; }
+  fi
 }
 
 ensure_temporal() {
@@ -50,9 +63,10 @@ case "$cmd" in
     exec node dist/src/cli/up.js "$@"
     ;;
   test)
-    ensure_node_modules; ensure_temporal; build
+    ensure_node_modules; ensure_temporal; ensure_chromium; build
     step "type-checking tests and benchmarks"
     npx tsc -p tsconfig.json --noEmit
+    npx tsc -p web/tsconfig.json
     step "linting"
     npx eslint --max-warnings 0 .
     npx prettier --check . >/dev/null || { npx prettier --check . 2>&1 | tail -20; echo "format with: npm run format" >&2; exit 1; }

@@ -25,10 +25,17 @@ import { OptimizationModule } from './optimization/optimization.module';
 import { ScalingModule } from './scaling/scaling.module';
 import { WorkspacesModule } from './workspaces/workspaces.module';
 import { UsageModule } from './usage/usage.module';
+import { MonitoringModule } from './monitoring/monitoring.module';
+import { PlaygroundModule } from './playground/playground.module';
+import { PlaygroundService } from './playground/playground.service';
+import { consoleRoot, loadConsole } from './console';
 import { installLeanAsyncResourceBind } from './common/async-resource-bind';
 
 /** Largest request body, GraphQL or /v1. */
 const BODY_LIMIT_BYTES = 16 * 1024 * 1024;
+
+/** Largest playground request body (a prompt and its conversation). */
+const PLAYGROUND_BODY_LIMIT_BYTES = 1024 * 1024;
 
 /** Pending connections the listening socket holds before the kernel drops SYNs. */
 const LISTEN_BACKLOG = 4096;
@@ -105,6 +112,8 @@ function rootModule(config: Config, logger: Logger) {
       ScalingModule,
       UsageModule,
       BundleModule,
+      MonitoringModule,
+      PlaygroundModule,
     ],
     providers: [{ provide: APP_FILTER, useClass: GraphQLErrorFilter }],
   })
@@ -146,6 +155,38 @@ export async function createApp(config: Config, logger: Logger): Promise<AppHand
   });
   handler = gateway.handle;
   fastify.get('/healthz', async () => ({ ok: true }));
+  // The console (web/, built into dist/web by `npm run build`): static files at /console/, its data from /graphql.
+  const playground = app.get(PlaygroundService);
+  // In a scope of its own: the body arrives as text (the service parses it and names what is wrong), and a refusal of
+  // Fastify's own (a body over the limit) gets the playground's JSON shape.
+  await fastify.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', { parseAs: 'string', bodyLimit: PLAYGROUND_BODY_LIMIT_BYTES }, (_req, body, done) => done(null, body));
+    scope.setErrorHandler((err: { statusCode?: number; message: string }, _req, reply) =>
+      reply
+        .code(err.statusCode && err.statusCode < 500 ? err.statusCode : 400)
+        .send({ error: { code: 'BAD_USER_INPUT', message: err.message } }),
+    );
+    scope.post('/playground/chat', async (req, reply) => {
+      reply.hijack();
+      await playground.chat(req.headers, req.body, reply.raw);
+    });
+  });
+  const webRoot = consoleRoot();
+  if (webRoot) {
+    const files = loadConsole(webRoot);
+    fastify.get('/console', async (_req, reply) => reply.redirect('/console/'));
+    fastify.get('/console/*', async (req, reply) => {
+      const f = files.get((req.params as { '*': string })['*']);
+      if (!f) return reply.code(404).type('text/plain').send('Not found\n');
+      return reply.headers(f.headers).type(f.type).send(f.body);
+    });
+  } else {
+    logger.warn('the console is not built (no dist/web/index.html): /console is off; `npm run build` builds it');
+    fastify.get('/console', async (_req, reply) =>
+      reply.code(503).type('text/plain').send('The console is not built: run `npm run build`.\n'),
+    );
+  }
   if (config.METRICS_ENABLED) {
     fastify.get('/metrics', async (_req, reply) => reply.type(gateway.registry.contentType).send(await gateway.registry.metrics()));
   }
@@ -154,6 +195,7 @@ export async function createApp(config: Config, logger: Logger): Promise<AppHand
   await app.listen({ port: config.API_PORT, host: config.API_HOST, backlog: LISTEN_BACKLOG });
   const address = fastify.server.address();
   const port = typeof address === 'object' && address ? address.port : config.API_PORT;
+  playground.setGatewayUrl(`http://${config.API_HOST}:${port}`);
   return {
     app,
     url: `http://${config.API_HOST}:${port}`,

@@ -80,6 +80,8 @@ async function main() {
       logFile: resolve(dataDir, 'temporal.log'),
     });
     env.TEMPORAL_ADDRESS = temporal.address;
+    // The console links operations to this dev server's Web UI unless TEMPORAL_UI_URL says otherwise.
+    if (temporal.uiUrl) env.TEMPORAL_UI_URL ??= temporal.uiUrl;
   }
 
   // Managed RunPod without credentials: the embedded fake of RunPod's documented API, so a RUNPOD deploy works here.
@@ -131,6 +133,7 @@ async function main() {
     'infer-control-plane is up.',
     `  GraphQL      ${config.PUBLIC_BASE_URL}/graphql   (GraphiQL: ${config.PUBLIC_BASE_URL}/graphiql)`,
     `  Gateway      ${config.PUBLIC_BASE_URL}/v1`,
+    `  Console      ${config.PUBLIC_BASE_URL}/console/   (sign in with the token below)`,
     `  Temporal UI  ${temporal?.uiUrl ?? `(external cluster at ${env.TEMPORAL_ADDRESS})`}`,
     `  Metrics      ${config.PUBLIC_BASE_URL}/metrics`,
     runpod

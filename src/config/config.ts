@@ -188,6 +188,19 @@ export const configSchema = z.object({
     .min(0, 'must be an integer >= 0')
     .default(0),
   METRICS_ENABLED: bool.default(true),
+  /** How often each gateway process writes its per-minute load samples (console charts, Deployment.metrics), ms. */
+  METRICS_FLUSH_INTERVAL_MS: positiveInt.default(5000),
+  /** Load samples older than this many days are deleted. */
+  METRICS_RETENTION_DAYS: positiveInt.max(3650, 'must be at most 3650').default(14),
+  /** Temporal Web UI base the console links operations to. */
+  TEMPORAL_UI_URL: z.string().url().default('http://127.0.0.1:8233'),
+  /** Playground requests a Starter workspace may send per UTC day. */
+  PLAYGROUND_STARTER_DAILY_REQUESTS: positiveInt.default(100),
+  /** Where the shared playground deployments of Starter workspaces run (one per model, FLEX, 0 to 1 replica). */
+  PLAYGROUND_TARGET: z.enum(['LOCAL', 'RUNPOD', 'MODAL', 'CUSTOM']).default('LOCAL'),
+  PLAYGROUND_GPU: z.string().min(1).default('sim'),
+  /** A shared playground deployment with no request for this long scales to zero (the next request pays a cold start). */
+  PLAYGROUND_IDLE_TIMEOUT_SECONDS: positiveInt.default(300),
   /** Where the api writes the emitted GraphQL schema; empty keeps it in memory. */
   GRAPHQL_SCHEMA_FILE: z.string().default(''),
   /** Deepest selection a GraphQL document may nest. */

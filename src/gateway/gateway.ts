@@ -23,6 +23,7 @@ import { Queue } from './queue';
 import { pipe, PipeFinished, PipeOptions, Piped } from './pipe';
 import type { Usage } from './usage-tap';
 import type { UsageRecorder } from '../usage/recorder';
+import type { LoadSampler } from '../monitoring/sampler';
 import { PriceTable, tokenCostUsd, Units, unitCostUsd } from '../domain/pricing';
 
 export interface GatewayOptions {
@@ -39,6 +40,8 @@ export interface GatewayOptions {
   assumedMsPerToken: number;
   /** Where finished requests are rolled up; absent in tests of the data path alone. */
   usage?: UsageRecorder;
+  /** Where finished and refused requests feed the per-minute load samples (the console); absent in tests of the data path alone. */
+  samples?: LoadSampler;
   prices: PriceTable;
   /** How long a request waits for headroom on busy replicas before a 503, ms. */
   queueTimeoutMs: number;
@@ -385,7 +388,7 @@ export class Gateway {
     res.on('close', onClose);
     const refuse = (e: OpenAIError) => {
       res.off('close', onClose);
-      this.account(route, key, false, null, started, null);
+      this.account(route, key, false, null, started, null, false, NO_UNITS, e.code ?? `http_${e.status}`);
       return this.fail(res, kind, e);
     };
 
@@ -516,7 +519,9 @@ export class Gateway {
       images: served && status < 400 ? r.units.images : 0,
       audioSeconds: served && status < 400 ? r.units.audioSeconds + (usage.audioSeconds ?? 0) : 0,
     };
-    const latencyMs = this.account(r.route, r.key, served && status < 400, usage, r.started, ttftMs, served, units);
+    // A client that cancels is not an error of the deployment's; an answer of 4xx or 5xx from the replica is.
+    const errorCode = outcome === 'ok' || outcome === 'client_closed' ? (status >= 400 ? `http_${status}` : null) : outcome;
+    const latencyMs = this.account(r.route, r.key, served && status < 400, usage, r.started, ttftMs, served, units, errorCode);
     this.o.metrics.requests.inc({ route: r.kind, status: String(status), code: ok ? '' : outcome });
     this.o.metrics.latency.observe({ route: r.kind }, latencyMs / 1000);
     // What the gateway itself added (Kong's "latency" beside its upstream latency). Time the event loop was busy
@@ -534,16 +539,19 @@ export class Gateway {
     ttftMs: number | null,
     billable = ok,
     units: Units = NO_UNITS,
+    errorCode: string | null = ok ? null : 'error',
   ): number {
     const latencyMs = Number(process.hrtime.bigint() - started) / 1e6;
     const prompt = usage?.promptTokens ?? 0;
     const completion = usage?.completionTokens ?? 0;
     if (prompt) this.o.metrics.tokens.inc({ deployment: route.deploymentId, type: 'prompt' }, prompt);
     if (completion) this.o.metrics.tokens.inc({ deployment: route.deploymentId, type: 'completion' }, completion);
+    const at = Date.now();
+    const costUsd = billable ? tokenCostUsd(this.o.prices, route, prompt + completion) + unitCostUsd(this.o.prices, route, units) : 0;
     this.o.usage?.record({
       deploymentId: route.deploymentId,
       apiKeyId: key.id,
-      at: Date.now(),
+      at,
       ok,
       promptTokens: prompt,
       completionTokens: completion,
@@ -551,7 +559,17 @@ export class Gateway {
       ttftMs,
       images: units.images,
       audioSeconds: units.audioSeconds,
-      costUsd: billable ? tokenCostUsd(this.o.prices, route, prompt + completion) + unitCostUsd(this.o.prices, route, units) : 0,
+      costUsd,
+    });
+    this.o.samples?.record({
+      deploymentId: route.deploymentId,
+      at,
+      errorCode,
+      latencyMs,
+      ttftMs,
+      promptTokens: prompt,
+      completionTokens: completion,
+      costUsd,
     });
     return latencyMs;
   }

@@ -21,6 +21,8 @@ import { LimitStore, MemoryLimitStore, RedisLimitStore } from './limits';
 import { createMetrics } from './metrics';
 import { LoadReporter } from './reporter';
 import { scalerSink } from './scaler-sink';
+import { LoadSampler } from '../monitoring/sampler';
+import { scalerStatusQuery, scalerWorkflowId } from '../../workflows/messages';
 
 export interface GatewayDeps {
   config: Config;
@@ -111,8 +113,30 @@ export async function createGateway({ config, prisma, temporal, log, bodyLimitBy
     sink: scalerSink(temporal),
     onSent: (result) => metrics.loadReports.inc({ result }),
   });
-  const gateway = new Gateway({
+  // Per-minute load samples for the console (src/monitoring/): written by this process, merged with the others' at read.
+  const samples: LoadSampler = new LoadSampler({
+    prisma,
+    gatewayId,
+    log: log.child({ component: 'samples' }),
+    flushMs: config.METRICS_FLUSH_INTERVAL_MS,
+    retentionDays: config.METRICS_RETENTION_DAYS,
+    sources: {
+      load: (id) => {
+        const l = gateway.queue.loads.get(id);
+        return l && { inFlight: l.inFlight, queued: l.queue.length };
+      },
+      loaded: () => gateway.queue.loadedDeployments(),
+      // Aborted calls end at once and are not retried (a retry after the connection closed would throw in a timer).
+      desired: (id, signal) =>
+        temporal.withAbortSignal(
+          signal,
+          async () => (await temporal.workflow.getHandle(scalerWorkflowId(id)).query(scalerStatusQuery)).desired,
+        ),
+    },
+  });
+  const gateway: Gateway = new Gateway({
     directory,
+    samples,
     metrics,
     log: gatewayLog,
     requestTimeoutMs: config.GATEWAY_REQUEST_TIMEOUT_MS,
@@ -129,6 +153,7 @@ export async function createGateway({ config, prisma, temporal, log, bodyLimitBy
     bodyLimitBytes,
   });
   reporter.start();
+  samples.start();
   usage.start();
   capacity.start();
   return {
@@ -140,6 +165,7 @@ export async function createGateway({ config, prisma, temporal, log, bodyLimitBy
       await gateway.close();
       // After the gateway: the last requests' usage is in the final write.
       await usage.close();
+      await samples.close();
       await limits.close();
       await directory.close();
     },

@@ -72,6 +72,11 @@ export interface ProviderAdapter {
   release?(deploymentId: string, revisionId: string | null): Promise<void>;
   /** What this provider has running now, for reconciliation after a restart. */
   listReplicas(): Promise<ReplicaHandle[]>;
+  /**
+   * The replica's last `tail` log lines (its server's stdout and stderr), oldest first, when the provider keeps them; null
+   * when it knows no log of that replica.
+   */
+  logs?(replicaId: string, tail: number): Promise<string[] | null>;
   /** Stops the adapter's own background work (a drift check) at worker shutdown. */
   close?(): void;
 }

@@ -36,6 +36,7 @@ describe('workspace isolation (real api and worker)', () => {
     apiKey: '',
     credentialId: 'pc_theirs',
     runId: 'run_theirs',
+    replicaId: '',
   };
   let ownDeploymentId = '';
   let ownPipelineId = '';
@@ -50,6 +51,7 @@ describe('workspace isolation (real api and worker)', () => {
     Object.assign(a, { deploymentId: d.deploymentId, pipelineId: d.pipelineId, apiKey: d.apiKey });
     a.variantId = (await stack.prisma.deployment.findUniqueOrThrow({ where: { id: d.deploymentId } })).variantId;
     a.keyId = (await stack.prisma.apiKey.findFirstOrThrow({ where: { deploymentId: d.deploymentId } })).id;
+    a.replicaId = (await stack.prisma.replica.findFirstOrThrow({ where: { deploymentId: d.deploymentId } })).id;
     a.tokenId = (await stack.prisma.managementToken.findFirstOrThrow({ where: { workspaceId: wsA.id } })).id;
     // Their RunPod credential, as addProviderCredential stores it (the live check is credentials.e2e's).
     await stack.prisma.providerCredential.create({
@@ -82,6 +84,7 @@ describe('workspace isolation (real api and worker)', () => {
     return [
       ['deployment', `query($id: ID!) { deployment(id: $id) { id } }`, { id: a.deploymentId }],
       ['pipeline', `query($id: ID!) { pipeline(id: $id) { id } }`, { id: a.pipelineId }],
+      ['replica', `query($id: ID!) { replica(id: $id) { id logs(tail: 5) { lines } } }`, { id: a.replicaId }],
       ['stopDeployment', `mutation($id: ID!) { stopDeployment(id: $id) { id } }`, { id: a.deploymentId }],
       ['startDeployment', `mutation($id: ID!) { startDeployment(id: $id) { id } }`, { id: a.deploymentId }],
       ['deleteDeployment', `mutation($id: ID!) { deleteDeployment(id: $id) { id } }`, { id: a.deploymentId }],

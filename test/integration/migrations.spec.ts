@@ -30,7 +30,7 @@ async function query<T>(url: string, sql: string, params: unknown[] = []): Promi
  */
 function readSchema(text: string) {
   const enums = new Map<string, string[]>();
-  const models = new Map<string, Array<{ name: string; type: string; optional: boolean }>>();
+  const models = new Map<string, Array<{ name: string; type: string; optional: boolean; date?: boolean }>>();
   for (const m of text.matchAll(/^enum (\w+) \{([^}]*)\}/gm)) {
     enums.set(
       m[1],
@@ -46,11 +46,12 @@ function readSchema(text: string) {
       const f = /^(\w+)\s+(\w+)(\?|\[\])?/.exec(line);
       if (!f || line.startsWith('@@') || line.startsWith('//')) continue;
       const [, name, type, mod] = f;
-      const scalar = ['String', 'Int', 'Float', 'Boolean', 'DateTime', 'Json', 'BigInt', 'Decimal'].includes(type) || enums.has(type);
+      const scalar =
+        ['String', 'Int', 'Float', 'Boolean', 'DateTime', 'Json', 'BigInt', 'Decimal', 'Bytes'].includes(type) || enums.has(type);
       if (!scalar) continue;
       // A scalar list (String[]) is a Postgres array, nullable as Prisma makes it.
       if (mod === '[]') fields.push({ name, type: 'ARRAY', optional: true });
-      else fields.push({ name, type, optional: mod === '?' });
+      else fields.push({ name, type, optional: mod === '?', date: /@db\.Date/.test(line) });
     }
     models.set(m[1], fields);
   }
@@ -66,6 +67,7 @@ const PG_TYPE: Record<string, string> = {
   Json: 'jsonb',
   BigInt: 'bigint',
   Decimal: 'numeric',
+  Bytes: 'bytea',
 };
 
 describe('migrations (applied without the Prisma schema engine)', () => {
@@ -105,7 +107,8 @@ describe('migrations (applied without the Prisma schema engine)', () => {
     }
     const expected = new Map<string, string>();
     for (const [model, fields] of models) {
-      for (const f of fields) expected.set(`${model}.${f.name}`, `${PG_TYPE[f.type] ?? f.type}${f.optional ? '?' : ''}`);
+      for (const f of fields)
+        expected.set(`${model}.${f.name}`, `${f.date ? 'date' : (PG_TYPE[f.type] ?? f.type)}${f.optional ? '?' : ''}`);
     }
     expect(Object.fromEntries([...actual].sort())).toEqual(Object.fromEntries([...expected].sort()));
   });

@@ -226,6 +226,11 @@ export class LocalProvider implements ProviderAdapter {
     return running.length;
   }
 
+  /** The replica's last `tail` lines of <stateDir>/logs/<id>.log (kept after it stopped); null when it has none. */
+  logs(replicaId: string, tail: number): Promise<string[] | null> {
+    return tailFile(join(this.o.stateDir, 'logs', `${replicaId}.log`), tail);
+  }
+
   async listReplicas(): Promise<ReplicaHandle[]> {
     let names: string[] = [];
     try {
@@ -240,5 +245,33 @@ export class LocalProvider implements ProviderAdapter {
       else await rm(join(this.o.stateDir, 'replicas', n), { force: true });
     }
     return out;
+  }
+}
+
+/** Bytes read from a log's end per line asked for (lines longer than this are cut at the start of the window). */
+const TAIL_BYTES_PER_LINE = 1024;
+
+/** The last `lines` lines of a file, oldest first, reading only its end; null when the file does not exist. */
+export async function tailFile(path: string, lines: number): Promise<string[] | null> {
+  let fh;
+  try {
+    fh = await open(path, 'r');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+  try {
+    const { size } = await fh.stat();
+    const window = Math.min(size, Math.max(1, lines) * TAIL_BYTES_PER_LINE);
+    const buf = Buffer.alloc(window);
+    await fh.read(buf, 0, window, size - window);
+    const text = buf.toString('utf8');
+    const all = text.split('\n');
+    if (all[all.length - 1] === '') all.pop();
+    // A window that starts inside a line drops that partial line (unless it is all there is).
+    if (window < size && all.length > 1) all.shift();
+    return all.slice(-lines);
+  } finally {
+    await fh.close();
   }
 }

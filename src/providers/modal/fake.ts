@@ -207,6 +207,11 @@ export class ModalFake {
     return out;
   }
 
+  /** A Sandbox's last `tail` lines of output (its simulator's stdout and stderr), as Modal's sandbox logs show them. */
+  logs(sandboxId: string, tail: number): Promise<string[] | null> {
+    return this.local.logs(sandboxId, tail);
+  }
+
   /** Kills a Sandbox's server as a crash would: the next SandboxWait reports exit code 1. */
   async crash(sandboxId: string) {
     await this.local.stopReplica(sandboxId);
