@@ -51,7 +51,7 @@ function readSchema(text: string) {
       if (!scalar) continue;
       // A scalar list (String[]) is a Postgres array, nullable as Prisma makes it.
       if (mod === '[]') fields.push({ name, type: 'ARRAY', optional: true });
-      else fields.push({ name, type, optional: mod === '?', date: /@db\.Date/.test(line) });
+      else fields.push({ name, type, optional: mod === '?', date: /@db\.Date\b/.test(line) });
     }
     models.set(m[1], fields);
   }

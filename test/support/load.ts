@@ -15,6 +15,14 @@ export interface LoadResult {
   failures: string[];
 }
 
+/** Loads still sending: a test that failed before its stop() would otherwise keep one going and jest from exiting. */
+const running = new Set<{ stop: () => Promise<LoadResult> }>();
+
+/** Stops every load still sending (Stack.close calls it). */
+export async function stopAllLoads(): Promise<void> {
+  await Promise.all([...running].map((l) => l.stop()));
+}
+
 export function chatLoad(baseUrl: string, apiKey: string, o: { rate: number; maxTokens?: number; model?: string }) {
   const maxTokens = o.maxTokens ?? 20;
   const pool = new Pool(baseUrl, { connections: 256 });
@@ -78,15 +86,22 @@ export function chatLoad(baseUrl: string, apiKey: string, o: { rate: number; max
     }
   })();
 
-  return {
+  let closing: Promise<LoadResult> | null = null;
+  const load = {
     result,
-    /** Stops sending, waits for every request out to finish, and returns the tally. */
-    async stop(): Promise<LoadResult> {
-      stopped = true;
-      await loop;
-      await Promise.all([...pending]);
-      await pool.close();
-      return result;
+    /** Stops sending, waits for every request out to finish, and returns the tally (once; a second call gets the same). */
+    stop(): Promise<LoadResult> {
+      closing ??= (async () => {
+        stopped = true;
+        await loop;
+        await Promise.all([...pending]);
+        await pool.close();
+        running.delete(load);
+        return result;
+      })();
+      return closing;
     },
   };
+  running.add(load);
+  return load;
 }

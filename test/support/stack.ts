@@ -17,6 +17,7 @@ import { DevServer, startDevServer, waitForPort } from '../../src/temporal/dev-s
 import { startWorker, WorkerRuntime } from '../../src/temporal/worker-runtime';
 import { WorkspacesService } from '../../src/workspaces/workspaces.service';
 import { createPipeline, deploy, DeployInput, Gql, GqlResult, must, PipelineInput } from './graphql';
+import { stopAllLoads } from './load';
 
 /** The repository root, from the source tree (tests) or from dist/ (benchmarks). */
 export function repoRoot(): string {
@@ -313,6 +314,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       await restartServer();
     },
     close: async () => {
+      // A test that failed mid-load leaves its load sending: stop it, or jest never exits.
+      await stopAllLoads();
       for (const c of children) c.kill('SIGKILL');
       // Replicas this stack started do not outlive it (nor linger in the shared database as READY).
       const local = localProvider(config);
