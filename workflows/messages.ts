@@ -175,4 +175,5 @@ export interface DriftCheckInput {
 
 export const optimizeWorkflowId = (pipelineId: string, runId: string) => `optimize:${pipelineId}:${runId}`;
 export const reoptimizeScheduleId = (pipelineId: string) => `reoptimize:${pipelineId}`;
-export const DRIFT_CHECK_SCHEDULE_ID = 'infercp-traffic-drift-check';
+/** One drift check per installation (its task queue): installations sharing a Temporal namespace each check their own. */
+export const driftCheckScheduleId = (taskQueue: string) => `infercp-traffic-drift-check:${taskQueue}`;

@@ -16,7 +16,7 @@ import type { OptimizationRun as RunRow, PrismaClient, ReoptimizationSchedule as
 import { DomainError, ErrorCode, notFound } from '../domain/errors';
 import { DEFAULT_REPLICA_CONCURRENCY } from '../domain/plans';
 import { PRIORITIES, REDEPLOY_POLICIES, RunSettings } from '../domain/optimization';
-import { DRIFT_CHECK_SCHEDULE_ID, optimizeWorkflowId, reoptimizeScheduleId, TASK_QUEUE_DEFAULT } from '../../workflows/messages';
+import { driftCheckScheduleId, optimizeWorkflowId, reoptimizeScheduleId, TASK_QUEUE_DEFAULT } from '../../workflows/messages';
 import type { OptimizationRun, ReoptimizationSchedule, ReoptimizationScheduleInput, StartOptimizationRunInput } from './optimization.types';
 
 const name = z
@@ -120,11 +120,11 @@ export class OptimizationService implements OnApplicationBootstrap {
     const action: ScheduleOptionsAction = {
       type: 'startWorkflow',
       workflowType: 'driftCheckWorkflow',
-      workflowId: DRIFT_CHECK_SCHEDULE_ID,
+      workflowId: driftCheckScheduleId(this.taskQueue),
       taskQueue: this.taskQueue,
       args: [{ windowSeconds: this.config.OPTIMIZE_DRIFT_WINDOW_SECONDS }],
     };
-    const handle = this.temporal.schedule.getHandle(DRIFT_CHECK_SCHEDULE_ID);
+    const handle = this.temporal.schedule.getHandle(driftCheckScheduleId(this.taskQueue));
     try {
       const d = await handle.describe();
       const every = d.spec.intervals?.[0]?.every;
@@ -137,7 +137,7 @@ export class OptimizationService implements OnApplicationBootstrap {
     } catch (err) {
       if (!(err instanceof ScheduleNotFoundError)) throw err;
       await this.temporal.schedule
-        .create({ scheduleId: DRIFT_CHECK_SCHEDULE_ID, spec, action, policies: { overlap: ScheduleOverlapPolicy.SKIP } })
+        .create({ scheduleId: driftCheckScheduleId(this.taskQueue), spec, action, policies: { overlap: ScheduleOverlapPolicy.SKIP } })
         .catch((e: unknown) => {
           // Another api process made it first.
           if (!(e instanceof Error && /already (exists|running)/i.test(e.message))) throw e;
