@@ -196,6 +196,11 @@ export const configSchema = z.object({
   TEMPORAL_UI_URL: z.string().url().default('http://127.0.0.1:8233'),
   /** Playground requests a Starter workspace may send per UTC day. */
   PLAYGROUND_STARTER_DAILY_REQUESTS: positiveInt.default(100),
+  /** The platform's own workspace that owns the shared playground deployments (one control plane, one workspace). */
+  PLAYGROUND_WORKSPACE_ID: z
+    .string()
+    .regex(/^ws_[A-Za-z0-9_-]{1,60}$/, 'must be ws_ followed by up to 60 letters, digits, _ or -')
+    .default('ws_playground'),
   /** Where the shared playground deployments of Starter workspaces run (one per model, FLEX, 0 to 1 replica). */
   PLAYGROUND_TARGET: z.enum(['LOCAL', 'RUNPOD', 'MODAL', 'CUSTOM']).default('LOCAL'),
   PLAYGROUND_GPU: z.string().min(1).default('sim'),

@@ -22,7 +22,6 @@ import { createMetrics } from './metrics';
 import { LoadReporter } from './reporter';
 import { scalerSink } from './scaler-sink';
 import { LoadSampler } from '../monitoring/sampler';
-import { scalerStatusQuery, scalerWorkflowId } from '../../workflows/messages';
 
 export interface GatewayDeps {
   config: Config;
@@ -126,12 +125,6 @@ export async function createGateway({ config, prisma, temporal, log, bodyLimitBy
         return l && { inFlight: l.inFlight, queued: l.queue.length };
       },
       loaded: () => gateway.queue.loadedDeployments(),
-      // Aborted calls end at once and are not retried (a retry after the connection closed would throw in a timer).
-      desired: (id, signal) =>
-        temporal.withAbortSignal(
-          signal,
-          async () => (await temporal.workflow.getHandle(scalerWorkflowId(id)).query(scalerStatusQuery)).desired,
-        ),
     },
   });
   const gateway: Gateway = new Gateway({

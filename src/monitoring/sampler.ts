@@ -33,11 +33,6 @@ export interface SamplerSources {
   load(deploymentId: string): { inFlight: number; queued: number } | undefined;
   /** Deployments with local load now. */
   loaded(): Iterable<string>;
-  /**
-   * The scaler's desired count, or null when it cannot be asked (no scaler). The call must end when `signal` aborts
-   * (its time ran out, or the sampler is closing), so that nothing of it outlives the Temporal connection.
-   */
-  desired?(deploymentId: string, signal: AbortSignal): Promise<number | null>;
 }
 
 export interface LoadSamplerOptions {
@@ -49,8 +44,6 @@ export interface LoadSamplerOptions {
   /** Samples older than this many days are deleted (METRICS_RETENTION_DAYS). */
   retentionDays: number;
   sources: SamplerSources;
-  /** How often the scaler's desired count is asked per deployment, ms (default 15 s). */
-  desiredEveryMs?: number;
   /** Clock (tests). */
   now?: () => number;
 }
@@ -97,9 +90,6 @@ const UPSERT = `INSERT INTO "LoadSample" ("deploymentId", minute, "gatewayId", "
     "costUsd" = EXCLUDED."costUsd", latency = EXCLUDED.latency, ttft = EXCLUDED.ttft, "replicasReady" = EXCLUDED."replicasReady",
     "replicasStarting" = EXCLUDED."replicasStarting", "replicasDraining" = EXCLUDED."replicasDraining", desired = EXCLUDED.desired`;
 
-/** A scaler that does not answer within this long (Temporal away) leaves the minute's desired count unknown, ms. */
-const DESIRED_TIMEOUT_MS = 2000;
-
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   // The loser's rejection is expected (a query that fails after its time ran out): never unhandled.
@@ -127,16 +117,12 @@ export class LoadSampler {
   private readonly minutes = new Map<string, Minute>();
   private live: string[] = [];
   private liveReadAt = -Infinity;
-  private readonly desiredAt = new Map<string, { at: number; value: number | null }>();
   private sweepAt = -Infinity;
   private tickTimer: NodeJS.Timeout | null = null;
   private flushTimer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> | null = null;
   private lastErrorLogAt = 0;
   private readonly now: () => number;
-  private closing = false;
-  /** Aborts every scaler query still running when the sampler closes. */
-  private readonly queries = new AbortController();
 
   constructor(private readonly o: LoadSamplerOptions) {
     this.now = o.now ?? Date.now;
@@ -232,28 +218,23 @@ export class LoadSampler {
       _count: { _all: true },
     });
     const of = (id: string, state: string) => counts.find((c) => c.deploymentId === id && c.state === state)?._count._all ?? 0;
-    const desiredEveryMs = this.o.desiredEveryMs ?? 15_000;
-    // The scalers are asked together (each bounded), so one that does not answer delays the others by no more.
-    const desiredOf = new Map<string, number | null>();
-    await Promise.all(
-      ids.map(async (id) => {
-        const known = this.desiredAt.get(id);
-        // At shutdown the scaler is not asked (Temporal's connection may be closing): the last answer stands.
-        if (!this.o.sources.desired || this.closing || (known && at - known.at < desiredEveryMs)) {
-          desiredOf.set(id, known?.value ?? null);
-          return;
-        }
-        const signal = AbortSignal.any([AbortSignal.timeout(DESIRED_TIMEOUT_MS), this.queries.signal]);
-        const value = await withTimeout(this.o.sources.desired(id, signal), DESIRED_TIMEOUT_MS).catch(() => null);
-        this.desiredAt.set(id, { at, value });
-        desiredOf.set(id, value);
-      }),
+    // The scaler's desired count as it last applied it: its newest scale event ("2 -> 3: <reason>"), read from Postgres
+    // like the rest (no Temporal call from here); before any, the replicas the deploy started.
+    const scaled = await this.o.prisma.$queryRawUnsafe<Array<{ deploymentId: string; message: string }>>(
+      `SELECT DISTINCT ON ("deploymentId") "deploymentId", message FROM "DeploymentEvent"
+       WHERE "deploymentId" = ANY($1::text[]) AND kind IN ('scale.up', 'scale.down') ORDER BY "deploymentId", at DESC, id DESC`,
+      ids,
     );
+    const desiredOf = new Map<string, number>();
+    for (const r of scaled) {
+      const to = /-> (\d+)/.exec(r.message);
+      if (to) desiredOf.set(r.deploymentId, Number(to[1]));
+    }
     for (const m of current) {
       const ready = of(m.deploymentId, 'READY');
       const starting = of(m.deploymentId, 'STARTING');
       const draining = of(m.deploymentId, 'DRAINING');
-      const desired = desiredOf.get(m.deploymentId) ?? null;
+      const desired = desiredOf.get(m.deploymentId) ?? ready + starting;
       const before = [m.replicasReady, m.replicasStarting, m.replicasDraining, m.desired].join();
       m.replicasReady = maxOrNull(m.replicasReady, ready);
       m.replicasStarting = maxOrNull(m.replicasStarting, starting);
@@ -333,8 +314,6 @@ export class LoadSampler {
     if (this.tickTimer) clearInterval(this.tickTimer);
     if (this.flushTimer) clearInterval(this.flushTimer);
     this.tickTimer = this.flushTimer = null;
-    this.closing = true;
-    this.queries.abort();
     // Charts are advisory: a Postgres that does not answer must not hold the api's shutdown.
     await withTimeout(this.flush(), 5000).catch((err: Error) =>
       this.o.log.warn({ err: err.message }, 'last load samples not written at shutdown'),

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { LOGGER, PRISMA } from '../common/core.module';
 import { bearer, hashSecret, secretFromPlaintext } from '../common/secrets';
 import { zodMessage } from '../common/zod';
+import { CHANNEL_KEYS, notify } from '../database/notify';
 import { CONFIG, type Config } from '../config/config';
 import { secretsKey } from '../credentials/secrets-key';
 import type { PrismaClient, Workspace } from '../database/prisma';
@@ -15,9 +16,6 @@ import { DomainError, ErrorCode } from '../domain/errors';
 import { PLANS } from '../domain/plans';
 import { PipelinesService } from '../pipelines/pipelines.service';
 import type { PlaygroundQuota } from './playground.types';
-
-/** The platform's own workspace that owns the shared playground deployments Starter workspaces use. */
-export const PLAYGROUND_WORKSPACE_ID = 'ws_playground';
 
 const chatBody = z.object({
   deploymentId: z.string().min(1).max(200).optional(),
@@ -146,6 +144,11 @@ export class PlaygroundService {
     const row = await this.prisma.apiKey.findUnique({ where: { id } });
     if (row?.revokedAt)
       throw new PlaygroundError(403, 'PLAYGROUND_KEY_REVOKED', `the console playground key (${row.prefix}) of this workspace was revoked`);
+    // Made under another SECRETS_KEY (it was replaced): the row takes the secret this key derives; the old one stops working.
+    if (row && row.hash !== secret.hash) {
+      await this.prisma.apiKey.update({ where: { id }, data: { prefix: secret.prefix, hash: secret.hash } });
+      await notify(this.prisma, CHANNEL_KEYS, row.hash);
+    }
     // Concurrent first requests race to make the row: one insert wins, the others find it made.
     if (!row)
       await this.prisma.$executeRawUnsafe(
@@ -178,7 +181,7 @@ export class PlaygroundService {
     const warm = await this.prisma.replica.count({
       where: {
         state: 'READY',
-        deployment: { workspaceId: PLAYGROUND_WORKSPACE_ID, status: 'ACTIVE', pipeline: { task: p.task, model: p.model } },
+        deployment: { workspaceId: this.config.PLAYGROUND_WORKSPACE_ID, status: 'ACTIVE', pipeline: { task: p.task, model: p.model } },
       },
     });
     let pending = this.sharing.get(key);
@@ -189,7 +192,7 @@ export class PlaygroundService {
     const deploymentId = await pending;
     return {
       deploymentId,
-      keyWorkspaceId: PLAYGROUND_WORKSPACE_ID,
+      keyWorkspaceId: this.config.PLAYGROUND_WORKSPACE_ID,
       shared: true,
       coldStart: warm === 0 || !(await this.anyReady(deploymentId)),
     };
@@ -202,8 +205,8 @@ export class PlaygroundService {
   /** The shared playground deployment of a model (made on first use), once ACTIVE. */
   private async sharedDeployment(task: 'CHAT', model: string): Promise<string> {
     const ws = await this.prisma.workspace.upsert({
-      where: { id: PLAYGROUND_WORKSPACE_ID },
-      create: { id: PLAYGROUND_WORKSPACE_ID, name: 'shared playground', plan: 'TEAM' },
+      where: { id: this.config.PLAYGROUND_WORKSPACE_ID },
+      create: { id: this.config.PLAYGROUND_WORKSPACE_ID, name: 'shared playground', plan: 'TEAM' },
       update: {},
     });
     const name = `playground-${createHash('sha256').update(`${task}:${model}`).digest('hex').slice(0, 12)}`;

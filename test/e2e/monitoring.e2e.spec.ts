@@ -58,12 +58,12 @@ describe('deployment metrics and replica logs (two gateway processes, real repli
     await stack?.close();
   });
 
-  const chat = async (base: string, i: number) => {
+  const chat = async (base: string, i: number, maxTokens = 8 + (i % 24)) => {
     const t0 = performance.now();
     const r = await fetch(`${base}/v1/chat/completions`, {
       method: 'POST',
       headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'default', max_tokens: 8 + (i % 24), messages: [{ role: 'user', content: `request ${i}` }] }),
+      body: JSON.stringify({ model: 'default', max_tokens: maxTokens, messages: [{ role: 'user', content: `request ${i}` }] }),
     });
     const body = (await r.json()) as { usage: { prompt_tokens: number; completion_tokens: number } };
     expect(r.status).toBe(200);
@@ -72,11 +72,14 @@ describe('deployment metrics and replica logs (two gateway processes, real repli
 
   it('should report exactly the requests and tokens sent through both processes, with latency within what clients saw', async () => {
     const results: Array<{ ms: number; prompt_tokens: number; completion_tokens: number }> = [];
-    // 60 requests, 8 at a time, alternating between the two api processes.
-    for (let batch = 0; batch < 60; batch += 8) {
+    // Two long requests (about 3 s of decoding each), one per process, span several of the once-a-second samples of in
+    // flight; beside them 58 short ones, 8 at a time, alternating between the two processes.
+    const long = [chat(stack.url, 0, 1500), chat(second.url, 1, 1500)];
+    for (let batch = 2; batch < 60; batch += 8) {
       const n = Math.min(8, 60 - batch);
       results.push(...(await Promise.all(Array.from({ length: n }, (_, k) => chat(k % 2 ? second.url : stack.url, batch + k)))));
     }
+    results.push(...(await Promise.all(long)));
     const prompt = results.reduce((s, r) => s + r.prompt_tokens, 0);
     const completion = results.reduce((s, r) => s + r.completion_tokens, 0);
     const vars = {

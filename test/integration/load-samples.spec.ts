@@ -35,7 +35,7 @@ describe('per-minute load samples in Postgres, merged across gateway processes',
       flushMs: 1000,
       retentionDays: 7,
       now: () => now,
-      sources: { load: (id) => (id === 'dep' ? load : undefined), loaded: () => ['dep'], desired: async () => 3 },
+      sources: { load: (id) => (id === 'dep' ? load : undefined), loaded: () => ['dep'] },
     });
 
   beforeAll(async () => {
@@ -58,6 +58,10 @@ describe('per-minute load samples in Postgres, merged across gateway processes',
         maxReplicas: 4,
         status: 'ACTIVE',
       },
+    });
+    // The scaler's last applied count, as its actuation activity records it.
+    await prisma.deploymentEvent.create({
+      data: { deploymentId: 'dep', kind: 'scale.up', message: '2 -> 3: average 40 in flight per replica exceeds target 32' },
     });
     for (const [id, state] of [
       ['r1', 'READY'],

@@ -181,6 +181,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     ...(server ? { TEMPORAL_ADDRESS: server.address } : {}),
     API_PORT: String(await freePort()),
     TEMPORAL_TASK_QUEUE: `deployments-${name}`,
+    // Shared playground deployments belong to one control plane: each stack has its own (they share the database).
+    PLAYGROUND_WORKSPACE_ID: `ws_playground_${name.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 40)}`,
     DATA_DIR: dataDir,
     ...opts.env,
   };
