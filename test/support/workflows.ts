@@ -70,6 +70,25 @@ export function recorder(log: string[], fail: Partial<Record<keyof Activities, E
     }) as unknown as Activities[K];
 }
 
+/**
+ * The swap workflow's activities (change GPU, rollback), each logging its call through `step`: the staged revision
+ * brings up `count` replicas, the switch retires `previousRevisionId` and hands over the new variant's target of 12.
+ */
+export function swapFakes(
+  step: ReturnType<typeof recorder>,
+  o: { count: number; previousRevisionId: string; stopped: number },
+): Partial<Activities> {
+  return {
+    stageRevision: step('stageRevision', { count: o.count }),
+    waitRevisionReady: step('waitRevisionReady', undefined),
+    switchRevision: step('switchRevision', { previousRevisionId: o.previousRevisionId, targetConcurrency: 12 }),
+    retireRevision: step('retireRevision', { stopped: o.stopped }),
+    finishSwap: step('finishSwap', undefined),
+    abortRevision: step('abortRevision', undefined),
+    failOperation: step('failOperation', undefined),
+  };
+}
+
 /** The scaler's activity for a real scaler beside a lifecycle workflow: a resumed scaler at its count reconciles nothing new. */
 export const idleScaler: Partial<Activities> = {
   reconcileReplicaCount: (async () => ({

@@ -3,7 +3,7 @@ import type { Activities } from '../../activities';
 import type { RunSettings } from '../../src/domain/optimization';
 import { ReplicaUnhealthyError } from '../../src/domain/errors';
 import { optimizeWorkflowId, SwapInput } from '../../workflows/messages';
-import { recorder, workflowEnv, WorkflowEnv } from '../support/workflows';
+import { recorder, swapFakes, workflowEnv, WorkflowEnv } from '../support/workflows';
 
 const settings = { healthTimeoutSeconds: 5 } as RunSettings;
 
@@ -65,13 +65,7 @@ function fakes(log: string[], o: { failStart?: string[]; redeploy?: string[]; wi
       log.push(`endRun:${error ?? 'ok'}:${JSON.stringify(redeployments ?? null)}`);
     }) as unknown as Activities['endRun'],
     // The rollback swap the redeploy runs as a child, with its own fakes: a deployment without a scaler.
-    stageRevision: step('stageRevision', { count: 1 }),
-    waitRevisionReady: step('waitRevisionReady', undefined),
-    switchRevision: step('switchRevision', { previousRevisionId: 'rev0', targetConcurrency: 12 }),
-    retireRevision: step('retireRevision', { stopped: 1 }),
-    finishSwap: step('finishSwap', undefined),
-    abortRevision: step('abortRevision', undefined),
-    failOperation: step('failOperation', undefined),
+    ...swapFakes(step, { count: 1, previousRevisionId: 'rev0', stopped: 1 }),
   };
 }
 

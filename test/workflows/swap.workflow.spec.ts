@@ -3,22 +3,13 @@ import type { Activities } from '../../activities';
 import { ProviderPermanentError, ReplicaUnhealthyError, StateError } from '../../src/domain/errors';
 import { scalerStatusQuery, scalerWorkflowId, SwapInput, SwapKind } from '../../workflows/messages';
 import { eventually } from '../support/wait';
-import { recorder, runOperation, testPolicy, workflowEnv, WorkflowEnv } from '../support/workflows';
+import { recorder, runOperation, swapFakes, testPolicy, workflowEnv, WorkflowEnv } from '../support/workflows';
 
 const policy = testPolicy();
 
 /** Fake swap activities that log each call: the staged revision brings up 3 replicas, the new variant's target is 12. */
 function fakes(log: string[], fail: Partial<Record<keyof Activities, Error>> = {}): Partial<Activities> {
-  const step = recorder(log, fail);
-  return {
-    stageRevision: step('stageRevision', { count: 3 }),
-    waitRevisionReady: step('waitRevisionReady', undefined),
-    switchRevision: step('switchRevision', { previousRevisionId: 'rev-old', targetConcurrency: 12 }),
-    retireRevision: step('retireRevision', { stopped: 2 }),
-    finishSwap: step('finishSwap', undefined),
-    abortRevision: step('abortRevision', undefined),
-    failOperation: step('failOperation', undefined),
-  };
+  return swapFakes(recorder(log, fail), { count: 3, previousRevisionId: 'rev-old', stopped: 2 });
 }
 
 describe('the swap workflow of change GPU and rollback (fake activities, real Temporal server)', () => {
