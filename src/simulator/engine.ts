@@ -14,6 +14,7 @@
 //   "num-speculative-tokens"): decode at 0.6x the time (more tokens accepted per step), prefill at 1.25x (the draft
 //   runs too); lossless, and the draft's weights are too small to change the KV room.
 // - tensor-parallel-size above the GPUs a box has: the engine exits at start, as vLLM does.
+import type { SimulatorOptions } from './server';
 
 export interface SimGpu {
   speed: number;
@@ -54,19 +55,11 @@ export interface EngineVariant {
   maxConcurrency: number;
 }
 
-/** Simulator settings for a variant (SimulatorOptions fields). */
-export interface SimulatedEngine {
-  speed: number;
-  /** Sequences that fit the KV cache; past it every sequence slows. At or above maxConcurrency: no knee. */
-  kneeConcurrency: number;
-  decodeFactor: number;
-  prefillFactor: number;
-  /** Fraction of a quality eval answered wrong. */
-  qualityLoss: number;
-  /** GPUs the engine shards over (tensor-parallel-size), and how many the box has. */
-  tensorParallel: number;
-  gpuCount: number;
-}
+/** Simulator settings for a variant: the SimulatorOptions fields that the variant sets (their meaning is documented there). */
+export type SimulatedEngine = Pick<
+  SimulatorOptions,
+  'speed' | 'kneeConcurrency' | 'decodeFactor' | 'prefillFactor' | 'qualityLoss' | 'tensorParallel' | 'gpuCount'
+>;
 
 const setting = (cfg: Record<string, unknown>, name: string): unknown => {
   const snake = name.replace(/-/g, '_');
