@@ -313,9 +313,19 @@ export class OptimizationService implements OnApplicationBootstrap {
           state: { paused: data.paused, note: data.paused ? 'paused through setReoptimizationSchedule' : undefined },
         });
       } else {
-        await handle.update((prev) => ({ ...prev, spec, action, policies: { ...prev.policies, overlap: ScheduleOverlapPolicy.SKIP } }));
-        if (data.paused) await handle.pause('paused through setReoptimizationSchedule');
-        else await handle.unpause('resumed through setReoptimizationSchedule');
+        // The pause travels in the update itself. A separate pause() right after it can be undone by it: the
+        // scheduler applies a pending patch (pause) before a pending update, and the update's state then says unpaused.
+        await handle.update((prev) => ({
+          ...prev,
+          spec,
+          action,
+          policies: { ...prev.policies, overlap: ScheduleOverlapPolicy.SKIP },
+          state: {
+            ...prev.state,
+            paused: data.paused,
+            note: data.paused ? 'paused through setReoptimizationSchedule' : 'resumed through setReoptimizationSchedule',
+          },
+        }));
       }
     } catch (err) {
       if (err instanceof DomainError) throw err;
