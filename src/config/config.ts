@@ -124,6 +124,8 @@ export const configSchema = z.object({
    * its own process until Redis answers again.
    */
   REDIS_COMMAND_TIMEOUT_MS: positiveInt.default(500),
+  /** How long a budget slot in Redis lasts unless its gateway renews it (every quarter of this): a dead gateway's slots are free again within it. */
+  GATEWAY_SLOT_LEASE_MS: positiveInt.min(1000, 'must be at least 1000').default(10_000),
   /** A key's bucket holds this many seconds of its per-minute rate as a burst. */
   GATEWAY_RATE_BURST_SECONDS: positiveInt.max(60, 'must be at most 60').default(6),
   /**

@@ -20,10 +20,10 @@ class FlakyStore implements LimitStore {
     await this.check();
     return this.inner.acquireSlot(ws, budget);
   }
-  async releaseSlot(ws: string) {
+  async releaseSlot(ws: string, id: string) {
     await this.check();
     this.releases++;
-    return this.inner.releaseSlot(ws);
+    return this.inner.releaseSlot(ws, id);
   }
   async close() {}
 }

@@ -107,7 +107,7 @@ export class Admission {
       release: () => {
         if (released) return;
         released = true;
-        void store.releaseSlot(key.workspaceId).catch(() => {});
+        void store.releaseSlot(key.workspaceId, slot.id!).catch(() => {});
       },
     };
   }

@@ -98,6 +98,8 @@ export async function createGateway({ config, prisma, temporal, log, bodyLimitBy
           retryStrategy: (times) => Math.min(times * 100, 1000),
         }),
         gatewayId,
+        'infercp:',
+        config.GATEWAY_SLOT_LEASE_MS,
       )
     : new MemoryLimitStore();
   // The reporter reads the gateway's loads and the gateway pokes the reporter: `gateway` is set before either runs.

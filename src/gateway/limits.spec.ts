@@ -82,34 +82,50 @@ describe('limit stores', () => {
     const store = stores.find(([n]) => n === name)![1];
     const a = await Promise.all([1, 2, 3].map(() => store.acquireSlot(`ws-${name}`, 2)));
     expect(a.filter((x) => x.ok).length).toBe(2);
-    await store.releaseSlot(`ws-${name}`);
+    await store.releaseSlot(`ws-${name}`, a.find((x) => x.ok)!.id!);
     expect((await store.acquireSlot(`ws-${name}`, 2)).ok).toBe(true);
   });
 
-  it('redis: should never count a gateway below zero when a release is given twice (its reply was lost, so it was owed)', async () => {
-    const a = new RedisLimitStore(redis.duplicate(), 'gw-c', prefix);
-    const b = new RedisLimitStore(redis.duplicate(), 'gw-d', prefix);
-    expect((await a.acquireSlot('ws-twice', 2)).ok).toBe(true);
-    await a.releaseSlot('ws-twice');
-    await a.releaseSlot('ws-twice'); // the same release again, as a retried one would be
-    // gw-c holds nothing (not -1): the other gateway may take the budget and no more.
-    expect((await b.acquireSlot('ws-twice', 2)).ok).toBe(true);
-    expect((await b.acquireSlot('ws-twice', 2)).ok).toBe(true);
-    expect(await b.acquireSlot('ws-twice', 2)).toEqual({ ok: false, inUse: 2 });
-    await a.close();
+  it.each(['memory', 'redis'])(
+    "%s: should free one slot when a release is given twice (its reply was lost, so it was sent again), never another request's",
+    async (name) => {
+      const store = stores.find(([n]) => n === name)![1];
+      const ws = `ws-twice-${name}`;
+      const first = await store.acquireSlot(ws, 2);
+      const second = await store.acquireSlot(ws, 2);
+      expect([first.ok, second.ok]).toEqual([true, true]);
+      await store.releaseSlot(ws, first.id!);
+      await store.releaseSlot(ws, first.id!);
+      // The second request still runs: one slot is free, not two.
+      expect((await store.acquireSlot(ws, 2)).ok).toBe(true);
+      expect(await store.acquireSlot(ws, 2)).toEqual({ ok: false, inUse: 2 });
+    },
+  );
+
+  it("redis: should share one budget between gateways, let a dead gateway's slots lapse within a lease, and keep a live one's long requests counted", async () => {
+    const b = new RedisLimitStore(redis.duplicate(), 'gw-b', prefix, 300);
+    const c = new RedisLimitStore(redis.duplicate(), 'gw-c', prefix, 300);
+    expect((await c.acquireSlot('ws-shared', 3)).ok).toBe(true);
+    expect((await b.acquireSlot('ws-shared', 3)).ok).toBe(true);
+    expect((await c.acquireSlot('ws-shared', 3)).ok).toBe(true);
+    expect(await c.acquireSlot('ws-shared', 3)).toEqual({ ok: false, inUse: 3 });
+    // gw-b loses Redis without a word (a crash): its slot lapses once its lease ends. gw-c's two slots, held for
+    // several leases, stay counted: it renews them.
+    (b as unknown as { redis: Redis }).redis.disconnect();
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await c.acquireSlot('ws-shared', 3)).toMatchObject({ ok: true, inUse: 3 });
+    expect(await c.acquireSlot('ws-shared', 3)).toEqual({ ok: false, inUse: 3 });
     await b.close();
+    await c.close();
   });
 
-  it('redis: should share one budget between gateways, and drop the slots of a gateway that died', async () => {
-    const b = new RedisLimitStore(redis.duplicate(), 'gw-b', prefix, 300);
-    const a = stores[1][1];
-    expect((await a.acquireSlot('ws-shared', 2)).ok).toBe(true);
-    expect((await b.acquireSlot('ws-shared', 2)).ok).toBe(true);
-    expect(await a.acquireSlot('ws-shared', 2)).toEqual({ ok: false, inUse: 2 });
-    // gw-b loses Redis without a word (a crash): once its liveness key expires its slot stops counting.
-    (b as unknown as { redis: Redis }).redis.disconnect();
-    await new Promise((r) => setTimeout(r, 600));
-    expect((await a.acquireSlot('ws-shared', 2)).ok).toBe(true);
+  it('redis: should give back what a gateway still holds when it closes', async () => {
+    const a = new RedisLimitStore(redis.duplicate(), 'gw-e', prefix);
+    const b = new RedisLimitStore(redis.duplicate(), 'gw-f', prefix);
+    expect((await a.acquireSlot('ws-close', 1)).ok).toBe(true);
+    expect((await b.acquireSlot('ws-close', 1)).ok).toBe(false);
+    await a.close();
+    expect((await b.acquireSlot('ws-close', 1)).ok).toBe(true);
     await b.close();
   });
 });

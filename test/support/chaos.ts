@@ -23,6 +23,14 @@ import { chatLoad, LoadResult } from './load';
 import type { Stack } from './stack';
 import { eventually } from './wait';
 
+/** Budget slots a gateway process holds in Redis now: its unexpired leases in a workspace's slot set (ids `<gateway id>#<n>`, the gateway id `<host>-<pid>-<hex>`). */
+async function leasesOf(redis: Redis, slotsKey: string, pid: number): Promise<number> {
+  const [sec, micro] = await redis.time();
+  const now = Number(sec) * 1000 + Math.floor(Number(micro) / 1000);
+  const ids = await redis.zrangebyscore(slotsKey, `(${now}`, '+inf');
+  return ids.filter((id) => id.includes(`-${pid}-`)).length;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Scenario 2: the provider's management API failing transiently, timing out, and a pool without capacity.
 
@@ -347,11 +355,8 @@ export async function gatewayKill(stack: Stack, ws: { id: string; token: string 
 
     const slotsKey = `infercp:slots:${ws.id}`;
     process.kill(a.pid, 'SIGKILL');
-    // The killed process's field of the workspace's slot hash (its gateway id is host-pid-random).
-    const held = await redis.hgetall(slotsKey);
-    const slotsHeldAtKill = Object.entries(held)
-      .filter(([gw]) => gw.includes(`-${a.pid}-`))
-      .reduce((n, [, v]) => n + Number(v), 0);
+    // The killed process's unexpired leases in the workspace's slot set.
+    const slotsHeldAtKill = await leasesOf(redis, slotsKey, a.pid);
     const loadAResult = loadA.stop();
     let bound: NodeJS.Timeout | undefined;
     const settled = await Promise.race([
@@ -718,20 +723,18 @@ export async function redisOutage(
     await sleep(1500);
     const result = await load.stop();
     // Owed releases are paid with the next heartbeat (every 2.5 s).
-    const mine = async () =>
-      Object.entries(await redis.hgetall(slotsKey))
-        .filter(([gw]) => gw.includes(`-${a.pid}-`))
-        .reduce((n, [, v]) => n + Number(v), 0);
+    const mine = () => leasesOf(redis, slotsKey, a.pid);
     const slotsLeft = await eventually(async () => ((await mine()) === 0 ? 'zero' : null), 10_000, 200)
       .then(() => 0)
       .catch(mine);
     // Shared again: another gateway's field holding the whole budget (with a live liveness key) refuses this one's request.
     const budget = (await stack.prisma.workspace.findUniqueOrThrow({ where: { id: ws.id } })).maxConcurrency ?? 0;
     const other = `chaos-other-${process.pid}`;
-    await redis.set(`infercp:gw:${other}`, '1', 'PX', 10_000);
-    await redis.hset(slotsKey, other, String(budget > 0 ? budget : 10_000));
+    const [sec] = await redis.time();
+    const others = Array.from({ length: budget > 0 ? budget : 10_000 }, (_, i) => `${other}#${i}`);
+    await redis.zadd(slotsKey, ...others.flatMap((id) => [Number(sec) * 1000 + 10_000, id]));
     const refused = await chatOnce(a.url, apiKey);
-    await redis.hdel(slotsKey, other);
+    await redis.zrem(slotsKey, ...others);
     return {
       load: result,
       sentDuringOutage: sentDuring,
