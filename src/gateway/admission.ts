@@ -1,10 +1,10 @@
-// Admission of a /v1 request before its body is read: the key (401), then the workspace's spend cap (403), the key's
-// rate (429) and the workspace's concurrency budget (429), counted in the shared limit store or, while it is down, here.
+// Admission of a /v1 request: before its body is read, the key (401), the workspace's spend cap (403) and the key's
+// rate (429); once it has arrived, the workspace's concurrency budget (429), counted in the shared limit store or, while it is down, here.
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import { bearer } from '../common/secrets';
 import type { Directory, KeyInfo } from './directory';
-import { invalidKey, OpenAIError } from './errors';
+import { invalidKey, OpenAIError, refused } from './errors';
 import { LimitStore, MemoryLimitStore } from './limits';
 
 /** What admission hands the request path: headers for every response, and the slot to give back once. */
@@ -52,6 +52,16 @@ export class Admission {
 
   /** Admission after the key: spend cap (403), key rate (429), workspace concurrency budget (429), in that order. */
   async admit(key: KeyInfo): Promise<Admitted | OpenAIError> {
+    const checked = await this.check(key);
+    if (refused(checked)) return checked;
+    return this.slot(key, checked.headers);
+  }
+
+  /**
+   * What is decided on the headers alone: the spend cap (403) and the key's rate (429). A request refused here costs
+   * no body read. Resolves to the rate headers every response carries.
+   */
+  async check(key: KeyInfo): Promise<{ headers: Record<string, string> } | OpenAIError> {
     if (key.spendCapUsd !== null) {
       const spent = await this.directory.monthSpendUsd(key.workspaceId);
       if (spent >= key.spendCapUsd) {
@@ -85,6 +95,14 @@ export class Admission {
         };
       }
     }
+    return { headers };
+  }
+
+  /**
+   * The workspace's concurrency budget (429): a slot once the body has arrived. A client still sending its body (or one
+   * that went silent in the middle of it) is not yet work at a replica and holds no slot meanwhile.
+   */
+  async slot(key: KeyInfo, headers: Record<string, string>): Promise<Admitted | OpenAIError> {
     // A slot goes back to the store that gave it: one counted here while Redis was away is not taken off Redis's count.
     let store: LimitStore = this.limits;
     const slot = await this.limited((l) => {

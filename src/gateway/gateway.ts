@@ -257,19 +257,24 @@ export class Gateway {
     return false;
   }
 
-  /** Key, then admission, then the body: a refused request costs no body read (Node drains what was not read). */
+  /**
+   * Key, spend cap and rate, then the body, then the concurrency slot: a request refused on its headers costs no body
+   * read (Node drains what was not read), and a body still arriving (a slow or silent client) holds no budget slot.
+   */
   private async proxy(req: IncomingMessage, res: ServerResponse, kind: RequestKind) {
     const started = process.hrtime.bigint();
     const key = await this.admission.authenticate(req);
     if (refused(key)) return this.fail(res, kind, key);
-    const admitted = await this.admission.admit(key);
+    const checked = await this.admission.check(key);
+    if (refused(checked)) return this.fail(res, kind, checked);
+    for (const k in checked.headers) res.setHeader(k, checked.headers[k]);
+    const body =
+      kind === 'transcriptions' ? await readFormBody(req, this.o.bodyLimitBytes) : await readJsonBody(req, this.o.bodyLimitBytes);
+    if (refused(body)) return this.fail(res, kind, body);
+    const admitted = await this.admission.slot(key, checked.headers);
     if (refused(admitted)) return this.fail(res, kind, admitted);
-    for (const k in admitted.headers) res.setHeader(k, admitted.headers[k]);
     let piped = false;
     try {
-      const body =
-        kind === 'transcriptions' ? await readFormBody(req, this.o.bodyLimitBytes) : await readJsonBody(req, this.o.bodyLimitBytes);
-      if (refused(body)) return this.fail(res, kind, body);
       piped = await this.forward(res, body.value, kind, key, admitted, started);
     } finally {
       // A request that never reached pipe() gives its slot back here; the end of its response does otherwise.
@@ -507,20 +512,24 @@ export class Gateway {
     const ok = outcome === 'ok';
     const now = Date.now();
     // A replica that broke or stalled gets nothing new from this process for a while.
-    if (outcome === 'upstream_broken' || outcome === 'upstream_timeout') r.load.eject(r.replicaId, now);
+    if (outcome === 'upstream_broken' || outcome === 'upstream_timeout') {
+      r.load.eject(r.replicaId, now);
+      this.o.metrics.ejections.inc({ deployment: r.load.deploymentId });
+    }
     this.queue.release(r.load, r.replicaId, ok);
     r.admitted.release();
     if (ok && usage.completionTokens) r.load.observeDecode(usage.completionTokens, decodeMs);
-    // Tokens of a stream the client cancelled were served; those of a replica's failure are not billed.
-    // A client that cancels is not an error of the deployment's.
-    const served = ok || outcome === 'client_closed';
+    // Tokens of a stream the client cancelled (or stopped reading) were served; those of a replica's failure are not
+    // billed.
+    const clientEnded = outcome === 'client_closed' || outcome === 'client_stalled';
+    const served = ok || clientEnded;
     const upstreamMs = Number(process.hrtime.bigint() - r.sentHr) / 1e6;
     const units: Units = {
       images: served && status < 400 ? r.units.images : 0,
       audioSeconds: served && status < 400 ? r.units.audioSeconds + (usage.audioSeconds ?? 0) : 0,
     };
     // A client that cancels is not an error of the deployment's; an answer of 4xx or 5xx from the replica is.
-    const errorCode = outcome === 'ok' || outcome === 'client_closed' ? (status >= 400 ? `http_${status}` : null) : outcome;
+    const errorCode = outcome === 'ok' || clientEnded ? (status >= 400 ? `http_${status}` : null) : outcome;
     const latencyMs = this.account(r.route, r.key, served && status < 400, usage, r.started, ttftMs, served, units, errorCode);
     this.o.metrics.requests.inc({ route: r.kind, status: String(status), code: ok ? '' : outcome });
     this.o.metrics.latency.observe({ route: r.kind }, latencyMs / 1000);

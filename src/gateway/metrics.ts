@@ -70,6 +70,12 @@ export function createMetrics() {
         for (const l of loads()) this.set({ deployment: l.deploymentId }, l.queue.length);
       },
     }),
+    ejections: new Counter({
+      name: 'infercp_gateway_replica_ejections_total',
+      help: 'Replicas this gateway process stopped routing to for a while because a response from them broke or went silent, by deployment',
+      labelNames: ['deployment'] as const,
+      registers: [registry],
+    }),
     tokens: new Counter({
       name: 'infercp_gateway_tokens_total',
       help: 'Tokens served through this gateway process, by deployment and type (prompt, completion)',

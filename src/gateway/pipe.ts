@@ -1,5 +1,5 @@
 // Streaming one upstream response to its client: headers, chunks with backpressure, the usage tap, the first-byte
-// and idle watchdog, and how it ended (done, broken, silent, client left), reported once to the caller.
+// and idle watchdog, and how it ended (done, broken, silent, client left or stopped reading), reported once to the caller.
 import type { ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { ClientGone } from './client-gone';
@@ -8,7 +8,7 @@ import type { Metrics } from './metrics';
 import { BodyTap, Usage, UsageTap } from './usage-tap';
 
 /** How a piped response ended. */
-export type PipeOutcome = 'ok' | 'upstream_broken' | 'upstream_timeout' | 'client_closed';
+export type PipeOutcome = 'ok' | 'upstream_broken' | 'upstream_timeout' | 'client_closed' | 'client_stalled';
 
 /** What pipe() reads of the request whose response it streams. */
 export interface Piped {
@@ -46,7 +46,10 @@ export type PipeFinished<R extends Piped> = (
 export interface PipeOptions<R extends Piped> {
   /** A stream's time to its first byte, ms. */
   ttfbTimeoutMs: number;
-  /** Longest silence between chunks once a response has begun, ms. */
+  /**
+   * Longest silence between chunks once a response has begun, ms; also the longest a client may leave what was written
+   * to it unread (its socket full) before it is cut, as Envoy's stream idle timeout counts either side.
+   */
   idleTimeoutMs: number;
   metrics: Pick<Metrics, 'ttft'>;
   finished: PipeFinished<R>;
@@ -82,6 +85,8 @@ export function pipe<R extends Piped>(raw: ServerResponse, res: Dispatcher.Respo
   let ttftMs: number | null = null;
   let lastChunkAt = Date.now();
   let silent: 'ttfb' | 'idle' | null = null;
+  /** Since when the client has taken nothing of what was written (the upstream is paused for it); null while it reads. */
+  let stalledSince: number | null = null;
   let done = false;
 
   const finish = (outcome: PipeOutcome) => {
@@ -95,9 +100,22 @@ export function pipe<R extends Piped>(raw: ServerResponse, res: Dispatcher.Respo
   // One timer per response, re-armed only when it fires: no timer work per chunk. A stream waits
   // for its first byte under the TTFB timeout; anything after that, and a JSON body, under the idle one.
   const watch = () => {
+    const now = Date.now();
+    if (stalledSince !== null) {
+      if (now < stalledSince + o.idleTimeoutMs) {
+        watchdog = setTimeout(watch, stalledSince + o.idleTimeoutMs - now);
+        return;
+      }
+      // The client stopped reading, not the replica: the client is cut (its budget and replica slots come back, the
+      // upstream request is cancelled), and the replica is not blamed for the silence the pause made.
+      r.gone.abort();
+      raw.destroy();
+      res.body.destroy();
+      finish('client_stalled');
+      return;
+    }
     const phase = sse && firstByteAt === null ? 'ttfb' : 'idle';
     const deadline = phase === 'ttfb' ? r.sentAt + o.ttfbTimeoutMs : lastChunkAt + o.idleTimeoutMs;
-    const now = Date.now();
     if (now < deadline) {
       watchdog = setTimeout(watch, deadline - now);
       return;
@@ -120,12 +138,30 @@ export function pipe<R extends Piped>(raw: ServerResponse, res: Dispatcher.Respo
     const out = tap.push(chunk);
     if (out.length && !raw.write(out)) {
       res.body.pause();
-      raw.once('drain', () => res.body.resume());
+      stalledSince = Date.now();
+      raw.once('drain', () => {
+        // The replica's silence counts from here: while paused it could not be heard.
+        stalledSince = null;
+        lastChunkAt = Date.now();
+        res.body.resume();
+      });
     }
   });
+  /**
+   * Ends the response. A client that has stopped reading would hold the socket and what is buffered for it for good:
+   * when it has not taken the rest within the idle timeout it is cut.
+   */
+  const end = (last: Buffer | string | undefined) => {
+    raw.end(last);
+    if (!raw.writableNeedDrain) return;
+    const bound = setTimeout(() => raw.destroy(), o.idleTimeoutMs);
+    bound.unref();
+    raw.once('finish', () => clearTimeout(bound));
+    raw.once('close', () => clearTimeout(bound));
+  };
   res.body.on('end', () => {
     const rest = tap.flush();
-    raw.end(rest.length ? rest : undefined);
+    end(rest.length ? rest : undefined);
     finish('ok');
   });
   res.body.on('error', (err) => {
@@ -141,7 +177,7 @@ export function pipe<R extends Piped>(raw: ServerResponse, res: Dispatcher.Respo
             message: `replica ${err.message} (GATEWAY_${silent === 'ttfb' ? 'TTFB' : 'IDLE'}_TIMEOUT_MS)`,
           }
         : { ok: false, status: 502, type: 'server_error', code: 'upstream_error', message: `replica failed mid-stream: ${err.message}` };
-      raw.end(tap.failure(e));
+      end(tap.failure(e));
     } else {
       // A JSON body cut short must not look complete: the client sees the connection fail.
       raw.destroy();

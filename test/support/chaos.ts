@@ -816,7 +816,7 @@ export async function temporalOutage(
 // Scenario 5 (the HTTP part): slowloris, idle connections and oversized headers on the api port.
 
 /** What the server sent on a raw connection before it closed it, and whether it did within the bound. */
-interface RawOutcome {
+export interface RawOutcome {
   closedByServer: boolean;
   /** The status line's code, when the server answered (0: closed without a response). */
   status: number;
@@ -824,7 +824,7 @@ interface RawOutcome {
 }
 
 /** Opens a raw connection, writes `head`, then one byte of `drip` every dripMs, until the server closes it or boundMs passes. */
-function rawConnection(port: number, head: string, drip: string | null, dripMs: number, boundMs: number): Promise<RawOutcome> {
+export function rawConnection(port: number, head: string, drip: string | null, dripMs: number, boundMs: number): Promise<RawOutcome> {
   return new Promise((resolve) => {
     const t0 = performance.now();
     const sock = net.connect(port, '127.0.0.1');
