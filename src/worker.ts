@@ -1,6 +1,7 @@
 import { Runtime, makeTelemetryFilterString } from '@temporalio/worker';
 import { createLogger } from './common/logger';
 import { loadConfigOrExit } from './config/config';
+import { describeTemporalConnection } from './temporal/connection';
 import { startWorker } from './temporal/worker-runtime';
 
 async function main() {
@@ -19,7 +20,7 @@ async function main() {
   });
   // Temporal's Runtime handles SIGINT/SIGTERM: the worker drains and run() resolves.
   const rt = await startWorker(config, log);
-  log.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, temporal: config.TEMPORAL_ADDRESS }, 'worker running');
+  log.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, temporal: describeTemporalConnection(config) }, 'worker running');
   await rt.run;
   await rt.shutdown();
   log.info('worker stopped');

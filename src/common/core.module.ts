@@ -1,5 +1,6 @@
 import { Global, Inject, Injectable, Module, OnModuleDestroy } from '@nestjs/common';
 import { Client, Connection } from '@temporalio/client';
+import { temporalConnectionOptions } from '../temporal/connection';
 import type { Logger } from 'pino';
 import { Config, CONFIG, loadConfig } from '../config/config';
 import { createPrisma, PrismaClient } from '../database/prisma';
@@ -40,7 +41,7 @@ export class CoreModule {
           useFactory: () =>
             new Client({
               // Lazy: the api boots and serves /v1 even while Temporal is still starting.
-              connection: Connection.lazy({ address: config.TEMPORAL_ADDRESS }),
+              connection: Connection.lazy(temporalConnectionOptions(config)),
               namespace: config.TEMPORAL_NAMESPACE,
             }),
         },

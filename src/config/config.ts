@@ -1,3 +1,4 @@
+import { accessSync, constants } from 'node:fs';
 import { z } from 'zod';
 
 /**
@@ -23,6 +24,18 @@ export const configSchema = z.object({
     .regex(/^[^\s:]+:\d+$/, 'must be host:port')
     .default('127.0.0.1:7233'),
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  /**
+   * TLS to the Temporal frontend (a self-hosted cluster behind TLS, Temporal Cloud). On by itself when a client
+   * certificate or an API key is given. CA: the server's root CA (PEM) when it is not a public one; CERT and KEY: a
+   * client certificate pair (PEM) for mTLS; SERVER_NAME: the name to verify when it differs from the address's host.
+   */
+  TEMPORAL_TLS: bool.default(false),
+  TEMPORAL_TLS_CA_FILE: z.string().default(''),
+  TEMPORAL_TLS_CERT_FILE: z.string().default(''),
+  TEMPORAL_TLS_KEY_FILE: z.string().default(''),
+  TEMPORAL_TLS_SERVER_NAME: z.string().default(''),
+  /** A Temporal Cloud API key, sent as a bearer token on every call (implies TLS). Never logged. */
+  TEMPORAL_API_KEY: z.string().default(''),
   TEMPORAL_TASK_QUEUE: z.string().min(1).default('deployments'),
   /** Path of a prebuilt workflow bundle; empty means bundle from source at worker start. */
   TEMPORAL_WORKFLOW_BUNDLE: z.string().default(''),
@@ -231,6 +244,27 @@ export function decodeKey(v: string): Buffer | null {
   return b.length === 32 ? b : null;
 }
 
+/** The files the config names that cannot be used: each problem names its variable. */
+function fileProblems(c: z.infer<typeof configSchema>): string[] {
+  const out: string[] = [];
+  if (Boolean(c.TEMPORAL_TLS_CERT_FILE) !== Boolean(c.TEMPORAL_TLS_KEY_FILE)) {
+    const [set, unset] = c.TEMPORAL_TLS_CERT_FILE
+      ? ['TEMPORAL_TLS_CERT_FILE', 'TEMPORAL_TLS_KEY_FILE']
+      : ['TEMPORAL_TLS_KEY_FILE', 'TEMPORAL_TLS_CERT_FILE'];
+    out.push(`${unset}: required with ${set} (a client certificate and its key go together)`);
+  }
+  for (const key of ['TEMPORAL_TLS_CA_FILE', 'TEMPORAL_TLS_CERT_FILE', 'TEMPORAL_TLS_KEY_FILE'] as const) {
+    const path = c[key];
+    if (!path) continue;
+    try {
+      accessSync(path, constants.R_OK);
+    } catch (e) {
+      out.push(`${key}=${JSON.stringify(path)}: cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+  }
+  return out;
+}
+
 /** Parses the environment; throws ConfigError naming each bad key, its value and the rule. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const input: Record<string, string | undefined> = {};
@@ -249,6 +283,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(problems);
   }
   const c = parsed.data;
+  const problems = fileProblems(c);
+  if (problems.length) throw new ConfigError(problems);
   return {
     ...c,
     PUBLIC_BASE_URL: c.PUBLIC_BASE_URL ?? `http://${c.API_HOST}:${c.API_PORT}`,

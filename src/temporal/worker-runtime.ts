@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { NativeConnection, Worker, WorkerOptions } from '@temporalio/worker';
+import { temporalConnectionOptions } from './connection';
 import type { Logger } from 'pino';
 import { createActivities } from '../../activities';
 import { Config } from '../config/config';
@@ -32,7 +33,7 @@ export async function startWorker(
   const prisma = createPrisma(config.DATABASE_URL);
   const providers = createProviders(config, { prisma, log }, overrides.providers);
   await reconcileProviders(prisma, providers, log);
-  const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
+  const connection = await NativeConnection.connect(temporalConnectionOptions(config));
   const worker = await Worker.create({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
