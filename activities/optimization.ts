@@ -354,6 +354,16 @@ export function optimizationActivities(ctx: ActivityContext, prices: PriceTable 
         where: { status: 'ACTIVE', variant: { runId: { not: null }, status: 'MEASURED' } },
         include: { variant: { include: { run: true } }, pipeline: { include: { schedule: true } } },
       });
+      // One read of every measured deployment's minutes in the window, summed per deployment and minute.
+      const minutes = deployments.length
+        ? await prisma.usageRollup.groupBy({
+            by: ['deploymentId', 'minute'],
+            where: { deploymentId: { in: deployments.map((d) => d.id) }, minute: { gte: since } },
+            _sum: { requests: true, errors: true, latencyMsSum: true, promptTokens: true, completionTokens: true },
+          })
+        : [];
+      const byDeployment = new Map<string, typeof minutes>();
+      for (const m of minutes) byDeployment.set(m.deploymentId, [...(byDeployment.get(m.deploymentId) ?? []), m]);
       const drifted: string[] = [];
       const runEarly = new Map<string, Record<string, unknown>>();
       for (const d of deployments) {
@@ -361,16 +371,16 @@ export function optimizationActivities(ctx: ActivityContext, prices: PriceTable 
         const m = d.variant.metrics as unknown as VariantMetrics | null;
         const s = run.load as RunSettings | null;
         if (!m || !s) continue;
-        const rows = await prisma.usageRollup.findMany({ where: { deploymentId: d.id, minute: { gte: since } } });
+        const rows = (byDeployment.get(d.id) ?? []).map((r) => r._sum);
         // Failed requests carry no tokens: lengths are means over the ones served.
-        const requests = rows.reduce((n, r) => n + r.requests - r.errors, 0);
+        const requests = rows.reduce((n, r) => n + (r.requests ?? 0) - (r.errors ?? 0), 0);
         if (requests <= 0) continue;
         const live = {
           requests,
           // Mean in flight over the minutes that saw traffic (Little's law: request time over wall time).
-          concurrency: rows.reduce((n, r) => n + r.latencyMsSum, 0) / (new Set(rows.map((r) => r.minute.getTime())).size * 60_000),
-          promptTokens: rows.reduce((n, r) => n + Number(r.promptTokens), 0) / requests,
-          outputTokens: rows.reduce((n, r) => n + Number(r.completionTokens), 0) / requests,
+          concurrency: rows.reduce((n, r) => n + Number(r.latencyMsSum ?? 0), 0) / (rows.length * 60_000),
+          promptTokens: rows.reduce((n, r) => n + Number(r.promptTokens ?? 0), 0) / requests,
+          outputTokens: rows.reduce((n, r) => n + Number(r.completionTokens ?? 0), 0) / requests,
         };
         const why = trafficDrift({ concurrency: m.targetConcurrency, promptTokens: s.promptTokens, outputTokens: s.outputTokens }, live);
         if (!why) continue;

@@ -1,5 +1,6 @@
-import { ArgumentsHost, Catch, Inject } from '@nestjs/common';
-import { GqlExceptionFilter } from '@nestjs/graphql';
+import { ArgumentsHost, Catch, HttpException, Inject } from '@nestjs/common';
+import { GqlContextType, GqlExceptionFilter } from '@nestjs/graphql';
+import type { FastifyReply } from 'fastify';
 import { FragmentDefinitionNode, GraphQLError, Kind, SelectionSetNode, ValidationContext, ValidationRule } from 'graphql';
 import { createComplexityRule, simpleEstimator } from 'graphql-query-complexity';
 import type { Logger } from 'pino';
@@ -38,8 +39,25 @@ export function toGraphQLError(err: unknown, log?: Logger): GraphQLError {
 @Catch()
 export class GraphQLErrorFilter implements GqlExceptionFilter {
   constructor(@Inject(LOGGER) private readonly log: Logger) {}
-  catch(exception: unknown, _host: ArgumentsHost) {
+  catch(exception: unknown, host: ArgumentsHost) {
+    if (host.getType<GqlContextType>() !== 'graphql') return this.http(exception, host);
     return toGraphQLError(exception, this.log);
+  }
+
+  /**
+   * The same filter sees plain HTTP requests (an unknown path, /favicon.ico): a client's 4xx is answered as Nest would,
+   * without a log line; only a 5xx or an unexpected error is logged, and its message is not shown.
+   */
+  private http(exception: unknown, host: ArgumentsHost) {
+    const reply = host.switchToHttp().getResponse<FastifyReply>();
+    if (exception instanceof HttpException && exception.getStatus() < 500) {
+      const body = exception.getResponse();
+      return reply
+        .status(exception.getStatus())
+        .send(typeof body === 'string' ? { statusCode: exception.getStatus(), message: body } : body);
+    }
+    this.log.error({ err: exception }, 'unhandled error in an HTTP handler');
+    return reply.status(500).send({ statusCode: 500, error: 'Internal Server Error', message: 'internal error' });
   }
 }
 
