@@ -134,11 +134,15 @@ export class Lookup<V> {
   /** The last failed read of each key, by read sequence (cleared by a read that succeeds). */
   private readonly failed = new Map<string, { seq: number; err: Error }>();
   private seq = 0;
+  private readonly load: (k: string) => Promise<V>;
+  private readonly readTimeoutMs: number;
 
   constructor(max: number, ttlMs: number, load: (k: string) => Promise<V>, ttlFor?: (v: V) => number, o: LookupOptions = {}) {
     this.staleServeMs = o.staleServeMs ?? Infinity;
     this.now = o.now ?? Date.now;
     const readTimeoutMs = o.readTimeoutMs ?? 5000;
+    this.load = load;
+    this.readTimeoutMs = readTimeoutMs;
     this.cache = new LRUCache<string, Entry<V>>({
       max,
       ttl: ttlMs,
@@ -175,7 +179,8 @@ export class Lookup<V> {
 
   async get(k: string): Promise<V> {
     // A read cancelled because the entry was invalidated meanwhile is made again, now that the change
-    // is in; a few times at most, so a row that changes without pause cannot hold a request forever.
+    // is in; a few times at most, so a row that changes without pause cannot hold a request forever: then one
+    // read is served as it is, not stored (it began after the last change this process had heard of).
     for (let attempt = 1; ; attempt++) {
       const since = this.seq;
       let e: Entry<V> | undefined;
@@ -186,13 +191,23 @@ export class Lookup<V> {
         if (e) e = await this.cache.fetch(k, { allowStale: false, forceRefresh: true });
         if (this.usable(e)) return e.v;
       } catch (err) {
-        if (attempt >= 3 || !(err instanceof Error) || !/abort/i.test(`${err.name} ${err.message}`)) throw err;
+        if (!(err instanceof Error) || !/abort/i.test(`${err.name} ${err.message}`)) throw err;
+        if (attempt >= 3) return this.readThrough(k);
         continue;
       }
       // Nothing servable: a read that failed (the database), or one cancelled by an invalidation (read again).
       const down = this.unavailable(k, since);
       if (down || e) throw down ?? new DatabaseUnavailableError('Postgres could not be read and the cached entry is too old to serve');
-      if (attempt >= 3) throw new Error(`lookup of ${k} was invalidated ${attempt} times while it loaded`);
+      if (attempt >= 3) return this.readThrough(k);
+    }
+  }
+
+  /** One read past the cache, for a key invalidated during each of its cached reads. */
+  private async readThrough(k: string): Promise<V> {
+    try {
+      return await bounded(this.load(k), this.readTimeoutMs, 'a read of Postgres');
+    } catch (err) {
+      throw new DatabaseUnavailableError(`Postgres could not be read: ${(err as Error).message}`);
     }
   }
 

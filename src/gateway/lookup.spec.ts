@@ -46,6 +46,23 @@ describe('Lookup: the gateway directory cache', () => {
     expect(await l.get('k')).toBe(2);
   });
 
+  it('should answer with one uncached read when the entry is invalidated during every read (a row that never stops changing)', async () => {
+    let version = 0;
+    // Every cached read is overtaken by a change (a NOTIFY arrives while it loads).
+    const churn = { on: true };
+    const l: Lookup<number> = new Lookup<number>(10, 60_000, async (k) => {
+      const v = ++version;
+      if (churn.on) setTimeout(() => l.delete(k), 1);
+      await sleep(10);
+      return v;
+    });
+    const v = await l.get('k');
+    expect(v).toBeGreaterThanOrEqual(3);
+    // Not stored: the next get reads again.
+    churn.on = false;
+    expect(await l.get('k')).toBeGreaterThan(v);
+  });
+
   it('should hold at most its size, however many distinct keys are asked for', async () => {
     let loads = 0;
     const l = new Lookup<null>(100, 60_000, async () => {

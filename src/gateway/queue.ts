@@ -84,11 +84,19 @@ export class Queue {
     for (const l of this.loads.values()) for (const w of l.queue.splice(0)) w.resolve(null);
   }
 
-  /** Hands free capacity to queued requests, oldest first. */
+  /**
+   * Hands free capacity to queued requests, oldest first. Never rejects (its callers do not wait for it): when the
+   * routes cannot be read now the waiters stay queued, and the next release, route change or the poll tries again.
+   */
   private async dispatch(deploymentId: string) {
     const load = this.loads.get(deploymentId);
     if (!load?.queue.length) return;
-    const route = await this.directory.route(deploymentId);
+    let route;
+    try {
+      route = await this.directory.route(deploymentId);
+    } catch {
+      return;
+    }
     load.dispatch(route?.replicas ?? [], Date.now());
   }
 
