@@ -202,6 +202,11 @@ export class KubernetesFake {
     return [...this.deployments.values()];
   }
 
+  /** The pods that exist now (not yet deleted), as the API lists them. */
+  listPods(): Obj[] {
+    return [...this.pods.values()].map((p) => p.obj);
+  }
+
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     for (const lb of this.lbs.values()) lb.server.close();
