@@ -4,7 +4,7 @@ import { loadConfig } from '../../src/config/config';
 import { newId } from '../../src/common/secrets';
 import { DomainError } from '../../src/domain/errors';
 import { secretsKey } from '../../src/credentials/secrets-key';
-import { sealSecret } from '../../src/credentials/store';
+import { readCredentialSecret, sealSecret } from '../../src/credentials/store';
 import { customProvider, CustomTarget, parseCustomEndpoints } from '../../src/providers/custom';
 import { ProviderPermanentError } from '../../src/providers/errors';
 import { KubernetesPools, kubernetesAccountOf, sealKubernetesAccount } from '../../src/providers/kubernetes';
@@ -254,7 +254,6 @@ describe('the CUSTOM adapter dispatching by credential kind', () => {
     const [a, b] = await rows();
     expect(a.address).toBe(b.address);
     // The gateway reads the pool's key by its URL from the credential, as it reads a bare box's.
-    const { readCredentialSecret } = await import('../../src/credentials/store');
     const endpoints = parseCustomEndpoints(await readCredentialSecret(world.prisma, secretsKey(config), credentialId), credentialId);
     const key = endpoints.find((e) => e.url === a.address)?.apiKey;
     expect(key).toMatch(/^pk-/);
