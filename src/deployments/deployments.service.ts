@@ -240,7 +240,7 @@ export class DeploymentsService {
   }
 
   /** Whether a CUSTOM deployment runs on a Kubernetes credential (its pools scale and swap like RunPod's). */
-  private async onKubernetes(d: Pick<Deployment, 'target' | 'credentialId'>): Promise<boolean> {
+  async onKubernetes(d: Pick<Deployment, 'target' | 'credentialId'>): Promise<boolean> {
     if (d.target !== 'CUSTOM' || !d.credentialId) return false;
     return kubernetesAccountIn(await readCredentialSecret(this.prisma, this.secretsKey, d.credentialId).catch(() => '')) !== null;
   }

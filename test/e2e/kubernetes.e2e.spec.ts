@@ -116,6 +116,16 @@ describe('CUSTOM on Kubernetes through the fake API server (real api, worker, Te
     const client = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: d.apiKey, maxRetries: 0 });
     expect(await streamChat(client, 4)).toMatchObject({ tokens: 4, finish: 'length' });
 
+    // The scaler's count goes to the scale subresource: exact control, unlike bare boxes' fixed capacity.
+    await must(
+      gql(`mutation($input: ScalingPolicyInput!) { setScalingPolicy(input: $input) { minReplicas maxReplicas } }`, {
+        input: { deploymentId: d.id, minReplicas: 2, maxReplicas: 2 },
+      }),
+    );
+    await eventually(async () => ours(d.id)[0].spec.replicas === 2, 30_000);
+    await eventually(async () => (await stack.prisma.replica.count({ where: { deploymentId: d.id, state: 'READY' } })) === 2, 30_000);
+    expect(await streamChat(client, 2)).toMatchObject({ tokens: 2, finish: 'length' });
+
     // Stop keeps the Deployment at 0 replicas (no pods, no GPUs held); start scales it back.
     await operate(STOP_DEPLOYMENT, { id: d.id });
     expect(ours(d.id).map((x) => x.spec.replicas)).toEqual([0]);
