@@ -66,7 +66,7 @@ function modalAccountOf(input: {
 
 /** What a credential stores and shows for the input: the sealed plaintext and its last four characters. */
 function secretOf(target: Target, input: AddProviderCredentialInput): { plaintext: string; last4: string } {
-  if (target === 'CUSTOM' && (input.kubeconfig != null || input.namespace != null)) {
+  if (target === 'CUSTOM' && [input.kubeconfig, input.namespace, input.context, input.urlTemplate].some((v) => v != null)) {
     // Exactly one mode: servers the user runs (endpoints), or a cluster we apply Deployments to (kubeconfig).
     if (input.endpoints?.length) {
       throw new DomainError(

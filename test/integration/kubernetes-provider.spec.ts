@@ -5,7 +5,7 @@ import { newId } from '../../src/common/secrets';
 import { DomainError } from '../../src/domain/errors';
 import { secretsKey } from '../../src/credentials/secrets-key';
 import { readCredentialSecret, sealSecret } from '../../src/credentials/store';
-import { customProvider, CustomTarget, parseCustomEndpoints } from '../../src/providers/custom';
+import { custom, customProvider, CustomTarget, parseCustomEndpoints } from '../../src/providers/custom';
 import { ProviderPermanentError } from '../../src/providers/errors';
 import { KubernetesPools, kubernetesAccountOf, sealKubernetesAccount } from '../../src/providers/kubernetes';
 import { ALL, KubernetesFake, startKubernetesFake } from '../../src/providers/kubernetes/fake';
@@ -158,6 +158,22 @@ describe('the Kubernetes adapter against the fake API server', () => {
     );
   });
 
+  it('should give the urlTemplate address and a ClusterIP Service when the credential routes through an Ingress', async () => {
+    accounts.set(
+      'ingress',
+      kubernetesAccountOf({
+        kubeconfig: fake.kubeconfig('admin-token'),
+        namespace: NS,
+        urlTemplate: 'https://{name}.inference.example.com/',
+      }),
+    );
+    const p = pools();
+    const s = spec(p, 'ingress');
+    expect(await p.ensurePool(s)).toEqual({ poolId: s.name, address: `https://${s.name}.inference.example.com`, workers: 0 });
+    await p.deletePool('ingress', s.name);
+    await eventually(async () => !fake.deployment(NS, s.name));
+  });
+
   it('should name a bare-box credential instead of treating it as a cluster', async () => {
     const p = pools();
     await expect(p.ensurePool(spec(p, 'bare'))).rejects.toThrow(/not a Kubernetes CUSTOM credential/);
@@ -272,5 +288,56 @@ describe('the CUSTOM adapter dispatching by credential kind', () => {
     await eventually(async () => fake.listDeployments().length === 0);
     const after = parseCustomEndpoints(await readCredentialSecret(world.prisma, secretsKey(config), credentialId), credentialId);
     expect(after).toEqual([]);
+  });
+
+  it('should reconcile at worker start: restore a count changed behind our back, mark replicas of a vanished pool lost, reap a pool no revision needs', async () => {
+    const credentialId = newId('pc');
+    const account = kubernetesAccountOf({ kubeconfig: fake.kubeconfig('admin-token'), namespace: NS });
+    await world.prisma.providerCredential.create({
+      data: {
+        id: credentialId,
+        workspaceId: world.workspaceId,
+        target: 'CUSTOM',
+        name: credentialId,
+        sealed: sealSecret(secretsKey(config), sealKubernetesAccount(account)),
+        last4: 'e-ml',
+      },
+    });
+    const start = async () => {
+      const d = await world.deployment({ providers: { CUSTOM: adapter }, row: { target: 'CUSTOM', gpu: 'H100', credentialId } });
+      const up = await d.run('reconcileReplicaCount', { deploymentId: d.deploymentId, desired: 1, reason: 'test' });
+      await d.run('awaitReplicaReady', { deploymentId: d.deploymentId, replicaId: up.started[0] });
+      const name = (await d.rows())[0].providerId!;
+      return { ...d, name };
+    };
+    const drifted = await start();
+    const vanished = await start();
+    const orphan = await start();
+    fake.deployment(NS, drifted.name)!.spec.replicas = 3;
+    // Deleted behind our back (and gone at once: no foreground wait).
+    await request(`${fake.url}/apis/apps/v1/namespaces/${NS}/deployments/${vanished.name}`, {
+      method: 'DELETE',
+      headers: { authorization: 'Bearer admin-token' },
+    }).then((r) => r.body.dump());
+    // A deployment deleted while the worker was away, whose pool stayed.
+    await world.prisma.replica.updateMany({ where: { deploymentId: orphan.deploymentId }, data: { state: 'STOPPED' } });
+    await world.prisma.deployment.update({ where: { id: orphan.deploymentId }, data: { status: 'DELETED' } });
+
+    const restarted = customProvider(config, { prisma: world.prisma, log: pino({ level: 'silent' }) });
+    try {
+      const r = await custom.reconcile!(world.prisma, restarted, pino({ level: 'silent' }));
+      expect(r).toMatchObject({ lost: 1, reaped: 1, restored: 1 });
+      expect(fake.deployment(NS, drifted.name)!.spec.replicas).toBe(1);
+      expect((await vanished.rows()).map((x) => x.state)).toEqual(['FAILED']);
+      await eventually(async () => !fake.deployment(NS, orphan.name));
+      const events = await world.prisma.deploymentEvent.findMany({ where: { deploymentId: drifted.deploymentId, kind: 'provider.drift' } });
+      expect(events[0].message).toMatch(/had 3 replica\(s\), the scaler's count is 1: restored$/);
+    } finally {
+      restarted.close();
+    }
+    for (const d of [drifted, vanished]) {
+      await d.run('releaseReplicas', { deploymentId: d.deploymentId, reason: 'test done' });
+      await d.run('markDeleted', { deploymentId: d.deploymentId, operationId: 'op_test' });
+    }
   });
 });

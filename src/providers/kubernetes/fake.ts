@@ -42,6 +42,8 @@ export interface KubernetesFakeOptions {
   unpullable?: RegExp;
   /** How often the controller reconciles, ms. */
   tickMs?: number;
+  /** How often the readiness probe GETs /health of a running pod, ms (default 100). */
+  probePeriodMs?: number;
   /** The simulators' weight-cache markers (default: under the OS temp directory). */
   cacheDir?: string;
 }
@@ -60,6 +62,8 @@ interface Pod {
   starting: boolean;
   /** Set once deleted: the simulator is closing. */
   gone: boolean;
+  /** When the readiness probe last ran, ms since the epoch. */
+  probedAt: number;
 }
 
 interface Lb {
@@ -233,6 +237,8 @@ export class KubernetesFake {
       const raw = Buffer.concat(chunks).toString('utf8');
       const url = new URL(req.url ?? '/', 'http://fake');
       this.calls.push(`${req.method} ${url.pathname}`);
+      // A long-running demo fake keeps only the newest calls.
+      if (this.calls.length > 10_000) this.calls.splice(0, this.calls.length - 5_000);
       if (url.pathname === '/version') return send(200, { major: '1', minor: '37', gitVersion: 'v1.37.2' });
       const user = this.o.users.find((u) => `Bearer ${u.token}` === req.headers.authorization);
       if (!user) return send(401, status(401, 'Unauthorized', 'Unauthorized'));
@@ -686,6 +692,7 @@ export class KubernetesFake {
       sim: null,
       starting: false,
       gone: false,
+      probedAt: 0,
     });
   }
 
@@ -782,7 +789,9 @@ export class KubernetesFake {
       void this.run(p).finally(() => (p.starting = false));
       return;
     }
-    // The readiness probe: a real GET /health of the simulator.
+    // The readiness probe: a real GET /health of the simulator, every probePeriodMs.
+    if (Date.now() - p.probedAt < (this.o.probePeriodMs ?? 100)) return;
+    p.probedAt = Date.now();
     p.starting = true;
     void fetch(`${p.sim.url}/health`)
       .then((r) => r.status === 200)

@@ -249,10 +249,18 @@ export class KubernetesPools implements PoolAdapter {
     return this.guard(`scale pool ${poolId} to ${workers}`, async () => {
       const c = await this.clientsOf(credentialId);
       // The client's default patch type is JSON Patch: a merge-patch body needs the header option (§3.2).
-      await c.apps.patchNamespacedDeploymentScale(
-        { name: poolId, namespace: c.account.namespace, body: { spec: { replicas: workers } } },
-        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      const patched = await this.orNull(() =>
+        c.apps.patchNamespacedDeploymentScale(
+          { name: poolId, namespace: c.account.namespace, body: { spec: { replicas: workers } } },
+          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+        ),
       );
+      // A pool deleted behind our back runs nothing, which is what a scale to 0 asks; anything more cannot be done.
+      if (!patched && workers > 0) {
+        throw new ProviderPermanentError(
+          `Kubernetes Deployment ${poolId} is gone from namespace ${c.account.namespace}: it cannot be scaled to ${workers}`,
+        );
+      }
     });
   }
 
