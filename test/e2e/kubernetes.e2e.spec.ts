@@ -15,6 +15,8 @@ import { streamChat } from '../support/openai';
 import { Stack, startStack } from '../support/stack';
 import { eventually } from '../support/wait';
 import { ALL, KubernetesFake, startKubernetesFake } from '../../src/providers/kubernetes/fake';
+import { KUBERNETES_DEMO_CREDENTIAL_NAME, startKubernetesDemo } from '../../src/providers/kubernetes/demo';
+import { ensureDefaultWorkspace } from '../../src/workspaces/workspaces.service';
 
 const ADD = `mutation($input: AddProviderCredentialInput!) {
   addProviderCredential(input: $input) { id target name last4 accountId demo } }`;
@@ -43,9 +45,11 @@ describe('CUSTOM on Kubernetes through the fake API server (real api, worker, Te
     stack = await startStack({ env: { KUBERNETES_MIN_SCALE_INTERVAL_MS: '100' } });
     gql = stack.as((await stack.workspace('TEAM')).token);
   });
+  let demo: KubernetesFake | null = null;
   afterAll(async () => {
     await stack?.close();
     await fake?.stop();
+    await demo?.stop();
   });
 
   const operate = async (mutation: string, variables: Record<string, unknown>) => {
@@ -150,5 +154,31 @@ describe('CUSTOM on Kubernetes through the fake API server (real api, worker, Te
 
     await operate(DELETE_DEPLOYMENT, { id: d.id });
     await eventually(async () => ours(d.id).length === 0);
+  });
+
+  it('should register the npm start demo credential on an embedded fake cluster, listed as demo, and deploy on it', async () => {
+    const { token } = await ensureDefaultWorkspace(stack.prisma);
+    const started = await startKubernetesDemo(stack.config);
+    demo = started.fake;
+    const own = stack.as(token);
+    const { providerCredentials } = await must(
+      own<{ providerCredentials: Array<{ id: string; name: string; demo: boolean }> }>(`{ providerCredentials { id name demo } }`),
+    );
+    expect(providerCredentials).toContainEqual({ id: started.credentialId, name: KUBERNETES_DEMO_CREDENTIAL_NAME, demo: true });
+    const d = await deployAndWait(own, {
+      pipelineId: await createPipeline(own, { name: 'k8s-demo' }),
+      target: 'CUSTOM',
+      gpu: 'H100',
+      mode: 'FLEX',
+      minReplicas: 1,
+      maxReplicas: 1,
+      credentialId: started.credentialId,
+    });
+    expect(d.status).toBe('ACTIVE');
+    const client = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: d.apiKey, maxRetries: 0 });
+    expect(await streamChat(client, 3)).toMatchObject({ tokens: 3, finish: 'length' });
+    const { deleteDeployment } = await must(own<Record<string, OperationResult>>(DELETE_DEPLOYMENT, { id: d.id }));
+    await stack.temporal.workflow.getHandle(deleteDeployment.workflowId).result();
+    expect(demo.listDeployments()).toEqual([]);
   });
 });
