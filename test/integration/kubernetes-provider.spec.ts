@@ -340,4 +340,58 @@ describe('the CUSTOM adapter dispatching by credential kind', () => {
       await d.run('markDeleted', { deploymentId: d.deploymentId, operationId: 'op_test' });
     }
   });
+
+  it('should fail a replica whose image cannot be pulled with the kubelet reason, and say why one waits for a GPU', async () => {
+    const credentialId = newId('pc');
+    const account = kubernetesAccountOf({ kubeconfig: fake.kubeconfig('admin-token'), namespace: NS });
+    await world.prisma.providerCredential.create({
+      data: {
+        id: credentialId,
+        workspaceId: world.workspaceId,
+        target: 'CUSTOM',
+        name: credentialId,
+        sealed: sealSecret(secretsKey(config), sealKubernetesAccount(account)),
+        last4: 'e-ml',
+      },
+    });
+    const badImage = customProvider(
+      loadConfig({ ...process.env, KUBERNETES_IMAGE: 'registry.invalid/vllm:0', KUBERNETES_MIN_SCALE_INTERVAL_MS: '0' }),
+      {
+        prisma: world.prisma,
+        log: pino({ level: 'silent' }),
+      },
+    );
+    try {
+      const d = await world.deployment({ providers: { CUSTOM: badImage }, row: { target: 'CUSTOM', gpu: 'H100', credentialId } });
+      const up = await d.run('reconcileReplicaCount', { deploymentId: d.deploymentId, desired: 1, reason: 'test' });
+      await expect(d.run('awaitReplicaReady', { deploymentId: d.deploymentId, replicaId: up.started[0] })).rejects.toThrow(
+        /exited before it became healthy: CUSTOM endpoint infercp-[a-z0-9-]+: 1 worker\(s\) failing their health checks \((ErrImagePull|ImagePullBackOff): /,
+      );
+      await d.run('releaseReplicas', { deploymentId: d.deploymentId, reason: 'test done' });
+      await d.run('markDeleted', { deploymentId: d.deploymentId, operationId: 'op_test' });
+    } finally {
+      badImage.close();
+    }
+
+    // Five replicas of one GPU each on a four-GPU cluster: four serve, the fifth waits with the scheduler's words.
+    const d = await world.deployment({ providers: { CUSTOM: adapter }, row: { target: 'CUSTOM', gpu: 'H100', credentialId } });
+    await eventually(async () => fake.listDeployments().length === 0);
+    const up = await d.run('reconcileReplicaCount', { deploymentId: d.deploymentId, desired: 5, reason: 'test' });
+    expect(up.started).toHaveLength(5);
+    const rows = await eventually(async () => {
+      const r = await d.rows();
+      return r.every((x) => x.providerId) ? r : null;
+    });
+    const handle = { replicaId: rows[4].id, deploymentId: d.deploymentId, providerId: rows[4].providerId!, address: rows[4].address! };
+    const detail = await eventually(async () => {
+      const t = await adapter.healthDetail(handle);
+      return t?.includes('throttled') ? t : null;
+    });
+    expect(detail).toMatch(
+      /1 worker\(s\) waiting for GPU capacity the provider does not have \(throttled\).* \(Unschedulable: 0\/1 nodes are available: 1 Insufficient nvidia\.com\/gpu\. preemption: /,
+    );
+    await d.run('releaseReplicas', { deploymentId: d.deploymentId, reason: 'test done' });
+    await d.run('markDeleted', { deploymentId: d.deploymentId, operationId: 'op_test' });
+    await eventually(async () => fake.listDeployments().length === 0);
+  });
 });
