@@ -58,6 +58,9 @@ interface Clients {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A pool's cached address, by cluster, namespace and name (two clusters may have namespaces of one name). */
+const addressKey = (c: Clients, name: string) => `${c.kc.getCurrentCluster()?.server ?? ''} ${c.account.namespace}/${name}`;
+
 /** The Secret of a pool: its server's key. */
 const secretName = (pool: string) => `${pool}-key`.slice(0, 253);
 
@@ -222,7 +225,7 @@ export class KubernetesPools implements PoolAdapter {
   /** The pool's URL: the credential's urlTemplate, else the LoadBalancer's ingress (waited for; the cloud assigns it). */
   private async addressOf(c: Clients, name: string): Promise<string> {
     if (c.account.urlTemplate) return c.account.urlTemplate.replace(/\{name\}/g, name).replace(/\/+$/, '');
-    const cached = this.addresses.get(`${c.account.namespace}/${name}`);
+    const cached = this.addresses.get(addressKey(c, name));
     if (cached) return cached;
     const deadline = Date.now() + (this.o.addressTimeoutMs ?? 60_000);
     for (;;) {
@@ -233,7 +236,7 @@ export class KubernetesPools implements PoolAdapter {
         // The port the load balancer answers on: the ingress's when it reports one, else the Service port.
         const port = ingress?.ports?.[0]?.port ?? svc.spec?.ports?.[0]?.port ?? 80;
         const address = `http://${host.includes(':') ? `[${host}]` : host}${port === 80 ? '' : `:${port}`}`;
-        this.addresses.set(`${c.account.namespace}/${name}`, address);
+        this.addresses.set(addressKey(c, name), address);
         return address;
       }
       if (Date.now() > deadline) {
@@ -292,14 +295,14 @@ export class KubernetesPools implements PoolAdapter {
     return this.guard(`delete pool ${poolId}`, async () => {
       const c = await this.clientsOf(credentialId);
       const namespace = c.account.namespace;
-      const address = c.account.urlTemplate ? await this.addressOf(c, poolId) : (this.addresses.get(`${namespace}/${poolId}`) ?? null);
+      const address = c.account.urlTemplate ? await this.addressOf(c, poolId) : (this.addresses.get(addressKey(c, poolId)) ?? null);
       // Foreground: the Deployment goes once its pods are gone, so a listing never shows a pool whose pods still run.
       await this.orNull(() => c.apps.deleteNamespacedDeployment({ name: poolId, namespace, propagationPolicy: 'Foreground' }));
       const svc = await this.orNull(() => c.core.readNamespacedService({ name: poolId, namespace }));
       const ingress = svc?.status?.loadBalancer?.ingress?.[0];
       await this.orNull(() => c.core.deleteNamespacedService({ name: poolId, namespace }));
       await this.orNull(() => c.core.deleteNamespacedSecret({ name: secretName(poolId), namespace }));
-      this.addresses.delete(`${namespace}/${poolId}`);
+      this.addresses.delete(addressKey(c, poolId));
       const url =
         address ??
         (ingress && (ingress.ip ?? ingress.hostname)
