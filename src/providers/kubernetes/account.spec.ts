@@ -57,6 +57,15 @@ describe('kubernetesAccountOf', () => {
     expect(() => kubernetesAccountOf({ kubeconfig: kubeconfig(TOKEN), namespace: 'ml', ...over })).toThrow(message);
   });
 
+  it('should refuse a plain-http server unless the kubeconfig skips TLS verification', () => {
+    const http = kubeconfig(TOKEN).replace('https://k8s.example.com:6443', 'http://10.0.0.1:8080');
+    expect(() => kubernetesAccountOf({ kubeconfig: http, namespace: 'ml' })).toThrow(
+      'kubeconfig: cluster prod is served over plain http (http://10.0.0.1:8080): use https, or set insecure-skip-tls-verify: true',
+    );
+    const skip = http.replace('certificate-authority-data: ZmFrZQ==', 'insecure-skip-tls-verify: true');
+    expect(kubernetesAccountOf({ kubeconfig: skip, namespace: 'ml' }).namespace).toBe('ml');
+  });
+
   it('should seal to JSON that reads back, and not take a bare-box credential for one', () => {
     const a = kubernetesAccountOf({ kubeconfig: kubeconfig(TOKEN), namespace: 'ml', urlTemplate: 'https://{name}.x.example.com' });
     expect(kubernetesAccountIn(sealKubernetesAccount(a))).toEqual(a);

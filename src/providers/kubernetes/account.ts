@@ -68,6 +68,13 @@ export function kubeConfigOf(account: Pick<KubernetesAccount, 'kubeconfig' | 'co
   }
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw bad('kubeconfig', 'names no cluster for its current context (set current-context, or give context)');
+  // client-node refuses plain http unless told to skip TLS verification; say so now rather than on the first call.
+  if (/^http:\/\//i.test(cluster.server) && !cluster.skipTLSVerify) {
+    throw bad(
+      'kubeconfig',
+      `cluster ${cluster.name} is served over plain http (${cluster.server}): use https, or set insecure-skip-tls-verify: true`,
+    );
+  }
   const user = kc.getCurrentUser();
   if (!user || !(user.token || user.certData || user.certFile)) {
     throw bad('kubeconfig', 'its user has no static credential: give a ServiceAccount token (user.token) or a client certificate');
