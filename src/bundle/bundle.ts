@@ -273,8 +273,34 @@ function k8sLabels(rt: RuntimeConfig, name: string) {
   };
 }
 
-function deployment(name: string, rt: RuntimeConfig) {
+/**
+ * What the Kubernetes adapter (src/providers/kubernetes) sets beyond the bundle's defaults, so that the bundle and the
+ * adapter apply manifests from one builder.
+ */
+export interface K8sManifestOptions {
+  /** The container image; the bundle's is the image the user builds from its Dockerfile. */
+  image?: string;
+  /** The container's command and args instead of the image's entrypoint (serve.sh). */
+  command?: string[];
+  args?: string[];
+  replicas?: number;
+  /** Extra labels on every object and pod (the adapter's ownership labels). */
+  labels?: Record<string, string>;
+  /** The Secret whose `api-key` the server requires as its key, and whether it must exist. */
+  apiKeySecret?: { name: string; optional: boolean };
+  serviceType?: 'ClusterIP' | 'LoadBalancer';
+}
+
+/** The Deployment and Service of one variant (the bundle's k8s/ files, and what the Kubernetes adapter applies). */
+export function k8sManifests(pipeline: BundlePipeline, variant: BundleVariant, name: string, o: K8sManifestOptions = {}) {
+  const rt = runtimeConfig(pipeline, variant);
+  return { runtime: rt, deployment: deployment(name, rt, o), service: service(name, rt, o) };
+}
+
+function deployment(name: string, rt: RuntimeConfig, o: K8sManifestOptions = {}) {
   const selector = { 'app.kubernetes.io/name': name, 'infercp.dev/pipeline': rt.pipeline.id };
+  const labels = { ...k8sLabels(rt, name), ...o.labels };
+  const secret = o.apiKeySecret ?? { name: `${name}-api-key`, optional: true };
   const probe = (periodSeconds: number, failureThreshold: number) => ({
     httpGet: { path: rt.healthPath, port: 'http' },
     periodSeconds,
@@ -284,9 +310,9 @@ function deployment(name: string, rt: RuntimeConfig) {
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
-    metadata: { name, labels: k8sLabels(rt, name) },
+    metadata: { name, labels },
     spec: {
-      replicas: 1,
+      replicas: o.replicas ?? 1,
       revisionHistoryLimit: 3,
       // Model download and load.
       progressDeadlineSeconds: 1800,
@@ -294,7 +320,7 @@ function deployment(name: string, rt: RuntimeConfig) {
       strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
       selector: { matchLabels: selector },
       template: {
-        metadata: { labels: k8sLabels(rt, name) },
+        metadata: { labels },
         spec: {
           // In-flight streams drain before the pod goes.
           terminationGracePeriodSeconds: 60,
@@ -303,10 +329,12 @@ function deployment(name: string, rt: RuntimeConfig) {
             {
               name: 'server',
               // Build this bundle's Dockerfile and push it where the cluster pulls from, then set the image here.
-              image: `infercp/${name}:latest`,
+              image: o.image ?? `infercp/${name}:latest`,
+              ...(o.command ? { command: o.command } : {}),
+              ...(o.args ? { args: o.args } : {}),
               env: [
                 { name: 'PORT', value: String(rt.port) },
-                { name: 'API_KEY', valueFrom: { secretKeyRef: { name: `${name}-api-key`, key: 'api-key', optional: true } } },
+                { name: 'API_KEY', valueFrom: { secretKeyRef: { name: secret.name, key: 'api-key', optional: secret.optional } } },
                 { name: 'HF_TOKEN', valueFrom: { secretKeyRef: { name: `${name}-hf-token`, key: 'token', optional: true } } },
               ],
               ports: [{ name: 'http', containerPort: rt.port }],
@@ -332,13 +360,13 @@ function deployment(name: string, rt: RuntimeConfig) {
   };
 }
 
-function service(name: string, rt: RuntimeConfig) {
+function service(name: string, rt: RuntimeConfig, o: K8sManifestOptions = {}) {
   return {
     apiVersion: 'v1',
     kind: 'Service',
-    metadata: { name, labels: k8sLabels(rt, name) },
+    metadata: { name, labels: { ...k8sLabels(rt, name), ...o.labels } },
     spec: {
-      type: 'ClusterIP',
+      type: o.serviceType ?? 'ClusterIP',
       selector: { 'app.kubernetes.io/name': name, 'infercp.dev/pipeline': rt.pipeline.id },
       ports: [{ name: 'http', port: 80, targetPort: 'http' }],
     },

@@ -10,6 +10,8 @@ import { bootstrap } from './bootstrap';
 import { ensureModalDemoCredential } from './modal-demo';
 import { CUSTOM_DEMO_CREDENTIAL_NAME, customDemoBoxes, startCustomDemo } from './custom-demo';
 import { modalFake } from '../providers/modal';
+import { KUBERNETES_DEMO_CREDENTIAL_NAME, startKubernetesDemo } from '../providers/kubernetes/demo';
+import type { KubernetesFake } from '../providers/kubernetes/fake';
 
 /**
  * `npm start`: the whole product on one machine, with an embedded default for
@@ -27,6 +29,7 @@ async function main() {
 
   let temporal: DevServer | null = null;
   let runpod: RunpodFake | null = null;
+  let kubernetes: KubernetesFake | null = null;
   const children: ChildProcess[] = [];
   let stopping = false;
   const stop = async (code: number) => {
@@ -53,6 +56,10 @@ async function main() {
       await runpod.stop();
     }
     await customDemoBoxes({ DATA_DIR: dataDir }).stopAll();
+    if (kubernetes) {
+      say('stopping the embedded Kubernetes fake (its pods are simulators in this process)');
+      await kubernetes.stop();
+    }
     // Sandboxes of the in-process Modal fake run as simulator processes too (demo credentials).
     const sandboxes = await modalFake({ ...config, DATA_DIR: dataDir }).stopAll();
     if (sandboxes) say(`stopped ${sandboxes} sandbox(es) of the Modal fake`);
@@ -112,6 +119,13 @@ async function main() {
   // CUSTOM without servers of one's own: a demo box (the simulator behind a key) registered as the default workspace's demo credential.
   const customDemo = await startCustomDemo({ ...config, DATA_DIR: dataDir });
   say(`CUSTOM: demo credential ${customDemo.credentialId} ("${CUSTOM_DEMO_CREDENTIAL_NAME}") registers a box at ${customDemo.url}`);
+
+  // CUSTOM on Kubernetes without a cluster: the fake API server in this process, and a demo credential with its kubeconfig.
+  const kubeDemo = await startKubernetesDemo({ ...config, DATA_DIR: dataDir });
+  kubernetes = kubeDemo.fake;
+  say(
+    `CUSTOM on Kubernetes: demo credential ${kubeDemo.credentialId} ("${KUBERNETES_DEMO_CREDENTIAL_NAME}") holds a kubeconfig of the embedded fake cluster at ${kubernetes.url} (${config.KUBERNETES_DEMO_GPUS} GPUs); add a real kubeconfig to use your cluster`,
+  );
 
   for (const [name, entry] of [
     ['worker', 'dist/src/worker.js'],

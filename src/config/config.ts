@@ -181,6 +181,14 @@ export const configSchema = z.object({
     .default('infercp'),
   /** A Sandbox's timeout, s: Modal ends every Sandbox by 24 h; just under it, the rotation replaces a replica before. */
   MODAL_SANDBOX_TIMEOUT_SECONDS: positiveInt.max(86_400, 'must be at most 86400 (Modal caps Sandboxes at 24 h)').default(86_100),
+  /** The serving image of Kubernetes pools (CUSTOM credentials with a kubeconfig); the container runs `vllm serve <model> …`. */
+  KUBERNETES_IMAGE: z.string().min(1).default('vllm/vllm-openai:v0.11.0'),
+  /** Fewest ms between two scale-subresource PATCHes of one Kubernetes Deployment; changes in between are coalesced. */
+  KUBERNETES_MIN_SCALE_INTERVAL_MS: z.coerce.number().int().min(0).default(500),
+  /** How long creating a Kubernetes pool waits for its LoadBalancer address before the activity retries, ms. */
+  KUBERNETES_ADDRESS_TIMEOUT_MS: positiveInt.default(60_000),
+  /** GPUs of the fake cluster `npm start` runs for the demo Kubernetes credential (pods past it stay Pending). */
+  KUBERNETES_DEMO_GPUS: z.coerce.number().int().min(0).max(64).default(4),
   /**
    * The api port's HTTP server: a client must send a request's whole headers within API_HEADERS_TIMEOUT_MS (slowloris
    * and connections that never send are closed with a 408) and its whole body within API_REQUEST_TIMEOUT_MS (0: no

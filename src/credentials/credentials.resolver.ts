@@ -4,7 +4,7 @@ import { Deployment } from '../deployments/deployments.types';
 import { AuthContext, CurrentAuth, ManagementAuthGuard } from '../workspaces/auth.guard';
 import { CredentialsService } from './credentials.service';
 import { AddProviderCredentialInput, ProviderCredential } from './credentials.types';
-import { MODAL_DEMO_ACCOUNT, CUSTOM_DEMO_ACCOUNT } from './modal-validator';
+import { MODAL_DEMO_ACCOUNT, CUSTOM_DEMO_ACCOUNT, KUBERNETES_DEMO_ACCOUNT } from './modal-validator';
 
 @Resolver(() => ProviderCredential)
 @UseGuards(ManagementAuthGuard)
@@ -50,7 +50,7 @@ export class CredentialsResolver {
     description: 'A demo credential bound to the local fake of the provider (npm start), not a real account: replace it with a real one.',
   })
   demo(@Parent() c: ProviderCredential) {
-    return c.accountId === MODAL_DEMO_ACCOUNT || c.accountId === CUSTOM_DEMO_ACCOUNT;
+    return c.accountId === MODAL_DEMO_ACCOUNT || c.accountId === CUSTOM_DEMO_ACCOUNT || c.accountId === KUBERNETES_DEMO_ACCOUNT;
   }
 
   @ResolveField(() => [ID], { description: 'The deployments, not DELETED, that run on it.' })

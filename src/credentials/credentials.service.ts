@@ -9,6 +9,7 @@ import type { Target } from '../graphql/enums';
 import type { AddProviderCredentialInput } from './credentials.types';
 import { ModalAccount, sealModalAccount } from '../providers/modal';
 import { customEndpointsOf, sealCustomEndpoints } from '../providers/custom/endpoints';
+import { kubernetesAccountOf, sealKubernetesAccount } from '../providers/kubernetes/account';
 import { last4Of, lockCredential, readCredentialSecret, sealSecret } from './store';
 import { CREDENTIAL_VALIDATOR, CredentialValidator } from './validator';
 
@@ -65,6 +66,21 @@ function modalAccountOf(input: {
 
 /** What a credential stores and shows for the input: the sealed plaintext and its last four characters. */
 function secretOf(target: Target, input: AddProviderCredentialInput): { plaintext: string; last4: string } {
+  if (target === 'CUSTOM' && [input.kubeconfig, input.namespace, input.context, input.urlTemplate].some((v) => v != null)) {
+    // Exactly one mode: servers the user runs (endpoints), or a cluster we apply Deployments to (kubeconfig).
+    if (input.endpoints?.length) {
+      throw new DomainError(
+        ErrorCode.BAD_USER_INPUT,
+        'endpoints: give either endpoints (bare boxes) or kubeconfig and namespace (Kubernetes), not both',
+        {
+          field: 'endpoints',
+        },
+      );
+    }
+    const account = kubernetesAccountOf(input);
+    // The last four of the namespace: the kubeconfig's token is not shown, not even in part.
+    return { plaintext: sealKubernetesAccount(account), last4: last4Of(account.namespace) };
+  }
   if (target === 'CUSTOM') {
     const endpoints = customEndpointsOf(input.endpoints);
     // The last four of the first key when a server has one, else of the first URL (which is not secret).

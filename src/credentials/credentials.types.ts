@@ -60,4 +60,23 @@ export class AddProviderCredentialInput {
       'CUSTOM: the servers you run the pipeline bundle on, one replica each (fixed capacity). Each must answer GET /health and, with its key, GET /v1/models.',
   })
   endpoints?: CustomEndpointInput[] | null;
+  @Field(() => String, {
+    nullable: true,
+    description:
+      'CUSTOM on Kubernetes, instead of endpoints: a kubeconfig (YAML) with a static token or client certificate (exec and auth-provider plugins are refused). Each revision runs as a Deployment + Service in namespace. Checked live (SelfSubjectAccessReview per verb), stored encrypted, never shown again.',
+  })
+  kubeconfig?: string | null;
+  @Field(() => String, { nullable: true, description: 'CUSTOM on Kubernetes: the namespace the Deployments and Services go in.' })
+  namespace?: string | null;
+  @Field(() => String, {
+    nullable: true,
+    description: 'CUSTOM on Kubernetes: the kubeconfig context to use; its current-context when omitted.',
+  })
+  context?: string | null;
+  @Field(() => String, {
+    nullable: true,
+    description:
+      'CUSTOM on Kubernetes: the pool URL when an Ingress or Gateway routes to the Services, with {name} for the pool name (e.g. https://{name}.inference.example.com); omitted: each Service is a LoadBalancer and its address is the URL.',
+  })
+  urlTemplate?: string | null;
 }

@@ -14,6 +14,9 @@ export const MODAL_DEMO_ACCOUNT = 'modal-demo (local fake)';
 /** The accountId of the demo CUSTOM credential `npm start` registers (a simulator on this machine as the user's box). */
 export const CUSTOM_DEMO_ACCOUNT = 'custom-demo (local simulator)';
 
+/** The accountId of the demo Kubernetes CUSTOM credential `npm start` registers (a kubeconfig of the embedded fake cluster). */
+export const KUBERNETES_DEMO_ACCOUNT = 'kubernetes-demo (local fake cluster)';
+
 /** How long the check waits for Modal; the user is waiting on the mutation. */
 const CHECK_TIMEOUT_MS = 10_000;
 

@@ -7,6 +7,8 @@ import { parseModalAccount } from '../providers/modal';
 import { RunpodClient, RunpodError } from '../providers/runpod/client';
 import { validateModalAccount } from './modal-validator';
 import { parseCustomEndpoints, validateCustomEndpoints } from '../providers/custom/endpoints';
+import { kubernetesAccountIn } from '../providers/kubernetes/account';
+import { validateKubernetesAccount } from '../providers/kubernetes/validate';
 
 export const CREDENTIAL_VALIDATOR = Symbol('CREDENTIAL_VALIDATOR');
 
@@ -34,6 +36,9 @@ export class RunpodCredentialValidator implements CredentialValidator {
   async validate(target: Target, apiKey: string): Promise<{ accountId: string | null }> {
     // MODAL: `apiKey` is the sealed form, a JSON token pair and environment (src/providers/modal, sealModalAccount).
     if (target === 'MODAL') return validateModalAccount(this.config, parseModalAccount(apiKey, 'being added'));
+    // CUSTOM on Kubernetes: the sealed account; one SelfSubjectAccessReview per verb the adapter needs.
+    const kube = target === 'CUSTOM' ? kubernetesAccountIn(apiKey) : null;
+    if (kube) return validateKubernetesAccount(kube, CHECK_TIMEOUT_MS);
     // CUSTOM: `apiKey` is the sealed form, the endpoints as JSON (src/providers/custom): each server is probed.
     if (target === 'CUSTOM') return validateCustomEndpoints(parseCustomEndpoints(apiKey, 'being added'), CHECK_TIMEOUT_MS);
     if (target !== 'RUNPOD') throw new DomainError(ErrorCode.BAD_USER_INPUT, `target: ${target} credentials are not supported yet`);

@@ -12,6 +12,7 @@ import { policyProblems, policyRefusal, withModeDefaults } from '../domain/scali
 import { lockCredential, readCredentialSecret } from '../credentials/store';
 import { SECRETS_KEY_BUFFER } from '../credentials/credentials.service';
 import { parseCustomEndpoints } from '../providers/custom/endpoints';
+import { kubernetesAccountIn } from '../providers/kubernetes/account';
 import type { DeployPipelineInput } from './deployments.types';
 import { claimOperation, LIFECYCLE_FROM, LIFECYCLE_WORKFLOW, operationInProgress, PAST, verbOf } from './operations';
 import type { deployWorkflow } from '../../workflows/deploy';
@@ -21,8 +22,9 @@ import { deployWorkflowId, DeployInput, LifecycleInput, LifecycleKind, SwapInput
  * A swap starts the new revision's replicas beside the old ones, which a CUSTOM deployment has no spare servers for: the
  * servers run what the user started on them.
  */
-function refuseCustomSwap(d: Pick<Deployment, 'id' | 'target'>, kind: 'CHANGE_GPU' | 'ROLLBACK') {
-  if (d.target !== 'CUSTOM') return;
+function refuseCustomSwap(d: Pick<Deployment, 'id' | 'target'>, kind: 'CHANGE_GPU' | 'ROLLBACK', kubernetes: boolean) {
+  // A Kubernetes CUSTOM deployment swaps like any pool: the new revision is a Deployment of its own beside the old.
+  if (d.target !== 'CUSTOM' || kubernetes) return;
   throw new DomainError(
     ErrorCode.BAD_USER_INPUT,
     `deployment ${d.id} is CUSTOM: its servers run the bundle you started on them, so it cannot be ${PAST[kind]} here; run the other variant's pipelineBundle on your servers and deploy it`,
@@ -71,6 +73,7 @@ export class DeploymentsService {
   async deploy(ws: Workspace, raw: DeployPipelineInput) {
     const parsed = deploySchema.parse(raw);
     // CUSTOM: fixed capacity, one replica per registered endpoint; min and max are that count or refused.
+    // (A Kubernetes CUSTOM credential scales like any pool: no fixed count, null.)
     const endpoints = parsed.target === 'CUSTOM' ? await this.customEndpointCount(ws, parsed) : null;
     const input = endpoints === null ? parsed : { ...parsed, minReplicas: endpoints, maxReplicas: endpoints };
     // Defaults are resolved here, once: the row then holds every knob, and the worker's checkPlan only copies them.
@@ -203,7 +206,7 @@ export class DeploymentsService {
   private async customEndpointCount(
     ws: Workspace,
     input: { credentialId?: string | null; minReplicas?: number | null; maxReplicas?: number | null },
-  ): Promise<number> {
+  ): Promise<number | null> {
     if (!input.credentialId) {
       throw new DomainError(
         ErrorCode.BAD_USER_INPUT,
@@ -220,7 +223,9 @@ export class DeploymentsService {
         { field: 'credentialId' },
       );
     }
-    const n = parseCustomEndpoints(await readCredentialSecret(this.prisma, this.secretsKey, cred.id), cred.id).length;
+    const plaintext = await readCredentialSecret(this.prisma, this.secretsKey, cred.id);
+    if (kubernetesAccountIn(plaintext)) return null;
+    const n = parseCustomEndpoints(plaintext, cred.id).length;
     for (const field of ['minReplicas', 'maxReplicas'] as const) {
       const v = input[field];
       if (v != null && v !== n) {
@@ -232,6 +237,12 @@ export class DeploymentsService {
       }
     }
     return n;
+  }
+
+  /** Whether a CUSTOM deployment runs on a Kubernetes credential (its pools scale and swap like RunPod's). */
+  async onKubernetes(d: Pick<Deployment, 'target' | 'credentialId'>): Promise<boolean> {
+    if (d.target !== 'CUSTOM' || !d.credentialId) return false;
+    return kubernetesAccountIn(await readCredentialSecret(this.prisma, this.secretsKey, d.credentialId).catch(() => '')) !== null;
   }
 
   /** A credential a deploy may run on: the workspace's, live, of the deployment's target, and (RUNPOD) Flex. */
@@ -284,7 +295,7 @@ export class DeploymentsService {
     if (!parsed.success) throw new DomainError(ErrorCode.BAD_USER_INPUT, `gpu: ${parsed.error.issues[0].message}`, { field: 'gpu' });
     const gpu = parsed.data;
     const d = await this.claimable(ws, id, 'CHANGE_GPU');
-    refuseCustomSwap(d, 'CHANGE_GPU');
+    refuseCustomSwap(d, 'CHANGE_GPU', await this.onKubernetes(d));
     if (gpu === d.gpu) {
       throw new DomainError(ErrorCode.CONFLICT, `deployment ${id} already runs on ${gpu}: name another GPU`, { field: 'gpu', gpu });
     }
@@ -298,7 +309,7 @@ export class DeploymentsService {
    */
   async rollback(ws: Workspace, id: string, variantId: string) {
     const d = await this.claimable(ws, id, 'ROLLBACK');
-    refuseCustomSwap(d, 'ROLLBACK');
+    refuseCustomSwap(d, 'ROLLBACK', await this.onKubernetes(d));
     const variant = await this.prisma.variant.findFirst({ where: { id: variantId, pipelineId: d.pipelineId } });
     if (!variant) throw notFound('variant', variantId);
     const served = await this.prisma.revision.findFirst({

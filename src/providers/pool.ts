@@ -22,6 +22,8 @@ export interface PoolSpec {
   variantId: string;
   pipelineId: string;
   maxConcurrency: number;
+  /** The variant's engine settings, when the replica spec carries them (a pool that runs the real engine's flags). */
+  engine?: ReplicaSpec['engine'];
 }
 
 export interface PoolHandle {
@@ -44,6 +46,8 @@ export interface PoolStatus {
   unhealthy: number;
   /** Requests running or queued at the pool, when the provider tells. */
   inFlight: number | null;
+  /** The provider's own words for workers that do not serve (a scheduler's or kubelet's message), when it gives them. */
+  reasons?: string[];
 }
 
 /** A pool the provider runs, for reconciliation and the drift check. */
@@ -272,7 +276,8 @@ export class PooledReplicas implements ProviderAdapter {
       s.unhealthy ? `${s.unhealthy} worker(s) failing their health checks` : '',
       s.initializing ? `${s.initializing} worker(s) still initializing` : '',
     ].filter(Boolean);
-    return parts.length ? `${this.target} endpoint ${handle.providerId}: ${parts.join(', ')}` : null;
+    if (!parts.length) return null;
+    return `${this.target} endpoint ${handle.providerId}: ${parts.join(', ')}${s.reasons?.length ? ` (${s.reasons.join('; ')})` : ''}`;
   }
 
   /** A draining slot's share of what the pool runs: the requests that do not fit the slots still serving. */

@@ -94,7 +94,8 @@ export class ScalingService {
       const v = input[k];
       if (v !== undefined && v !== null) patch[k] = v;
     }
-    if (d.target === 'CUSTOM') {
+    // Bare boxes are fixed capacity; a Kubernetes CUSTOM deployment scales like any pool.
+    if (d.target === 'CUSTOM' && !(await this.deployments.onKubernetes(d))) {
       for (const field of ['minReplicas', 'maxReplicas'] as const) {
         if (patch[field] !== undefined && patch[field] !== d[field]) {
           throw new DomainError(

@@ -13,6 +13,11 @@ import { join } from 'node:path';
 import { newId } from '../../src/common/secrets';
 import { ModalFake, ModalProvider, sealModalAccount } from '../../src/providers/modal';
 import { WorkspacesService } from '../../src/workspaces/workspaces.service';
+import { secretsKey } from '../../src/credentials/secrets-key';
+import { sealSecret } from '../../src/credentials/store';
+import { customProvider } from '../../src/providers/custom';
+import { kubernetesAccountOf, sealKubernetesAccount } from '../../src/providers/kubernetes';
+import { ALL, startKubernetesFake } from '../../src/providers/kubernetes/fake';
 
 /**
  * One contract every provider adapter keeps, run through the replica activities on real Postgres against each
@@ -92,6 +97,42 @@ const TARGETS: [string, () => Promise<Target>][] = [
         adapter: (p) => p?.MODAL,
         close: async () => {
           await fake.stopAll();
+        },
+      };
+    },
+  ],
+  [
+    'CUSTOM on Kubernetes (the real @kubernetes/client-node on the fake API server)',
+    async () => {
+      const fake = await startKubernetesFake({
+        users: [{ token: 'contract-token', name: 'contract', rules: ALL }],
+        namespaces: ['ml'],
+        gpus: 4,
+      });
+      const config = loadConfig({ ...process.env, KUBERNETES_MIN_SCALE_INTERVAL_MS: '100' });
+      const { workspace } = await new WorkspacesService(prisma).create(`contract-k8s-${Date.now()}`, 'TEAM');
+      const credentialId = newId('pc');
+      const account = kubernetesAccountOf({ kubeconfig: fake.kubeconfig('contract-token'), namespace: 'ml' });
+      await prisma.providerCredential.create({
+        data: {
+          id: credentialId,
+          workspaceId: workspace.id,
+          target: 'CUSTOM',
+          name: 'contract',
+          sealed: sealSecret(secretsKey(config), sealKubernetesAccount(account)),
+          last4: 'e-ml',
+        },
+      });
+      // Production keys differ per pool (kubernetesPoolKey); one key here, so the suite's one authorization serves all.
+      const adapter = customProvider(config, { prisma, log: pino({ level: 'silent' }) }, { poolKey: () => KEY });
+      return {
+        providers: { CUSTOM: adapter },
+        row: { target: 'CUSTOM', gpu: 'H100', credentialId },
+        authorization: `Bearer ${KEY}`,
+        adapter: (p) => p?.CUSTOM,
+        close: async () => {
+          adapter.close();
+          await fake.stop();
         },
       };
     },

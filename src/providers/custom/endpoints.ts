@@ -56,9 +56,14 @@ export const sealCustomEndpoints = (endpoints: CustomEndpoint[]): string => JSON
 /** A CUSTOM credential's sealed plaintext; `what` names the credential in the error when it is not one. */
 export function parseCustomEndpoints(plaintext: string, what: string): CustomEndpoint[] {
   try {
-    const j = JSON.parse(plaintext) as { endpoints?: CustomEndpoint[] };
+    const j = JSON.parse(plaintext) as { endpoints?: CustomEndpoint[]; kubernetes?: { pools?: CustomEndpoint[] } };
     if (Array.isArray(j.endpoints) && j.endpoints.every((e) => typeof e.url === 'string')) {
       return j.endpoints.map((e) => ({ url: e.url, apiKey: e.apiKey ?? null }));
+    }
+    // Kubernetes mode: the pools' URLs and keys as the adapter recorded them (src/providers/kubernetes), so the gateway
+    // finds a pool's key by its URL as it finds a box's.
+    if (j.kubernetes && typeof j.kubernetes === 'object') {
+      return (j.kubernetes.pools ?? []).map((e) => ({ url: e.url, apiKey: e.apiKey ?? null }));
     }
   } catch {
     /* below */
