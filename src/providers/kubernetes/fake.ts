@@ -139,6 +139,8 @@ export class KubernetesFake {
   private readonly services = new Map<string, Obj>();
   private readonly secrets = new Map<string, Obj>();
   private readonly pods = new Map<string, Pod>();
+  /** Servers of deleted pods still finishing their requests. */
+  private readonly terminating = new Set<RunningSimulator>();
   private readonly lbs = new Map<string, Lb>();
   private timer: NodeJS.Timeout | null = null;
   private ticking = false;
@@ -217,6 +219,8 @@ export class KubernetesFake {
     this.lbs.clear();
     await Promise.all([...this.pods.values()].map((p) => p.sim?.close().catch(() => undefined)));
     this.pods.clear();
+    await Promise.all([...this.terminating].map((sim) => sim.close().catch(() => undefined)));
+    this.terminating.clear();
     if (this.server) {
       this.server.closeAllConnections();
       await new Promise<void>((r) => this.server!.close(() => r()));
@@ -630,10 +634,28 @@ export class KubernetesFake {
     return (p.obj.status.conditions as Obj[] | undefined)?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
   }
 
+  /**
+   * A deleted pod leaves every Service at once; its server, told to stop (SIGTERM), finishes the requests it serves and
+   * then exits, at the latest after the pod's terminationGracePeriodSeconds, as vLLM's does under a kubelet.
+   */
   private deletePod(p: Pod) {
     p.gone = true;
     this.pods.delete(`${p.namespace}/${p.obj.metadata.name as string}`);
-    void p.sim?.close().catch(() => undefined);
+    const sim = p.sim;
+    if (!sim) return;
+    this.terminating.add(sim);
+    const until = Date.now() + Number(p.obj.spec.terminationGracePeriodSeconds ?? 30) * 1000;
+    const exit = () => {
+      this.terminating.delete(sim);
+      void sim.close().catch(() => undefined);
+    };
+    const drain = () => {
+      const s = sim.stats();
+      if (!this.terminating.has(sim)) return;
+      if (s.active + s.queued === 0 || Date.now() >= until) return exit();
+      setTimeout(drain, 20).unref();
+    };
+    drain();
   }
 
   private gpusInUse(): number {
