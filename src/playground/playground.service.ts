@@ -210,27 +210,35 @@ export class PlaygroundService {
       update: {},
     });
     const name = `playground-${createHash('sha256').update(`${task}:${model}`).digest('hex').slice(0, 12)}`;
-    const pipeline =
-      (await this.prisma.pipeline.findUnique({ where: { workspaceId_name: { workspaceId: ws.id, name } } })) ??
-      (await this.pipelines.create(ws.id, { name, task, model }));
-    let d = await this.prisma.deployment.findFirst({
-      where: { pipelineId: pipeline.id, status: { notIn: ['FAILED', 'DELETED'] } },
-      orderBy: { createdAt: 'desc' },
-    });
-    if (!d) {
-      this.log.info({ model, pipelineId: pipeline.id }, 'deploying the shared playground deployment of a model');
-      d = (
-        await this.deployments.deploy(ws, {
-          pipelineId: pipeline.id,
-          target: this.config.PLAYGROUND_TARGET,
-          gpu: this.config.PLAYGROUND_GPU,
-          mode: 'FLEX',
-          minReplicas: 0,
-          maxReplicas: 1,
-          idleTimeoutSeconds: this.config.PLAYGROUND_IDLE_TIMEOUT_SECONDS,
-        })
-      ).deployment;
-    }
+    // One finder-or-maker at a time across api processes (the in-process map only joins this process's callers): the
+    // transaction holds the advisory lock while the pipeline and the deployment are found or made (each committed on
+    // its own), so a second process waits and then finds them.
+    const d = await this.prisma.$transaction(
+      async (tx) => {
+        await tx.$queryRaw`SELECT 1 AS locked FROM pg_advisory_xact_lock(hashtext(${`playground:${ws.id}:${name}`}))`;
+        const pipeline =
+          (await this.prisma.pipeline.findUnique({ where: { workspaceId_name: { workspaceId: ws.id, name } } })) ??
+          (await this.pipelines.create(ws.id, { name, task, model }));
+        const found = await this.prisma.deployment.findFirst({
+          where: { pipelineId: pipeline.id, status: { notIn: ['FAILED', 'DELETED'] } },
+          orderBy: { createdAt: 'desc' },
+        });
+        if (found) return found;
+        this.log.info({ model, pipelineId: pipeline.id }, 'deploying the shared playground deployment of a model');
+        return (
+          await this.deployments.deploy(ws, {
+            pipelineId: pipeline.id,
+            target: this.config.PLAYGROUND_TARGET,
+            gpu: this.config.PLAYGROUND_GPU,
+            mode: 'FLEX',
+            minReplicas: 0,
+            maxReplicas: 1,
+            idleTimeoutSeconds: this.config.PLAYGROUND_IDLE_TIMEOUT_SECONDS,
+          })
+        ).deployment;
+      },
+      { timeout: 30_000, maxWait: 30_000 },
+    );
     if (d.status === 'STOPPED') await this.deployments.lifecycle(ws, d.id, 'START');
     const deadline = Date.now() + this.config.GATEWAY_COLD_START_TIMEOUT_MS;
     for (;;) {

@@ -154,4 +154,32 @@ describe('playground (POST /playground/chat)', () => {
     );
     expect(playgroundQuota).toEqual({ limit: 100, used: 100, remaining: 0 });
   });
+
+  it('should make one shared playground deployment of a model when two api processes are asked for it at once', async () => {
+    const ws = await stack.workspace('STARTER');
+    const pipelineId = await createPipeline(stack.as(ws.token), { name: 'starter-race', model: 'sim/race-chat' });
+    const body = { pipelineId, messages: [{ role: 'user', content: 'hello' }], maxTokens: 2 };
+    const apis = await Promise.all([stack.spawnApi(), stack.spawnApi()]);
+    try {
+      const rs = await Promise.all(
+        apis.flatMap((a) =>
+          [1, 2].map(async () => {
+            const r = await fetch(`${a.url}/playground/chat`, {
+              method: 'POST',
+              headers: { authorization: `Bearer ${ws.token}`, 'content-type': 'application/json' },
+              body: JSON.stringify(body),
+            });
+            return { status: r.status, text: await r.text() };
+          }),
+        ),
+      );
+      for (const r of rs) expect(r).toMatchObject({ status: 200, text: expect.stringContaining('"type":"done"') });
+      const shared = await stack.prisma.deployment.findMany({
+        where: { pipeline: { model: 'sim/race-chat', workspaceId: { not: ws.id } }, status: { not: 'DELETED' } },
+      });
+      expect(shared).toHaveLength(1);
+    } finally {
+      await Promise.all(apis.map((a) => a.kill()));
+    }
+  });
 });
