@@ -177,22 +177,23 @@ export class KeysService {
   async revoke(workspaceId: string, id: string, actorId: string | null = null) {
     const key = await this.prisma.apiKey.findFirst({ where: { id, workspaceId } });
     if (!key) throw notFound('API key', id);
-    const updated = key.revokedAt
-      ? key
-      : (
-          await this.prisma.$transaction([
-            this.prisma.apiKey.update({ where: { id }, data: { revokedAt: new Date() } }),
-            audit(this.prisma, {
-              workspaceId,
-              actorId,
-              kind: 'key.revoked',
-              message: `key ${key.name} (${key.prefix}) revoked`,
-              data: { keyId: id },
-            }),
-          ])
-        )[0];
-    // Every gateway process drops the key from its cache on this notification.
-    await notify(this.prisma, CHANNEL_KEYS, key.hash);
+    // Every gateway process drops the key from its cache on the notification, sent with the commit (never a revoked row
+    // without it, even if this process dies right after). Revoking again sends it again, for a gateway that missed it.
+    if (key.revokedAt) {
+      await notify(this.prisma, CHANNEL_KEYS, key.hash);
+      return key;
+    }
+    const [updated] = await this.prisma.$transaction([
+      this.prisma.apiKey.update({ where: { id }, data: { revokedAt: new Date() } }),
+      audit(this.prisma, {
+        workspaceId,
+        actorId,
+        kind: 'key.revoked',
+        message: `key ${key.name} (${key.prefix}) revoked`,
+        data: { keyId: id },
+      }),
+      notify(this.prisma, CHANNEL_KEYS, key.hash),
+    ]);
     return updated;
   }
 }
