@@ -233,6 +233,22 @@ describe('the CUSTOM adapter dispatching by credential kind', () => {
   let fake: KubernetesFake;
   let adapter: CustomTarget;
   const config = loadConfig({ ...process.env, KUBERNETES_MIN_SCALE_INTERVAL_MS: '0' });
+  /** A Kubernetes CUSTOM credential of the world's workspace, on the fake cluster as its admin. */
+  const kubernetesCredential = async () => {
+    const credentialId = newId('pc');
+    const account = kubernetesAccountOf({ kubeconfig: fake.kubeconfig('admin-token'), namespace: NS });
+    await world.prisma.providerCredential.create({
+      data: {
+        id: credentialId,
+        workspaceId: world.workspaceId,
+        target: 'CUSTOM',
+        name: credentialId,
+        sealed: sealSecret(secretsKey(config), sealKubernetesAccount(account)),
+        last4: 'e-ml',
+      },
+    });
+    return credentialId;
+  };
 
   beforeAll(async () => {
     world = await activityWorld('k8s-dispatch');
@@ -246,18 +262,7 @@ describe('the CUSTOM adapter dispatching by credential kind', () => {
   });
 
   it('should run a Kubernetes credential deployment as a pool, record its URL and key for the gateway, and release it', async () => {
-    const credentialId = newId('pc');
-    const account = kubernetesAccountOf({ kubeconfig: fake.kubeconfig('admin-token'), namespace: NS });
-    await world.prisma.providerCredential.create({
-      data: {
-        id: credentialId,
-        workspaceId: world.workspaceId,
-        target: 'CUSTOM',
-        name: credentialId,
-        sealed: sealSecret(secretsKey(config), sealKubernetesAccount(account)),
-        last4: 'e-ml',
-      },
-    });
+    const credentialId = await kubernetesCredential();
     const { deploymentId, run, rows } = await world.deployment({
       providers: { CUSTOM: adapter },
       row: { target: 'CUSTOM', gpu: 'H100', credentialId },
@@ -291,18 +296,7 @@ describe('the CUSTOM adapter dispatching by credential kind', () => {
   });
 
   it('should reconcile at worker start: restore a count changed behind our back, mark replicas of a vanished pool lost, reap a pool no revision needs', async () => {
-    const credentialId = newId('pc');
-    const account = kubernetesAccountOf({ kubeconfig: fake.kubeconfig('admin-token'), namespace: NS });
-    await world.prisma.providerCredential.create({
-      data: {
-        id: credentialId,
-        workspaceId: world.workspaceId,
-        target: 'CUSTOM',
-        name: credentialId,
-        sealed: sealSecret(secretsKey(config), sealKubernetesAccount(account)),
-        last4: 'e-ml',
-      },
-    });
+    const credentialId = await kubernetesCredential();
     const start = async () => {
       const d = await world.deployment({ providers: { CUSTOM: adapter }, row: { target: 'CUSTOM', gpu: 'H100', credentialId } });
       const up = await d.run('reconcileReplicaCount', { deploymentId: d.deploymentId, desired: 1, reason: 'test' });
@@ -342,18 +336,7 @@ describe('the CUSTOM adapter dispatching by credential kind', () => {
   });
 
   it('should fail a replica whose image cannot be pulled with the kubelet reason, and say why one waits for a GPU', async () => {
-    const credentialId = newId('pc');
-    const account = kubernetesAccountOf({ kubeconfig: fake.kubeconfig('admin-token'), namespace: NS });
-    await world.prisma.providerCredential.create({
-      data: {
-        id: credentialId,
-        workspaceId: world.workspaceId,
-        target: 'CUSTOM',
-        name: credentialId,
-        sealed: sealSecret(secretsKey(config), sealKubernetesAccount(account)),
-        last4: 'e-ml',
-      },
-    });
+    const credentialId = await kubernetesCredential();
     const badImage = customProvider(
       loadConfig({ ...process.env, KUBERNETES_IMAGE: 'registry.invalid/vllm:0', KUBERNETES_MIN_SCALE_INTERVAL_MS: '0' }),
       {
