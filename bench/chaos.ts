@@ -11,7 +11,7 @@
  * schema-aware random documents. Scenario 1 kills the worker every CHAOS_KILL_EVERY_SECONDS (default 30) while
  * CHAOS_KILL_DEPLOYMENTS (default 40) LOCAL deployments and 4 RUNPOD ones run their chains, and restarts the Temporal
  * dev server (on a database file) once. Scenarios 6 and 7 are tests of the suite (npm test). CHAOS_ONLY=4,5 runs only
- * those scenarios (5g: the GraphQL fuzzing alone). Every figure printed was measured
+ * those scenarios (5c: the silent clients alone, 5g: the GraphQL fuzzing alone). Every figure printed was measured
  * in this run. The last line is the table as JSON.
  */
 import { execFile } from 'node:child_process';
@@ -25,6 +25,7 @@ import {
   providerChaos,
   READABLE_FAILURE,
   redisOutage,
+  silentClients,
   temporalOutage,
   workerKills,
 } from '../test/support/chaos';
@@ -339,6 +340,41 @@ async function scenario1(): Promise<Row> {
   }
 }
 
+async function scenario5c(): Promise<Row> {
+  const stalled = 20;
+  const s = await benchStack('chaos-clients', {
+    ...outageEnv,
+    SIM_ITL_MS: '0',
+    GATEWAY_IDLE_TIMEOUT_MS: '5000',
+    API_REQUEST_TIMEOUT_MS: '5000',
+    API_HEADERS_TIMEOUT_MS: '5000',
+  });
+  try {
+    progress(`scenario 5c: ${stalled} clients stop reading their streams, one stops sending its body (5 s idle and request timeouts)`);
+    const r = await silentClients(s, await s.workspace('TEAM', 'chaos-clients'), { stalled, boundMs: 60_000 });
+    const lost = {
+      notCut: r.stalled - r.cut,
+      slotsNotHeldWhileStalled: r.refusedWhileStalled.status === 429 ? 0 : 1,
+      slotsNotBack: r.afterStatuses.filter((st) => st !== 200).length,
+      replicaWorkLeft: r.replicasBusyAfter,
+      inFlightLeft: r.inFlightAfter,
+      replicasEjected: r.ejections,
+      cutStreamsLookingWhole: r.readWhole,
+      halfBodyNot408: r.halfBody.status === 408 ? 0 : 1,
+      halfBodyHeldSlots: r.wholeDuringHalfBody.filter((st) => st !== 200).length,
+    };
+    return {
+      scenario: '5 abuse: clients silent mid-request',
+      load: `${r.stalled} streams on a budget of ${r.stalled}; then ${r.afterStatuses.length} requests, and ${r.wholeDuringHalfBody.length} beside a half-sent body`,
+      faults: `${r.stalled} clients stop reading after the first event (cut ${r.cut} in ${Math.round(r.cutMs)} ms); one body stops after 10 bytes (${r.halfBody.status} after ${Math.round(r.halfBody.ms)} ms)`,
+      lost: lostCell(lost),
+      clean: Object.values(lost).every((v) => v === 0),
+    };
+  } finally {
+    await s.close();
+  }
+}
+
 async function scenario5g(): Promise<Row> {
   const documents = Number(process.env.CHAOS_FUZZ_DOCUMENTS ?? 3000);
   const s = await benchStack('chaos-fuzz', outageEnv);
@@ -387,6 +423,7 @@ async function main() {
   if (runs('4')) rows.push(...(await scenario4()));
   else rows.push(skipped('4 Postgres/Redis/Temporal unreachable'));
   rows.push(runs('5') ? await scenario5() : skipped('5 abuse: slowloris, idle, big headers'));
+  rows.push(runs('5') || runs('5c') ? await scenario5c() : skipped('5 abuse: clients silent mid-request'));
   rows.push(runs('5') || runs('5g') ? await scenario5g() : skipped('5 abuse: GraphQL fuzzing'));
   rows.push(notHere('6 isolation', 'see test/e2e/isolation.e2e.spec.ts (npm test; not run here)'));
   rows.push(notHere('7 secrets', 'see test/e2e/secrets.e2e.spec.ts (npm test; not run here)'));

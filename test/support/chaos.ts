@@ -1252,3 +1252,122 @@ export async function workerKills(stack: Stack, gql: Gql, o: WorkerKillsOptions)
   await worker.kill();
   return { outcomes, endStates: ends, scaleUps, scaleUpsAsked, kills, inFlightAtKills, temporalRestarts, load, ...left };
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Scenario 5 (clients): clients that go silent mid-request.
+
+export interface SilentClientsReport {
+  stalled: number;
+  /** A request while the stalled clients held the whole budget: 429 concurrency_limit_exceeded expected. */
+  refusedWhileStalled: { status: number; code: string };
+  /** Cut by the gateway as client_stalled. */
+  cut: number;
+  /** Once cut: the gateway's in flight, the replicas' own active requests, replicas ejected for it. */
+  inFlightAfter: number;
+  replicasBusyAfter: number;
+  ejections: number;
+  /** What the stalled clients had read ended without [DONE]: a stream cut short, not one that looks whole. */
+  readWhole: number;
+  /** The whole budget right after: statuses of `stalled` streamed requests. */
+  afterStatuses: number[];
+  /** A client that sends half its body and goes silent: its answer, and the whole requests served meanwhile. */
+  halfBody: RawOutcome;
+  wholeDuringHalfBody: number[];
+  /** How long the cut took after the clients stopped reading, ms. */
+  cutMs: number;
+}
+
+/**
+ * On `stack` (its gateway's idle timeout and request timeout are the caller's env; its replicas should decode fast,
+ * SIM_ITL_MS=0, so a stream fills a client's socket buffers within a second or two): a workspace with a budget of
+ * `stalled`, a deployment of two replicas, and `stalled` clients that read a stream's first event and then nothing.
+ */
+export async function silentClients(
+  stack: Stack,
+  ws: { id: string; token: string },
+  o: { stalled: number; boundMs: number },
+): Promise<SilentClientsReport> {
+  await stack.prisma.workspace.update({ where: { id: ws.id }, data: { maxConcurrency: o.stalled } });
+  const { deploymentId, apiKey } = await stack.deployed(
+    ws.token,
+    { name: `silent-clients-${o.stalled}` },
+    { mode: 'ACTIVE', minReplicas: 2, maxReplicas: 2 },
+  );
+  const port = Number(new URL(stack.url).port);
+  const body = (maxTokens: number) =>
+    JSON.stringify({ model: 'default', stream: true, max_tokens: maxTokens, messages: [{ role: 'user', content: 'go on' }] });
+  const head = (length: number) =>
+    `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${apiKey}\r\n` +
+    `Content-Type: application/json\r\nContent-Length: ${length}\r\n\r\n`;
+  const chat = (maxTokens: number) =>
+    fetch(`${stack.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` },
+      body: body(maxTokens),
+    });
+  const stalledCount = () => metric(stack.url, 'infercp_gateway_requests_total', 'code="client_stalled"');
+  const busy = async () => {
+    let n = 0;
+    for (const r of await stack.prisma.replica.findMany({ where: { deploymentId, state: 'READY' } }))
+      n += ((await (await fetch(`${r.address}/stats`)).json()) as { active: number }).active;
+    return n;
+  };
+  /** A stream whose client reads its first event and then nothing more, its connection left open. */
+  const stalledClient = () =>
+    new Promise<{ socket: net.Socket; text: () => string }>((resolve, reject) => {
+      const b = body(1_000_000);
+      const socket = net.connect(port, '127.0.0.1');
+      let text = '';
+      socket.on('error', () => {});
+      socket.on('data', (chunk) => {
+        text += chunk.toString('latin1');
+        if (text.includes('\r\n\r\n') && !text.startsWith('HTTP/1.1 200')) reject(new Error(text.slice(0, 300)));
+        if (text.includes('data: ')) {
+          socket.pause();
+          resolve({ socket, text: () => text });
+        }
+      });
+      socket.write(head(Buffer.byteLength(b)) + b);
+    });
+
+  const ejectedBefore = await metric(stack.url, 'infercp_gateway_replica_ejections_total', `deployment="${deploymentId}"`);
+  const cutBefore = await stalledCount();
+  const clients = await Promise.all(Array.from({ length: o.stalled }, stalledClient));
+  const t0 = performance.now();
+  const refused = await chat(5);
+  const refusedWhileStalled = { status: refused.status, code: ((await refused.json()) as { error?: { code: string } }).error?.code ?? '' };
+  const cut = await eventually(
+    async () => ((await stalledCount()) - cutBefore >= o.stalled ? (await stalledCount()) - cutBefore : null),
+    o.boundMs,
+    100,
+  ).catch(async () => (await stalledCount()) - cutBefore);
+  const cutMs = performance.now() - t0;
+  const inFlightAfter = await metric(stack.url, 'infercp_gateway_in_flight', `deployment="${deploymentId}"`);
+  const replicasBusyAfter = await eventually(async () => ((await busy()) === 0 ? 'idle' : null), 10_000, 100)
+    .then(() => 0)
+    .catch(busy);
+  const ejections = (await metric(stack.url, 'infercp_gateway_replica_ejections_total', `deployment="${deploymentId}"`)) - ejectedBefore;
+  const readWhole = clients.filter((c) => c.text().includes('data: [DONE]')).length;
+  for (const c of clients) c.socket.destroy();
+  const after = await Promise.all(Array.from({ length: o.stalled }, () => chat(50)));
+  const afterStatuses = await Promise.all(after.map(async (r) => ((await r.text()).includes('data: [DONE]') ? r.status : -r.status)));
+
+  // Headers and the first ten bytes of a body, then nothing: it holds no budget slot while it sits there.
+  const b = body(5);
+  const half = rawConnection(port, head(Buffer.byteLength(b)) + b.slice(0, 10), null, 0, o.boundMs);
+  const whole = await Promise.all(Array.from({ length: o.stalled }, () => chat(5)));
+  const wholeDuringHalfBody = await Promise.all(whole.map(async (r) => (await r.text(), r.status)));
+  return {
+    stalled: o.stalled,
+    refusedWhileStalled,
+    cut,
+    inFlightAfter,
+    replicasBusyAfter,
+    ejections,
+    readWhole,
+    afterStatuses,
+    halfBody: await half,
+    wholeDuringHalfBody,
+    cutMs,
+  };
+}
