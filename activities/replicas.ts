@@ -175,8 +175,14 @@ export function replicaActivities(ctx: ActivityContext) {
         await event(deploymentId, 'scale.reused', `scale-down cancelled: ${reused.length} draining replica(s) back to serving`, {
           replicaIds: reused,
         });
-      if (started.length) await event(deploymentId, 'scale.up', `${live} -> ${desired}: ${input.reason}`, { replicaIds: started });
-      if (plan.drain.length) await event(deploymentId, 'scale.down', `${live} -> ${desired}: ${input.reason}`, { replicaIds: plan.drain });
+      if (started.length)
+        await event(deploymentId, 'scale.up', `${live} -> ${desired}: ${input.reason}`, { replicaIds: started, from: live, to: desired });
+      if (plan.drain.length)
+        await event(deploymentId, 'scale.down', `${live} -> ${desired}: ${input.reason}`, {
+          replicaIds: plan.drain,
+          from: live,
+          to: desired,
+        });
       return { started, reused, ...(await watch()) };
     },
 
@@ -358,7 +364,11 @@ export function replicaActivities(ctx: ActivityContext) {
           ids.push(id);
           await startReplica(d, p, id);
         }
-        await event(deploymentId, 'scale.up', `${live.length} -> ${desired}: ${input.reason}`, { replicaIds: ids });
+        await event(deploymentId, 'scale.up', `${live.length} -> ${desired}: ${input.reason}`, {
+          replicaIds: ids,
+          from: live.length,
+          to: desired,
+        });
         await waitReady(deploymentId, p, healthTimeoutSeconds);
         await notify(prisma, CHANNEL_ROUTES, deploymentId);
         return;
@@ -370,7 +380,11 @@ export function replicaActivities(ctx: ActivityContext) {
           .slice(0, live.length - desired);
         await prisma.replica.updateMany({ where: { id: { in: victims.map((v) => v.id) } }, data: { state: 'DRAINING' } });
         await notify(prisma, CHANNEL_ROUTES, deploymentId);
-        await event(deploymentId, 'scale.down', `${live.length} -> ${desired}: ${input.reason}`, { replicaIds: victims.map((v) => v.id) });
+        await event(deploymentId, 'scale.down', `${live.length} -> ${desired}: ${input.reason}`, {
+          replicaIds: victims.map((v) => v.id),
+          from: live.length,
+          to: desired,
+        });
         const deadline = Date.now() + input.drainTimeoutMs;
         for (const v of victims) {
           // The gateways' route caches drop the replica on NOTIFY; give in-flight requests time to finish.

@@ -218,17 +218,18 @@ export class LoadSampler {
       _count: { _all: true },
     });
     const of = (id: string, state: string) => counts.find((c) => c.deploymentId === id && c.state === state)?._count._all ?? 0;
-    // The scaler's desired count as it last applied it: its newest scale event ("2 -> 3: <reason>"), read from Postgres
-    // like the rest (no Temporal call from here); before any, the replicas the deploy started.
-    const scaled = await this.o.prisma.$queryRawUnsafe<Array<{ deploymentId: string; message: string }>>(
-      `SELECT DISTINCT ON ("deploymentId") "deploymentId", message FROM "DeploymentEvent"
+    // The scaler's desired count as it last applied it: its newest scale event's `to`, read from Postgres like the rest
+    // (no Temporal call from here); an event from before `to` was recorded says it in its text ("2 -> 3: <reason>");
+    // before any, the replicas the deploy started.
+    const scaled = await this.o.prisma.$queryRawUnsafe<Array<{ deploymentId: string; message: string; to: string | null }>>(
+      `SELECT DISTINCT ON ("deploymentId") "deploymentId", message, data->>'to' AS "to" FROM "DeploymentEvent"
        WHERE "deploymentId" = ANY($1::text[]) AND kind IN ('scale.up', 'scale.down') ORDER BY "deploymentId", at DESC, id DESC`,
       ids,
     );
     const desiredOf = new Map<string, number>();
     for (const r of scaled) {
-      const to = /-> (\d+)/.exec(r.message);
-      if (to) desiredOf.set(r.deploymentId, Number(to[1]));
+      const to = r.to ?? /-> (\d+)/.exec(r.message)?.[1];
+      if (to !== undefined && /^\d+$/.test(to)) desiredOf.set(r.deploymentId, Number(to));
     }
     for (const m of current) {
       const ready = of(m.deploymentId, 'READY');

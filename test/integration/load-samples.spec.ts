@@ -61,7 +61,12 @@ describe('per-minute load samples in Postgres, merged across gateway processes',
     });
     // The scaler's last applied count, as its actuation activity records it.
     await prisma.deploymentEvent.create({
-      data: { deploymentId: 'dep', kind: 'scale.up', message: '2 -> 3: average 40 in flight per replica exceeds target 32' },
+      data: {
+        deploymentId: 'dep',
+        kind: 'scale.up',
+        message: '2 -> 4: average 40 in flight per replica exceeds target 32',
+        data: { replicaIds: ['r3'], from: 2, to: 4 },
+      },
     });
     for (const [id, state] of [
       ['r1', 'READY'],
@@ -135,9 +140,10 @@ describe('per-minute load samples in Postgres, merged across gateway processes',
     expect(m.points[0].inFlightPeak).toBe(11);
     expect(m.points[0].inFlightMean).toBe(7);
     expect(m.points[0].queuedPeak).toBe(3);
-    // Replicas by state (two READY, one STARTING in Postgres) and the scaler's desired count, in the minute they were read.
+    // Replicas by state (two READY, one STARTING in Postgres) and the scaler's desired count (its last scale event's, one
+    // replica not yet asked of the provider), in the minute they were read.
     const last = m.points.find((p) => p.replicasReady !== null)!;
-    expect([last.replicasReady, last.replicasStarting, last.replicasDraining, last.desired]).toEqual([2, 1, 0, 3]);
+    expect([last.replicasReady, last.replicasStarting, last.replicasDraining, last.desired]).toEqual([2, 1, 0, 4]);
 
     // The whole range in one step: the merged sketch against the exact percentiles of all 3000 latencies.
     const whole = await service().metrics('dep', { from: new Date(T0), to: new Date(T0 + 120_000), step: 120 });
