@@ -313,6 +313,7 @@ async function scenario1(): Promise<Row> {
       kills,
       restartTemporalAtMs: Math.floor(kills / 2) * killEverySeconds * 1000,
       operationBoundMs: 300_000,
+      onProgress: progress,
     });
     const by = (st: string) => r.outcomes.filter((o) => o.status === st).length;
     for (const o of r.outcomes.filter((x) => x.status !== 'SUCCEEDED')) progress(`  ${o.kind} ${o.gpu} ${o.status}: ${o.reason}`);

@@ -963,6 +963,8 @@ export interface WorkerKillsOptions {
   operationBoundMs: number;
   /** The open-loop load on every serving deployment's gateway route, requests a second (default 4). */
   loadRate?: number;
+  /** Told a line after each kill (the bench prints them: the run takes many minutes). */
+  onProgress?: (line: string) => void;
 }
 
 export interface WorkerKillsReport {
@@ -1108,6 +1110,9 @@ export async function workerKills(stack: Stack, gql: Gql, o: WorkerKillsOptions)
         temporalRestarts++;
       }
       worker = await stack.spawnWorker();
+      o.onProgress?.(
+        `  kill ${kills}/${o.kills} at ${Math.round((Date.now() - t0) / 1000)} s: ${inFlightAtKills.at(-1)} operations were running; ${outcomes.length} settled so far${temporalRestarts ? ', Temporal restarted' : ''}`,
+      );
     }
   })();
 
