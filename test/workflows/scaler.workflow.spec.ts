@@ -316,12 +316,14 @@ describe('scaler workflow (fake activities, real Temporal server)', () => {
   });
 
   it('should replace each replica before the provider ends it, never serving fewer than its count', async () => {
-    // Replicas live 1.5 s and are rotated 1 s before (a start takes 200 ms): three rounds of rotation in 4 s.
-    const world = new FakeReplicas(2, { startMs: 200, lifetimeMs: 1500, rotateBeforeMs: 1000 });
+    // Replicas live 4 s and are rotated 3 s before (a start takes 200 ms): a replacement is due when a replica is 1 s
+    // old and has 3 s to serve before the old one ends, room enough on a loaded CI machine (at 1.5 s and 1 s before,
+    // a busy run once missed it). Several rounds of rotation in 6 s.
+    const world = new FakeReplicas(2, { startMs: 200, lifetimeMs: 4000, rotateBeforeMs: 3000 });
     await withScaler(world.activities(), { initialReplicas: 2 }, async () => {
       let lost = 0;
       let fewest = Infinity;
-      const until = Date.now() + 4000;
+      const until = Date.now() + 6000;
       while (Date.now() < until) {
         lost += world.expire();
         fewest = Math.min(fewest, world.count('READY'));
