@@ -13,6 +13,7 @@ import { validateKubernetesAccount } from '../../src/providers/kubernetes/valida
 import type { PoolSpec } from '../../src/providers/pool';
 import { activityWorld } from '../support/activities';
 import { eventually } from '../support/wait';
+import { chatReplica } from '../support/replica';
 
 /**
  * The Kubernetes mode of the CUSTOM target: the adapter (real @kubernetes/client-node calls) against the fake API
@@ -59,15 +60,7 @@ describe('the Kubernetes adapter against the fake API server', () => {
     };
   };
 
-  const chat = async (address: string, authorization?: string) => {
-    const res = await request(`${address}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...(authorization ? { authorization } : {}) },
-      body: JSON.stringify({ model: 'sim/tiny-chat', max_tokens: 3, messages: [{ role: 'user', content: 'hi' }] }),
-    });
-    const body = (await res.body.json()) as { usage?: { completion_tokens?: number } };
-    return { status: res.statusCode, tokens: body.usage?.completion_tokens };
-  };
+  const chat = chatReplica;
 
   it('should create a Deployment, Service and Secret once, scale it, serve through the LoadBalancer only with the pool key, and delete it', async () => {
     const p = pools();

@@ -3,12 +3,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Status } from 'nice-grpc';
 import pino from 'pino';
-import { request } from 'undici';
 import { newId } from '../../src/common/secrets';
 import { ProviderError, ProviderPermanentError } from '../../src/providers/errors';
 import { ModalAccount, ModalFake, modalReplicaKey, ModalProvider, RecordedCall, sealModalAccount } from '../../src/providers/modal';
 import type { ReplicaSpec } from '../../src/providers/provider';
 import { activityWorld } from '../support/activities';
+import { chatReplica } from '../support/replica';
 
 /**
  * The Modal adapter drives the real `modal` SDK (0.11.1) against the in-process fake of Modal's control plane,
@@ -67,15 +67,7 @@ describe('the Modal adapter: the real modal SDK on an in-process fake control pl
     };
   };
 
-  const chat = async (address: string, authorization?: string) => {
-    const res = await request(`${address}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...(authorization ? { authorization } : {}) },
-      body: JSON.stringify({ model: 'sim/tiny-chat', max_tokens: 3, messages: [{ role: 'user', content: 'hi' }] }),
-    });
-    const body = (await res.body.json()) as { usage?: { completion_tokens?: number } };
-    return { status: res.statusCode, tokens: body.usage?.completion_tokens };
-  };
+  const chat = chatReplica;
 
   const untilReady = async (p: ModalProvider, h: Parameters<ModalProvider['health']>[0]) => {
     for (;;) {
