@@ -194,11 +194,13 @@ describe('optimization runs (real api, worker, Temporal, gateway and simulator r
     expect(done.status).toBe('SUCCEEDED');
     const base = done.variants.find((v) => v.name.endsWith('-base'))!;
     // The constraint binds below the knee: the target is the highest measured level at or under it whose TTFT p95 is
-    // within 62 ms (the model's 52 ms at 4 plus the machine's overhead), and the next level up breaks it.
+    // within 62 ms, and the next level up breaks it. Which level that is depends on the machine's overhead on top of
+    // the model's 44 ms at 2 and 52 ms at 4 (a loaded CI run measured over 62 ms at 2): what is asserted is the rule,
+    // against the levels as measured.
     const { knee, targetConcurrency } = base.metrics!;
     expect(knee).toBeGreaterThanOrEqual(7);
     expect(targetConcurrency).toBeLessThan(knee);
-    expect(targetConcurrency).toBeGreaterThanOrEqual(2);
+    expect(targetConcurrency).toBeGreaterThanOrEqual(1);
     const levels = [...base.sweep].sort((x, y) => x.concurrency - y.concurrency).filter((p) => p.concurrency <= knee);
     const at = levels.findIndex((p) => p.concurrency === targetConcurrency);
     expect(levels[at].ttftP95Ms).toBeLessThanOrEqual(62);
